@@ -1,0 +1,1 @@
+//! Harness for the end-to-end tests: starts real `wharf` processes and drives real clients.
