@@ -1,0 +1,333 @@
+//! Wharf's object storage: where staged uploads and published distributions live.
+//!
+//! Keys: `staging/<upload id>` for bytes a gateway received and a worker has not processed yet,
+//! `packages/<b2[0:2]>/<b2[2:4]>/<b2[4:]>/<filename>` for published files (PyPI's layout, so a
+//! path names its content) and the same path plus `.metadata` for a wheel's PEP 658 metadata.
+//! Any `object_store` backend works; the embedded mode uses a local directory.
+
+use std::io::{self, Read, Seek, SeekFrom};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use object_store::buffered::BufWriter;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{GetOptions, GetRange, GetResult, ObjectMeta, ObjectStore, ObjectStoreExt};
+
+const STAGING_PREFIX: &str = "staging";
+const PACKAGES_PREFIX: &str = "packages";
+/// Part size of streamed writes. S3 needs at least 5 MiB per multipart part.
+const WRITE_PART_BYTES: usize = 8 * 1024 * 1024;
+/// How many bytes a [`BlobReader`] fetches per range request.
+const READ_CHUNK_BYTES: u64 = 1024 * 1024;
+
+/// Errors of the blob store.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    /// The object store failed or could not be reached.
+    #[error("object store error")]
+    Store(#[from] object_store::Error),
+    /// A key could not be built from the given input.
+    #[error("invalid object key: {0}")]
+    InvalidKey(String),
+}
+
+impl BlobError {
+    /// Tells whether the error says the object does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, BlobError::Store(object_store::Error::NotFound { .. }))
+    }
+}
+
+/// The object store with Wharf's key layout.
+#[derive(Debug, Clone)]
+pub struct BlobStore {
+    store: Arc<dyn ObjectStore>,
+}
+
+impl BlobStore {
+    /// A store in a local directory (created if missing). Writes are fsynced, so a stored
+    /// object survives a power cut once the call returned.
+    pub fn local(dir: &std::path::Path) -> Result<BlobStore, BlobError> {
+        std::fs::create_dir_all(dir).map_err(|error| {
+            BlobError::InvalidKey(format!("cannot create {}: {error}", dir.display()))
+        })?;
+        let store = LocalFileSystem::new_with_prefix(dir)?
+            .with_fsync(true)
+            .with_automatic_cleanup(true);
+        Ok(BlobStore::from_store(Arc::new(store)))
+    }
+
+    /// A store in memory (tests).
+    pub fn memory() -> BlobStore {
+        BlobStore::from_store(Arc::new(InMemory::new()))
+    }
+
+    /// Wraps any `object_store` backend.
+    pub fn from_store(store: Arc<dyn ObjectStore>) -> BlobStore {
+        BlobStore { store }
+    }
+
+    /// The key of an upload's staged bytes.
+    pub fn staging_key(upload_id: &str) -> Result<Path, BlobError> {
+        Path::parse(format!("{STAGING_PREFIX}/{upload_id}"))
+            .map_err(|error| BlobError::InvalidKey(error.to_string()))
+    }
+
+    /// The key of a published file, from its storage path (`ab/cd/…/filename`).
+    pub fn package_key(storage_path: &str) -> Result<Path, BlobError> {
+        Path::parse(format!("{PACKAGES_PREFIX}/{storage_path}"))
+            .map_err(|error| BlobError::InvalidKey(error.to_string()))
+    }
+
+    /// The key of a wheel's PEP 658 metadata file.
+    pub fn metadata_key(storage_path: &str) -> Result<Path, BlobError> {
+        Path::parse(format!("{PACKAGES_PREFIX}/{storage_path}.metadata"))
+            .map_err(|error| BlobError::InvalidKey(error.to_string()))
+    }
+
+    /// Checks that the store answers (a missing object is a fine answer).
+    pub async fn ping(&self) -> Result<(), BlobError> {
+        match self.store.head(&Path::from("wharf-readiness-probe")).await {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Starts a streamed write; nothing is visible under `key` until
+    /// [`StreamingWrite::finish`] returns.
+    pub fn start_write(&self, key: Path) -> StreamingWrite {
+        let writer = BufWriter::with_capacity(Arc::clone(&self.store), key, WRITE_PART_BYTES)
+            .with_max_concurrency(2);
+        StreamingWrite { writer }
+    }
+
+    /// Stores a small object in one request.
+    pub async fn put(&self, key: &Path, bytes: Bytes) -> Result<(), BlobError> {
+        self.store.put(key, bytes.into()).await?;
+        Ok(())
+    }
+
+    /// The object's size and tag, or `None` if it does not exist.
+    pub async fn head(&self, key: &Path) -> Result<Option<ObjectMeta>, BlobError> {
+        match self.store.head(key).await {
+            Ok(meta) => Ok(Some(meta)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Opens an object (optionally a byte range of it) for streaming, or `None` if it does not
+    /// exist.
+    pub async fn get(
+        &self,
+        key: &Path,
+        range: Option<GetRange>,
+    ) -> Result<Option<GetResult>, BlobError> {
+        let options = GetOptions {
+            range,
+            ..GetOptions::default()
+        };
+        match self.store.get_opts(key, options).await {
+            Ok(result) => Ok(Some(result)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Copies an object; overwriting is harmless for content-addressed keys.
+    pub async fn copy(&self, from: &Path, to: &Path) -> Result<(), BlobError> {
+        self.store.copy(from, to).await?;
+        Ok(())
+    }
+
+    /// Deletes an object; deleting a missing object is not an error.
+    pub async fn delete(&self, key: &Path) -> Result<(), BlobError> {
+        match self.store.delete(key).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Deletes every staged upload; returns how many. Only safe when no upload is in flight
+    /// (the embedded mode calls it at start-up, before it accepts requests).
+    pub async fn purge_staging(&self) -> Result<usize, BlobError> {
+        let prefix = Path::from(STAGING_PREFIX);
+        let mut listing = self.store.list(Some(&prefix));
+        let mut purged = 0;
+        while let Some(meta) = listing.next().await {
+            self.delete(&meta?.location).await?;
+            purged += 1;
+        }
+        Ok(purged)
+    }
+
+    /// A blocking `Read + Seek` view of an object of `size` bytes, fetched by ranges. Use it
+    /// only on a blocking thread (`spawn_blocking`); `runtime` is the Tokio runtime to run
+    /// the range requests on.
+    pub fn blocking_reader(
+        &self,
+        key: Path,
+        size: u64,
+        runtime: tokio::runtime::Handle,
+    ) -> BlobReader {
+        BlobReader {
+            store: Arc::clone(&self.store),
+            key,
+            size,
+            position: 0,
+            buffer: Bytes::new(),
+            buffer_start: 0,
+            runtime,
+        }
+    }
+}
+
+/// A streamed write in progress (see [`BlobStore::start_write`]).
+#[derive(Debug)]
+pub struct StreamingWrite {
+    writer: BufWriter,
+}
+
+impl StreamingWrite {
+    /// Appends bytes.
+    pub async fn write(&mut self, bytes: Bytes) -> Result<(), BlobError> {
+        self.writer.put(bytes).await?;
+        Ok(())
+    }
+
+    /// Completes the write; the object becomes visible atomically.
+    pub async fn finish(mut self) -> Result<(), BlobError> {
+        use tokio::io::AsyncWriteExt;
+        self.writer
+            .shutdown()
+            .await
+            .map_err(|error| BlobError::Store(object_store::Error::Generic {
+                store: "BufWriter",
+                source: Box::new(error),
+            }))
+    }
+
+    /// Abandons the write; nothing becomes visible.
+    pub async fn abort(mut self) -> Result<(), BlobError> {
+        self.writer.abort().await?;
+        Ok(())
+    }
+}
+
+/// Blocking, seekable reads of one object through range requests (see
+/// [`BlobStore::blocking_reader`]). Keeps at most one chunk in memory.
+#[derive(Debug)]
+pub struct BlobReader {
+    store: Arc<dyn ObjectStore>,
+    key: Path,
+    size: u64,
+    position: u64,
+    buffer: Bytes,
+    buffer_start: u64,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Read for BlobReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if out.is_empty() || self.position >= self.size {
+            return Ok(0);
+        }
+        let buffer_end = self.buffer_start + self.buffer.len() as u64;
+        if self.position < self.buffer_start || self.position >= buffer_end {
+            let end = self.size.min(self.position + READ_CHUNK_BYTES);
+            let range = self.position..end;
+            let fetched = self
+                .runtime
+                .block_on(self.store.get_range(&self.key, range))
+                .map_err(io::Error::other)?;
+            if fetched.is_empty() {
+                return Ok(0);
+            }
+            self.buffer = fetched;
+            self.buffer_start = self.position;
+        }
+        let offset = usize::try_from(self.position - self.buffer_start).map_err(io::Error::other)?;
+        let available = &self.buffer[offset..];
+        let count = available.len().min(out.len());
+        out[..count].copy_from_slice(&available[..count]);
+        self.position += count as u64;
+        Ok(count)
+    }
+}
+
+impl Seek for BlobReader {
+    fn seek(&mut self, target: SeekFrom) -> io::Result<u64> {
+        let position = match target {
+            SeekFrom::Start(offset) => Some(offset),
+            SeekFrom::End(delta) => self.size.checked_add_signed(delta),
+            SeekFrom::Current(delta) => self.position.checked_add_signed(delta),
+        };
+        let position = position.ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "seek before the start of the object")
+        })?;
+        self.position = position;
+        Ok(position)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn streamed_write_then_ranged_blocking_reads() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let blobs = BlobStore::local(dir.path()).expect("local store");
+        let key = BlobStore::staging_key("upload-1").expect("key");
+        let content: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+
+        let mut write = blobs.start_write(key.clone());
+        for chunk in content.chunks(700_000) {
+            write.write(Bytes::copy_from_slice(chunk)).await.expect("write");
+        }
+        write.finish().await.expect("finish");
+        let meta = blobs.head(&key).await.expect("head").expect("exists");
+        assert_eq!(meta.size, content.len() as u64);
+
+        let reader_blobs = blobs.clone();
+        let runtime = tokio::runtime::Handle::current();
+        let expected = content.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut reader = reader_blobs.blocking_reader(key, meta.size, runtime);
+            let mut tail = [0u8; 10];
+            reader.seek(SeekFrom::End(-10)).expect("seek");
+            reader.read_exact(&mut tail).expect("read tail");
+            assert_eq!(&tail, &expected[expected.len() - 10..]);
+            reader.seek(SeekFrom::Start(0)).expect("rewind");
+            let mut all = Vec::new();
+            reader.read_to_end(&mut all).expect("read all");
+            assert_eq!(all, expected);
+        })
+        .await
+        .expect("blocking reads");
+
+        assert_eq!(blobs.purge_staging().await.expect("purge"), 1);
+        assert!(blobs.head(&BlobStore::staging_key("upload-1").expect("key")).await.expect("head").is_none());
+    }
+
+    #[tokio::test]
+    async fn aborted_write_leaves_nothing() {
+        let blobs = BlobStore::memory();
+        let key = BlobStore::staging_key("upload-2").expect("key");
+        let mut write = blobs.start_write(key.clone());
+        write.write(Bytes::from_static(b"partial")).await.expect("write");
+        write.abort().await.expect("abort");
+        assert!(blobs.head(&key).await.expect("head").is_none());
+    }
+
+    #[test]
+    fn package_keys_follow_pypi_layout() {
+        let key = BlobStore::package_key("ab/cd/ef01/demo-1.0-py3-none-any.whl").expect("key");
+        assert_eq!(key.as_ref(), "packages/ab/cd/ef01/demo-1.0-py3-none-any.whl");
+        let key = BlobStore::metadata_key("ab/cd/ef01/demo-1.0-py3-none-any.whl").expect("key");
+        assert_eq!(key.as_ref(), "packages/ab/cd/ef01/demo-1.0-py3-none-any.whl.metadata");
+    }
+}

@@ -1,0 +1,116 @@
+//! Wharf's index database: projects, releases, files, users, API tokens and the journal.
+//!
+//! Services talk to the index through the [`IndexRepo`] trait only; each database backend is an
+//! adapter implementing it ([`SqliteIndex`] for the embedded mode). Every write that makes a file
+//! visible happens in one transaction ([`IndexRepo::commit_upload`]).
+
+mod records;
+mod sqlite;
+
+use async_trait::async_trait;
+
+pub use records::*;
+pub use sqlite::SqliteIndex;
+
+/// Errors of the index layer.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    /// The database could not be reached or answered with an error.
+    #[error("index database error")]
+    Database(#[from] sqlx::Error),
+    /// The migrations could not be applied.
+    #[error("index migration failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A uniqueness rule was violated (the message names what already exists).
+    #[error("{0}")]
+    Conflict(String),
+    /// A stored value could not be decoded.
+    #[error("corrupt index row: {0}")]
+    Corrupt(String),
+}
+
+impl IndexError {
+    /// Tells whether retrying the same operation later may succeed (lost connection, busy
+    /// database), as opposed to a permanent failure.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            IndexError::Database(error) => match error {
+                sqlx::Error::Io(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed => true,
+                sqlx::Error::Database(db) => {
+                    // SQLITE_BUSY (5) and SQLITE_LOCKED (6), including extended codes.
+                    db.code().and_then(|code| code.parse::<u32>().ok()).is_some_and(|code| {
+                        let primary = code & 0xff;
+                        primary == 5 || primary == 6
+                    })
+                }
+                _ => false,
+            },
+            IndexError::Migrate(_) | IndexError::Conflict(_) | IndexError::Corrupt(_) => false,
+        }
+    }
+}
+
+/// The index API every service uses; one adapter per database backend.
+#[async_trait]
+pub trait IndexRepo: Send + Sync + std::fmt::Debug {
+    /// Tells whether the database answers.
+    async fn ping(&self) -> Result<(), IndexError>;
+
+    /// Creates a user; fails with [`IndexError::Conflict`] if the name is taken.
+    async fn create_user(&self, name: &str, now_micros: i64) -> Result<User, IndexError>;
+    /// Finds a user by exact name.
+    async fn find_user_by_name(&self, name: &str) -> Result<Option<User>, IndexError>;
+    /// Finds a user by id.
+    async fn find_user(&self, id: &str) -> Result<Option<User>, IndexError>;
+
+    /// Stores a new API token record (the root key is stored, never the token).
+    async fn insert_token(&self, token: &NewToken) -> Result<(), IndexError>;
+    /// Finds a token record by its id (the macaroon identifier).
+    async fn find_token(&self, id: &str) -> Result<Option<TokenRecord>, IndexError>;
+    /// Lists every token with its owner, newest first; no key material.
+    async fn list_tokens(&self) -> Result<Vec<TokenSummary>, IndexError>;
+    /// Deletes a token; returns whether it existed.
+    async fn delete_token(&self, id: &str) -> Result<bool, IndexError>;
+    /// Records that a token was just used.
+    async fn touch_token(&self, id: &str, now_micros: i64) -> Result<(), IndexError>;
+
+    /// Finds a project by its normalized name.
+    async fn find_project(&self, normalized_name: &str) -> Result<Option<Project>, IndexError>;
+    /// Finds projects whose ultranormalized name equals the given one.
+    async fn find_projects_by_ultranormalized(
+        &self,
+        ultranormalized_name: &str,
+    ) -> Result<Vec<Project>, IndexError>;
+    /// The role a user has on a project, if any.
+    async fn user_role(&self, project_id: &str, user_id: &str)
+    -> Result<Option<String>, IndexError>;
+    /// Every project, ordered by normalized name.
+    async fn list_projects(&self) -> Result<Vec<Project>, IndexError>;
+    /// The highest journal serial (0 for an empty index).
+    async fn max_serial(&self) -> Result<i64, IndexError>;
+    /// Every release of a project (including ones without files).
+    async fn project_releases(&self, project_id: &str) -> Result<Vec<Release>, IndexError>;
+    /// Every file of a project, with its release's version and yank state.
+    async fn project_files(&self, project_id: &str) -> Result<Vec<FileRecord>, IndexError>;
+    /// Yanks (`Some(reason)`) or unyanks (`None`) a release; returns false if no such release.
+    async fn set_release_yanked(
+        &self,
+        change: &YankChange<'_>,
+        now_micros: i64,
+    ) -> Result<bool, IndexError>;
+
+    /// Finds the file committed for an upload id (makes bus redelivery idempotent).
+    async fn find_file_by_upload_id(&self, upload_id: &str)
+    -> Result<Option<FileRecord>, IndexError>;
+    /// Checks, without writing, whether a file may be added (duplicates, filename reuse,
+    /// closed releases, one sdist per release).
+    async fn check_file(&self, candidate: &FileCandidate<'_>) -> Result<FileAdmission, IndexError>;
+    /// Makes an upload visible: creates the project and release if needed, inserts the file,
+    /// its filename registry entry and journal rows, all in one transaction. Repeats the
+    /// [`IndexRepo::check_file`] checks inside the transaction so concurrent uploads of one
+    /// filename end with exactly one winner.
+    async fn commit_upload(&self, upload: &NewUpload) -> Result<CommitResult, IndexError>;
+}

@@ -1,0 +1,238 @@
+//! The rows the index stores and the inputs of its write operations.
+
+/// A registry user (owner of API tokens and projects).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct User {
+    pub id: String,
+    pub name: String,
+    pub created_at: i64,
+}
+
+/// A new API token row. The token string itself is never stored, only its root key.
+#[derive(Clone)]
+pub struct NewToken {
+    pub id: String,
+    pub user_id: Option<String>,
+    pub description: String,
+    pub root_key: Vec<u8>,
+    /// Caveats the server enforces in addition to those embedded in the token.
+    pub caveats: Vec<String>,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+}
+
+impl std::fmt::Debug for NewToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewToken")
+            .field("id", &self.id)
+            .field("user_id", &self.user_id)
+            .field("root_key", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+/// A stored API token as the verifier needs it.
+#[derive(Clone, sqlx::FromRow)]
+pub struct TokenRecord {
+    pub id: String,
+    pub user_id: Option<String>,
+    pub user_name: Option<String>,
+    pub root_key: Vec<u8>,
+    /// JSON array of caveat strings.
+    pub caveats: String,
+    pub expires_at: Option<i64>,
+}
+
+impl std::fmt::Debug for TokenRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenRecord")
+            .field("id", &self.id)
+            .field("user_id", &self.user_id)
+            .field("root_key", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenRecord {
+    /// The server-side caveat strings.
+    pub fn caveat_strings(&self) -> Result<Vec<String>, crate::IndexError> {
+        serde_json::from_str(&self.caveats)
+            .map_err(|error| crate::IndexError::Corrupt(format!("token caveats: {error}")))
+    }
+}
+
+/// A token as listed by the admin CLI (no key material).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TokenSummary {
+    pub id: String,
+    pub user_name: Option<String>,
+    pub description: String,
+    pub caveats: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+}
+
+/// A project.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Project {
+    pub id: String,
+    pub name: String,
+    pub normalized_name: String,
+    pub status: String,
+    pub status_reason: Option<String>,
+    pub total_size: i64,
+    pub last_serial: i64,
+    pub created_at: i64,
+}
+
+/// A release (one version of a project).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Release {
+    pub id: String,
+    pub version: String,
+    pub canonical_version: String,
+    pub is_prerelease: bool,
+    pub yanked: bool,
+    pub yanked_reason: String,
+    pub requires_python: Option<String>,
+    /// Core metadata as JSON.
+    pub metadata: String,
+    pub created_at: i64,
+}
+
+/// A stored distribution file with its release's version and yank state.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct FileRecord {
+    pub id: String,
+    pub release_id: String,
+    pub version: String,
+    pub filename: String,
+    pub packagetype: String,
+    pub python_version: String,
+    pub size: i64,
+    pub md5_digest: String,
+    pub sha256_digest: String,
+    pub blake2_256_digest: String,
+    pub path: String,
+    pub upload_time: i64,
+    pub comment_text: Option<String>,
+    pub requires_python: Option<String>,
+    pub metadata_sha256: Option<String>,
+    pub metadata_blake2_256: Option<String>,
+    pub yanked: bool,
+    pub yanked_reason: String,
+}
+
+/// A request to yank or unyank a release.
+#[derive(Debug, Clone)]
+pub struct YankChange<'a> {
+    pub normalized_name: &'a str,
+    pub canonical_version: &'a str,
+    /// `Some(reason)` yanks (the reason may be empty), `None` unyanks.
+    pub yank_reason: Option<&'a str>,
+    pub submitted_by: &'a str,
+}
+
+/// What [`crate::IndexRepo::check_file`] needs to know about a new file.
+#[derive(Debug, Clone)]
+pub struct FileCandidate<'a> {
+    pub normalized_name: &'a str,
+    pub canonical_version: &'a str,
+    pub filename: &'a str,
+    pub packagetype: &'a str,
+    pub sha256_digest: &'a str,
+    pub blake2_256_digest: &'a str,
+    /// Refuse new files in releases created longer ago than this (PyPI: 14 days).
+    pub closed_release_after_micros: Option<i64>,
+    pub now_micros: i64,
+}
+
+/// Whether a file may be added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileAdmission {
+    /// Nothing stands in the way.
+    New,
+    /// The very same file (filename and digests) is already stored: a no-op success.
+    Identical(Box<FileRecord>),
+    /// The file is refused.
+    Refused(FileRefusal),
+}
+
+/// Why a file is refused by the index rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileRefusal {
+    /// Same filename with other bytes, or the same bytes under another filename.
+    FileExists { filename: String, blake2_256_digest: String },
+    /// The filename belonged to a file that has since been deleted.
+    FilenamePreviouslyUsed,
+    /// The release is older than the closed-release window.
+    ReleaseClosed,
+    /// The release already has an sdist.
+    OneSdistPerRelease,
+    /// The project does not exist and this upload may not create it.
+    ProjectMissing,
+}
+
+/// The project an upload goes to.
+#[derive(Debug, Clone)]
+pub struct ProjectTarget {
+    /// The name as uploaded (becomes the display name).
+    pub name: String,
+    pub normalized_name: String,
+    pub ultranormalized_name: String,
+    /// When the project does not exist: the user who creates it and becomes its owner.
+    pub create_with_owner: Option<String>,
+}
+
+/// The release an upload goes to (used only when the release does not exist yet).
+#[derive(Debug, Clone)]
+pub struct ReleaseTarget {
+    pub version: String,
+    pub canonical_version: String,
+    pub is_prerelease: bool,
+    pub requires_python: Option<String>,
+    pub metadata_json: String,
+}
+
+/// A file ready to be made visible: bytes stored, digests verified.
+#[derive(Debug, Clone)]
+pub struct NewFile {
+    pub filename: String,
+    pub packagetype: String,
+    pub python_version: String,
+    pub size: i64,
+    pub md5_digest: String,
+    pub sha256_digest: String,
+    pub blake2_256_digest: String,
+    pub path: String,
+    pub comment_text: Option<String>,
+    pub uploaded_via: Option<String>,
+    pub requires_python: Option<String>,
+    pub metadata_sha256: Option<String>,
+    pub metadata_blake2_256: Option<String>,
+}
+
+/// Everything [`crate::IndexRepo::commit_upload`] writes.
+#[derive(Debug, Clone)]
+pub struct NewUpload {
+    pub upload_id: String,
+    pub project: ProjectTarget,
+    pub release: ReleaseTarget,
+    pub file: NewFile,
+    /// Who uploaded (user name, or `publisher:<id>`), for the journal.
+    pub submitted_by: String,
+    pub closed_release_after_micros: Option<i64>,
+    pub now_micros: i64,
+}
+
+/// The result of a commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitResult {
+    /// The file is visible now.
+    Published { serial: i64, project_created: bool },
+    /// The very same file was already stored; nothing was written.
+    Identical(Box<FileRecord>),
+    /// The index rules refused the file; nothing was written.
+    Refused(FileRefusal),
+}
