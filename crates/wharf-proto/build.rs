@@ -11,7 +11,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_transport(false)
         .compile_with_config(
             config,
-            &["../../proto/wharf/v1/verifier.proto", "../../proto/wharf/v1/events.proto"],
+            &[
+                "../../proto/wharf/v1/verifier.proto",
+                "../../proto/wharf/v1/events.proto",
+            ],
             &["../../proto"],
         )?;
     Ok(())

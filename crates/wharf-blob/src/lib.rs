@@ -14,7 +14,10 @@ use object_store::buffered::BufWriter;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{GetOptions, GetRange, GetResult, ObjectMeta, ObjectStore, ObjectStoreExt};
+use object_store::{GetOptions, ObjectStore, ObjectStoreExt};
+
+pub use object_store::path::Path as ObjectPath;
+pub use object_store::{GetRange, GetResult, GetResultPayload, ObjectMeta};
 
 const STAGING_PREFIX: &str = "staging";
 const PACKAGES_PREFIX: &str = "packages";
@@ -201,13 +204,12 @@ impl StreamingWrite {
     /// Completes the write; the object becomes visible atomically.
     pub async fn finish(mut self) -> Result<(), BlobError> {
         use tokio::io::AsyncWriteExt;
-        self.writer
-            .shutdown()
-            .await
-            .map_err(|error| BlobError::Store(object_store::Error::Generic {
+        self.writer.shutdown().await.map_err(|error| {
+            BlobError::Store(object_store::Error::Generic {
                 store: "BufWriter",
                 source: Box::new(error),
-            }))
+            })
+        })
     }
 
     /// Abandons the write; nothing becomes visible.
@@ -249,7 +251,8 @@ impl Read for BlobReader {
             self.buffer = fetched;
             self.buffer_start = self.position;
         }
-        let offset = usize::try_from(self.position - self.buffer_start).map_err(io::Error::other)?;
+        let offset =
+            usize::try_from(self.position - self.buffer_start).map_err(io::Error::other)?;
         let available = &self.buffer[offset..];
         let count = available.len().min(out.len());
         out[..count].copy_from_slice(&available[..count]);
@@ -266,7 +269,10 @@ impl Seek for BlobReader {
             SeekFrom::Current(delta) => self.position.checked_add_signed(delta),
         };
         let position = position.ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidInput, "seek before the start of the object")
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "seek before the start of the object",
+            )
         })?;
         self.position = position;
         Ok(position)
@@ -286,7 +292,10 @@ mod tests {
 
         let mut write = blobs.start_write(key.clone());
         for chunk in content.chunks(700_000) {
-            write.write(Bytes::copy_from_slice(chunk)).await.expect("write");
+            write
+                .write(Bytes::copy_from_slice(chunk))
+                .await
+                .expect("write");
         }
         write.finish().await.expect("finish");
         let meta = blobs.head(&key).await.expect("head").expect("exists");
@@ -310,7 +319,13 @@ mod tests {
         .expect("blocking reads");
 
         assert_eq!(blobs.purge_staging().await.expect("purge"), 1);
-        assert!(blobs.head(&BlobStore::staging_key("upload-1").expect("key")).await.expect("head").is_none());
+        assert!(
+            blobs
+                .head(&BlobStore::staging_key("upload-1").expect("key"))
+                .await
+                .expect("head")
+                .is_none()
+        );
     }
 
     #[tokio::test]
@@ -318,7 +333,10 @@ mod tests {
         let blobs = BlobStore::memory();
         let key = BlobStore::staging_key("upload-2").expect("key");
         let mut write = blobs.start_write(key.clone());
-        write.write(Bytes::from_static(b"partial")).await.expect("write");
+        write
+            .write(Bytes::from_static(b"partial"))
+            .await
+            .expect("write");
         write.abort().await.expect("abort");
         assert!(blobs.head(&key).await.expect("head").is_none());
     }
@@ -326,8 +344,14 @@ mod tests {
     #[test]
     fn package_keys_follow_pypi_layout() {
         let key = BlobStore::package_key("ab/cd/ef01/demo-1.0-py3-none-any.whl").expect("key");
-        assert_eq!(key.as_ref(), "packages/ab/cd/ef01/demo-1.0-py3-none-any.whl");
+        assert_eq!(
+            key.as_ref(),
+            "packages/ab/cd/ef01/demo-1.0-py3-none-any.whl"
+        );
         let key = BlobStore::metadata_key("ab/cd/ef01/demo-1.0-py3-none-any.whl").expect("key");
-        assert_eq!(key.as_ref(), "packages/ab/cd/ef01/demo-1.0-py3-none-any.whl.metadata");
+        assert_eq!(
+            key.as_ref(),
+            "packages/ab/cd/ef01/demo-1.0-py3-none-any.whl.metadata"
+        );
     }
 }

@@ -41,10 +41,12 @@ impl IndexError {
                 | sqlx::Error::WorkerCrashed => true,
                 sqlx::Error::Database(db) => {
                     // SQLITE_BUSY (5) and SQLITE_LOCKED (6), including extended codes.
-                    db.code().and_then(|code| code.parse::<u32>().ok()).is_some_and(|code| {
-                        let primary = code & 0xff;
-                        primary == 5 || primary == 6
-                    })
+                    db.code()
+                        .and_then(|code| code.parse::<u32>().ok())
+                        .is_some_and(|code| {
+                            let primary = code & 0xff;
+                            primary == 5 || primary == 6
+                        })
                 }
                 _ => false,
             },
@@ -85,8 +87,13 @@ pub trait IndexRepo: Send + Sync + std::fmt::Debug {
         ultranormalized_name: &str,
     ) -> Result<Vec<Project>, IndexError>;
     /// The role a user has on a project, if any.
-    async fn user_role(&self, project_id: &str, user_id: &str)
-    -> Result<Option<String>, IndexError>;
+    async fn user_role(
+        &self,
+        project_id: &str,
+        user_id: &str,
+    ) -> Result<Option<String>, IndexError>;
+    /// The roles on a project as `(role, user name)`, ordered by user name.
+    async fn project_roles(&self, project_id: &str) -> Result<Vec<(String, String)>, IndexError>;
     /// Every project, ordered by normalized name.
     async fn list_projects(&self) -> Result<Vec<Project>, IndexError>;
     /// The highest journal serial (0 for an empty index).
@@ -103,8 +110,10 @@ pub trait IndexRepo: Send + Sync + std::fmt::Debug {
     ) -> Result<bool, IndexError>;
 
     /// Finds the file committed for an upload id (makes bus redelivery idempotent).
-    async fn find_file_by_upload_id(&self, upload_id: &str)
-    -> Result<Option<FileRecord>, IndexError>;
+    async fn find_file_by_upload_id(
+        &self,
+        upload_id: &str,
+    ) -> Result<Option<FileRecord>, IndexError>;
     /// Checks, without writing, whether a file may be added (duplicates, filename reuse,
     /// closed releases, one sdist per release).
     async fn check_file(&self, candidate: &FileCandidate<'_>) -> Result<FileAdmission, IndexError>;

@@ -163,7 +163,10 @@ pub enum FileAdmission {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FileRefusal {
     /// Same filename with other bytes, or the same bytes under another filename.
-    FileExists { filename: String, blake2_256_digest: String },
+    FileExists {
+        filename: String,
+        blake2_256_digest: String,
+    },
     /// The filename belonged to a file that has since been deleted.
     FilenamePreviouslyUsed,
     /// The release is older than the closed-release window.

@@ -183,7 +183,9 @@ impl IndexRepo for SqliteIndex {
         .execute(&self.pool)
         .await?;
         if inserted.rows_affected() == 0 {
-            return Err(IndexError::Conflict(format!("user '{name}' already exists")));
+            return Err(IndexError::Conflict(format!(
+                "user '{name}' already exists"
+            )));
         }
         Ok(user)
     }
@@ -275,12 +277,13 @@ impl IndexRepo for SqliteIndex {
         &self,
         ultranormalized_name: &str,
     ) -> Result<Vec<Project>, IndexError> {
-        Ok(
-            sqlx::query_as(concat!(select_project!(), "WHERE ultranormalized_name = ?1"))
-                .bind(ultranormalized_name)
-                .fetch_all(&self.pool)
-                .await?,
-        )
+        Ok(sqlx::query_as(concat!(
+            select_project!(),
+            "WHERE ultranormalized_name = ?1"
+        ))
+        .bind(ultranormalized_name)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     async fn user_role(
@@ -295,6 +298,16 @@ impl IndexRepo for SqliteIndex {
                 .fetch_optional(&self.pool)
                 .await?,
         )
+    }
+
+    async fn project_roles(&self, project_id: &str) -> Result<Vec<(String, String)>, IndexError> {
+        Ok(sqlx::query_as(
+            "SELECT r.role, u.name FROM roles r JOIN users u ON u.id = r.user_id \
+             WHERE r.project_id = ?1 ORDER BY u.name",
+        )
+        .bind(project_id)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     async fn list_projects(&self) -> Result<Vec<Project>, IndexError> {
@@ -450,13 +463,22 @@ impl IndexRepo for SqliteIndex {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
-                sqlx::query("INSERT INTO roles (project_id, user_id, role) VALUES (?1, ?2, 'Owner')")
-                    .bind(&id)
-                    .bind(owner_id)
-                    .execute(&mut *tx)
-                    .await?;
-                append_journal(&mut tx, &upload.project.name, None, "create", &upload.submitted_by, now)
-                    .await?;
+                sqlx::query(
+                    "INSERT INTO roles (project_id, user_id, role) VALUES (?1, ?2, 'Owner')",
+                )
+                .bind(&id)
+                .bind(owner_id)
+                .execute(&mut *tx)
+                .await?;
+                append_journal(
+                    &mut tx,
+                    &upload.project.name,
+                    None,
+                    "create",
+                    &upload.submitted_by,
+                    now,
+                )
+                .await?;
                 let owner_action = format!("add Owner {}", upload.submitted_by);
                 append_journal(
                     &mut tx,

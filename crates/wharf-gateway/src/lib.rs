@@ -1,0 +1,159 @@
+//! The gateway: Wharf's only public surface.
+//!
+//! It serves PyPI's legacy upload API (`POST /legacy/`), the simple repository API
+//! (`/simple/`, PEP 503/691/700/658/714/592/792), the JSON API (`/pypi/<name>/json`) and file
+//! downloads (`/packages/…`). It holds no key material: every credential question goes to the
+//! verifier over gRPC. Uploads stream to a staging object; a storage worker, reached through
+//! the bus, verifies and publishes them while the gateway waits for its answer.
+
+mod files;
+mod json_api;
+mod negotiate;
+mod response;
+mod simple;
+mod upload;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use wharf_blob::BlobStore;
+use wharf_bus::UploadBus;
+use wharf_index::IndexRepo;
+use wharf_proto::v1::verifier_client::VerifierClient;
+
+/// The transport under the verifier client: an in-process service in the embedded mode, a
+/// network channel in the scaled mode.
+pub type VerifierTransport = tower::util::BoxCloneSyncService<
+    http::Request<tonic::body::Body>,
+    http::Response<tonic::body::Body>,
+    TransportError,
+>;
+
+/// A failure of the transport to the verifier (a concrete type: tonic's client bounds do not
+/// accept a bare boxed error inside `Send` futures).
+#[derive(Debug, thiserror::Error)]
+#[error("verifier transport failed")]
+pub struct TransportError(#[source] pub Box<dyn std::error::Error + Send + Sync>);
+
+/// The gRPC client the gateway asks the verifier with.
+pub type VerifierGrpc = VerifierClient<VerifierTransport>;
+
+/// Operator settings of the gateway.
+#[derive(Debug, Clone)]
+pub struct GatewaySettings {
+    /// Largest accepted distribution file, in bytes (PyPI: 100 MiB).
+    pub max_file_size: u64,
+    /// Largest total size of one project, in bytes (PyPI: 10 GiB).
+    pub max_project_size: u64,
+    /// How long an upload waits for the storage worker's answer.
+    pub outcome_timeout: Duration,
+    /// Base URL for absolute links (`https://pypi.example.com`); derived from the request's
+    /// `Host` header when unset.
+    pub public_url: Option<String>,
+    /// Largest total size of an upload form's text fields, in bytes.
+    pub max_form_text_bytes: usize,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        GatewaySettings {
+            max_file_size: 100 * 1024 * 1024,
+            max_project_size: 10 * 1024 * 1024 * 1024,
+            outcome_timeout: Duration::from_secs(300),
+            public_url: None,
+            max_form_text_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// Everything a gateway request handler needs.
+#[derive(Clone)]
+pub struct Gateway {
+    verifier: VerifierGrpc,
+    index: Arc<dyn IndexRepo>,
+    blobs: BlobStore,
+    bus: Arc<dyn UploadBus>,
+    settings: Arc<GatewaySettings>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    /// A gateway over the given verifier, index, store and bus.
+    pub fn new(
+        verifier: VerifierGrpc,
+        index: Arc<dyn IndexRepo>,
+        blobs: BlobStore,
+        bus: Arc<dyn UploadBus>,
+        settings: GatewaySettings,
+    ) -> Gateway {
+        Gateway {
+            verifier,
+            index,
+            blobs,
+            bus,
+            settings: Arc::new(settings),
+        }
+    }
+
+    /// The HTTP routes.
+    pub fn router(self) -> Router {
+        Router::new()
+            .route("/legacy/", post(upload::upload))
+            .route(
+                "/legacy",
+                post(|| async { Redirect::permanent("/legacy/") }),
+            )
+            .route("/simple/", get(simple::index_page))
+            .route("/simple", get(|| async { Redirect::permanent("/simple/") }))
+            .route("/simple/{project}/", get(simple::project_page))
+            .route("/simple/{project}", get(simple::project_page_without_slash))
+            .route("/pypi/{project}/json", get(json_api::project))
+            .route("/pypi/{project}/json/", get(json_api::project))
+            .route("/pypi/{project}/{version}/json", get(json_api::release))
+            .route("/pypi/{project}/{version}/json/", get(json_api::release))
+            .route("/packages/{*path}", get(files::download))
+            .route("/healthz", get(|| async { "ok" }))
+            .route("/readyz", get(readiness))
+            // Uploads enforce their own limits while streaming.
+            .layer(DefaultBodyLimit::disable())
+            .with_state(self)
+    }
+}
+
+/// Answers 200 once the index, the store and the bus all respond.
+async fn readiness(State(gateway): State<Gateway>) -> Response {
+    let mut failures = Vec::new();
+    if let Err(error) = gateway.index.ping().await {
+        tracing::warn!(error = %error, "readiness: index unavailable");
+        failures.push("index");
+    }
+    if let Err(error) = gateway.blobs.ping().await {
+        tracing::warn!(error = %error, "readiness: object store unavailable");
+        failures.push("store");
+    }
+    if let Err(error) = gateway.bus.ping().await {
+        tracing::warn!(error = %error, "readiness: bus unavailable");
+        failures.push("bus");
+    }
+    if failures.is_empty() {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {}", failures.join(", ")),
+        )
+            .into_response()
+    }
+}

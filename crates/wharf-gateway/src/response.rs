@@ -1,0 +1,111 @@
+//! Error responses the way PyPI shapes them: the message in the HTTP reason phrase (twine
+//! reads `response.reason`), and in a body negotiated on `Accept` (uv shows JSON `code`).
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use hyper::ext::ReasonPhrase;
+
+use crate::negotiate::prefers_json;
+
+/// Escapes text for HTML element content and attribute values.
+pub(crate) fn html_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for character in text.chars() {
+        match character {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#x27;"),
+            other => escaped.push(other),
+        }
+    }
+    escaped
+}
+
+/// The reason-phrase bytes of a message: ISO-8859-1, with anything else (and control
+/// characters, which HTTP forbids there) replaced by `?`, as PyPI does.
+fn reason_phrase_bytes(message: &str) -> Vec<u8> {
+    message
+        .chars()
+        .map(|character| match u32::from(character) {
+            code @ (0x20..=0x7e | 0xa0..=0xff) => code as u8,
+            0x09 => b' ',
+            _ => b'?',
+        })
+        .collect()
+}
+
+/// An upload API error: `status` with `message` as reason phrase and body.
+pub(crate) fn upload_error(status: u16, message: &str, request_headers: &HeaderMap) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    let title = status.canonical_reason().unwrap_or("Error");
+    let code = format!("{} {}", status.as_u16(), message);
+    let mut response = if prefers_json(request_headers.get(header::ACCEPT)) {
+        let body = serde_json::json!({ "message": message, "code": code, "title": title });
+        (status, axum::Json(body)).into_response()
+    } else {
+        let body = format!(
+            "<html>\n <head>\n  <title>{status_line}</title>\n </head>\n <body>\n  \
+             <h1>{status_line}</h1>\n  {message}\n </body>\n</html>\n",
+            status_line = html_escape(&format!("{} {}", status.as_u16(), title)),
+            message = html_escape(message),
+        );
+        let mut response = (status, body).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=UTF-8"),
+        );
+        response
+    };
+    if let Ok(reason) = ReasonPhrase::try_from(reason_phrase_bytes(message)) {
+        response.extensions_mut().insert(reason);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reason_phrase_keeps_latin1_and_replaces_the_rest() {
+        assert_eq!(
+            reason_phrase_bytes("File already exists"),
+            b"File already exists"
+        );
+        assert_eq!(reason_phrase_bytes("caf\u{e9}"), b"caf\xe9");
+        assert_eq!(reason_phrase_bytes("snow \u{2603}\nman"), b"snow ??man");
+    }
+
+    #[test]
+    fn html_escape_escapes_markup() {
+        assert_eq!(
+            html_escape("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#x27;"
+        );
+    }
+
+    #[test]
+    fn json_error_body_for_uv() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("application/json;q=0.9, text/plain;q=0.8, text/html;q=0.7"),
+        );
+        let response = upload_error(403, "Invalid API Token: token is expired", &headers);
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        assert_eq!(
+            response
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .map(HeaderValue::as_bytes),
+            Some(&b"application/json"[..])
+        );
+        let reason = response
+            .extensions()
+            .get::<ReasonPhrase>()
+            .expect("reason phrase");
+        assert_eq!(reason.as_bytes(), b"Invalid API Token: token is expired");
+    }
+}

@@ -1,0 +1,363 @@
+//! The simple repository API: PEP 503 HTML and PEP 691 JSON, api-version 1.4.
+
+use std::hash::{Hash, Hasher};
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use serde_json::json;
+use wharf_core::name;
+use wharf_core::version::Version;
+use wharf_index::{FileRecord, Project};
+
+use crate::Gateway;
+use crate::negotiate::simple_format;
+use crate::response::html_escape;
+
+pub(crate) const API_VERSION: &str = "1.4";
+const JSON_TYPE: &str = "application/vnd.pypi.simple.v1+json";
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct FormatQuery {
+    format: Option<String>,
+}
+
+/// The base URL links are built from: the configured public URL, else the request's host.
+pub(crate) fn base_url(gateway: &Gateway, headers: &HeaderMap) -> String {
+    if let Some(url) = &gateway.settings.public_url {
+        return url.trim_end_matches('/').to_owned();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("localhost");
+    let scheme = headers
+        .get("x-forwarded-proto")
+        .and_then(|value| value.to_str().ok())
+        .filter(|scheme| *scheme == "https" || *scheme == "http")
+        .unwrap_or("http");
+    format!("{scheme}://{host}")
+}
+
+/// Headers every simple and JSON API response carries (CORS, as PyPI sends them).
+pub(crate) fn add_api_headers(headers: &mut HeaderMap, serial: i64) {
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static(
+            "Content-Type, If-Match, If-Modified-Since, If-None-Match, If-Unmodified-Since",
+        ),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("86400"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("X-PyPI-Last-Serial"),
+    );
+    if let Ok(value) = HeaderValue::from_str(&serial.to_string()) {
+        headers.insert("x-pypi-last-serial", value);
+    }
+}
+
+/// A cacheable API response: 304 when the client's `If-None-Match` matches the body's tag.
+pub(crate) fn cacheable(
+    request_headers: &HeaderMap,
+    content_type: &str,
+    body: String,
+    serial: i64,
+) -> Response {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    body.hash(&mut hasher);
+    content_type.hash(&mut hasher);
+    let etag = format!("\"{:016x}\"", hasher.finish());
+    let not_modified = request_headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|tags| {
+            tags.split(',')
+                .any(|tag| tag.trim().trim_start_matches("W/") == etag || tag.trim() == "*")
+        });
+    let mut response = if not_modified {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        body.into_response()
+    };
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(content_type) {
+        headers.insert(header::CONTENT_TYPE, value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&etag) {
+        headers.insert(header::ETAG, value);
+    }
+    headers.insert(header::VARY, HeaderValue::from_static("Accept"));
+    // Revalidate every time: a fresh upload must be installable at once, and an unchanged
+    // page costs only a 304.
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("max-age=0, must-revalidate"),
+    );
+    add_api_headers(headers, serial);
+    response
+}
+
+fn unavailable(error: &wharf_index::IndexError) -> Response {
+    tracing::error!(error = %error, "index unavailable");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "The index is unavailable right now; please try again later.",
+    )
+        .into_response()
+}
+
+pub(crate) fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "404 Not Found").into_response()
+}
+
+/// `GET /simple/`.
+pub(crate) async fn index_page(
+    State(gateway): State<Gateway>,
+    Query(query): Query<FormatQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let projects = match gateway.index.list_projects().await {
+        Ok(projects) => projects,
+        Err(error) => return unavailable(&error),
+    };
+    let serial = match gateway.index.max_serial().await {
+        Ok(serial) => serial,
+        Err(error) => return unavailable(&error),
+    };
+    let format = simple_format(headers.get(header::ACCEPT), query.format.as_deref());
+    let body = if format == JSON_TYPE {
+        let projects: Vec<_> = projects
+            .iter()
+            .filter(|project| project.status != "quarantined")
+            .map(|project| json!({ "name": project.name, "_last-serial": project.last_serial }))
+            .collect();
+        json!({
+            "meta": { "api-version": API_VERSION, "_last-serial": serial },
+            "projects": projects,
+        })
+        .to_string()
+    } else {
+        let mut html = format!(
+            "<!DOCTYPE html>\n<html>\n  <head>\n    <meta name=\"pypi:repository-version\" content=\"{API_VERSION}\">\n    <title>Simple index</title>\n  </head>\n  <body>\n"
+        );
+        for project in projects
+            .iter()
+            .filter(|project| project.status != "quarantined")
+        {
+            html.push_str(&format!(
+                "    <a href=\"/simple/{}/\">{}</a>\n",
+                html_escape(&project.normalized_name),
+                html_escape(&project.name)
+            ));
+        }
+        html.push_str("  </body>\n</html>\n");
+        html
+    };
+    cacheable(&headers, format, body, serial)
+}
+
+/// `GET /simple/<name>` (no slash): redirect to the canonical URL.
+pub(crate) async fn project_page_without_slash(Path(project): Path<String>) -> Response {
+    Redirect::permanent(&format!("/simple/{}/", name::normalize(&project))).into_response()
+}
+
+/// A project's files in the order PyPI lists them: by version, then filename.
+pub(crate) fn sort_files(files: &mut [FileRecord]) {
+    files.sort_by(|left, right| {
+        let left_version = Version::parse(&left.version).ok();
+        let right_version = Version::parse(&right.version).ok();
+        left_version
+            .cmp(&right_version)
+            .then_with(|| left.filename.cmp(&right.filename))
+    });
+}
+
+/// `GET /simple/<name>/`.
+pub(crate) async fn project_page(
+    State(gateway): State<Gateway>,
+    Path(requested): Path<String>,
+    Query(query): Query<FormatQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let normalized = name::normalize(&requested);
+    if normalized != requested {
+        let mut response = Redirect::permanent(&format!("/simple/{normalized}/")).into_response();
+        add_api_headers(response.headers_mut(), 0);
+        response.headers_mut().remove("x-pypi-last-serial");
+        return response;
+    }
+    let project = match gateway.index.find_project(&normalized).await {
+        Ok(Some(project)) if project.status != "quarantined" => project,
+        Ok(_) => return not_found(),
+        Err(error) => return unavailable(&error),
+    };
+    let mut files = match gateway.index.project_files(&project.id).await {
+        Ok(files) => files,
+        Err(error) => return unavailable(&error),
+    };
+    sort_files(&mut files);
+    let base = base_url(&gateway, &headers);
+    let format = simple_format(headers.get(header::ACCEPT), query.format.as_deref());
+    let body = if format == JSON_TYPE {
+        project_json(&project, &files, &base)
+    } else {
+        project_html(&project, &files, &base)
+    };
+    cacheable(&headers, format, body, project.last_serial)
+}
+
+/// The URL of a stored file.
+pub(crate) fn file_url(base: &str, file: &FileRecord) -> String {
+    format!("{base}/packages/{}", file.path)
+}
+
+/// The `upload-time` format of PEP 700: `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+pub(crate) fn upload_time_iso(micros: i64) -> String {
+    jiff::Timestamp::from_microsecond(micros)
+        .map(|timestamp| timestamp.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
+        .unwrap_or_default()
+}
+
+fn project_json(project: &Project, files: &[FileRecord], base: &str) -> String {
+    let mut versions: Vec<&str> = files.iter().map(|file| file.version.as_str()).collect();
+    versions.dedup();
+    let files: Vec<_> = files
+        .iter()
+        .map(|file| {
+            let core_metadata = match &file.metadata_sha256 {
+                Some(sha256) => json!({ "sha256": sha256 }),
+                None => json!(false),
+            };
+            let yanked = if !file.yanked {
+                json!(false)
+            } else if file.yanked_reason.is_empty() {
+                json!(true)
+            } else {
+                json!(file.yanked_reason)
+            };
+            json!({
+                "filename": file.filename,
+                "url": file_url(base, file),
+                "hashes": { "sha256": file.sha256_digest },
+                "requires-python": file.requires_python,
+                "size": file.size,
+                "upload-time": upload_time_iso(file.upload_time),
+                "yanked": yanked,
+                "core-metadata": core_metadata,
+                "data-dist-info-metadata": core_metadata,
+                "provenance": null,
+            })
+        })
+        .collect();
+    json!({
+        "meta": { "api-version": API_VERSION, "_last-serial": project.last_serial },
+        "name": project.normalized_name,
+        "project-status": { "status": project.status },
+        "versions": versions,
+        "files": files,
+    })
+    .to_string()
+}
+
+fn project_html(project: &Project, files: &[FileRecord], base: &str) -> String {
+    let name = html_escape(&project.normalized_name);
+    let mut html = format!(
+        "<!DOCTYPE html>\n<html>\n  <head>\n    <meta name=\"pypi:repository-version\" content=\"{API_VERSION}\">\n    <meta name=\"pypi:project-status\" content=\"{}\">\n    <title>Links for {name}</title>\n  </head>\n  <body>\n    <h1>Links for {name}</h1>\n",
+        html_escape(&project.status)
+    );
+    for file in files {
+        let mut attributes = String::new();
+        if let Some(requires_python) = &file.requires_python {
+            attributes.push_str(&format!(
+                " data-requires-python=\"{}\"",
+                html_escape(requires_python)
+            ));
+        }
+        if file.yanked {
+            attributes.push_str(&format!(
+                " data-yanked=\"{}\"",
+                html_escape(&file.yanked_reason)
+            ));
+        }
+        if let Some(sha256) = &file.metadata_sha256 {
+            attributes.push_str(&format!(
+                " data-dist-info-metadata=\"sha256={sha256}\" data-core-metadata=\"sha256={sha256}\""
+            ));
+        }
+        html.push_str(&format!(
+            "    <a href=\"{}#sha256={}\"{attributes}>{}</a><br />\n",
+            html_escape(&file_url(base, file)),
+            file.sha256_digest,
+            html_escape(&file.filename),
+        ));
+    }
+    html.push_str(&format!(
+        "  </body>\n</html>\n<!--SERIAL {}-->\n",
+        project.last_serial
+    ));
+    html
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(version: &str, filename: &str) -> FileRecord {
+        FileRecord {
+            id: "f".into(),
+            release_id: "r".into(),
+            version: version.into(),
+            filename: filename.into(),
+            packagetype: "bdist_wheel".into(),
+            python_version: "py3".into(),
+            size: 10,
+            md5_digest: "m".into(),
+            sha256_digest: "s".into(),
+            blake2_256_digest: "b".into(),
+            path: "ab/cd/ef/x".into(),
+            upload_time: 1_700_000_000_123_456,
+            comment_text: None,
+            requires_python: Some(">=3.8".into()),
+            metadata_sha256: Some("m256".into()),
+            metadata_blake2_256: None,
+            yanked: false,
+            yanked_reason: String::new(),
+        }
+    }
+
+    #[test]
+    fn files_sort_by_pep440_version_then_filename() {
+        let mut files = vec![
+            file("1.10", "a-1.10.tar.gz"),
+            file("1.9", "a-1.9.tar.gz"),
+            file("1.9", "a-1.9-py3-none-any.whl"),
+        ];
+        sort_files(&mut files);
+        let names: Vec<_> = files.iter().map(|file| file.filename.as_str()).collect();
+        assert_eq!(
+            names,
+            ["a-1.9-py3-none-any.whl", "a-1.9.tar.gz", "a-1.10.tar.gz"]
+        );
+    }
+
+    #[test]
+    fn upload_time_has_microseconds_and_z() {
+        assert_eq!(
+            upload_time_iso(1_700_000_000_123_456),
+            "2023-11-14T22:13:20.123456Z"
+        );
+    }
+}

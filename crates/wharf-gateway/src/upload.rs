@@ -1,0 +1,623 @@
+//! `POST /legacy/`: PyPI's upload API.
+//!
+//! The checks run in PyPI's order (spec §a.4): identity, form, project permission, filename,
+//! content type, then the bytes stream to a staging object (size limits enforced while
+//! streaming, nothing buffered whole), and the storage worker does the rest; its answer
+//! becomes this response.
+
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use tracing::{Instrument, info_span, instrument};
+use wharf_blob::{BlobStore, StreamingWrite};
+use wharf_core::error::Rejection;
+use wharf_core::filename::check_upload_filename;
+use wharf_core::form::{ValidatedUpload, validate_upload_form};
+use wharf_core::name;
+use wharf_core::version::Version;
+use wharf_proto::v1::upload_outcome::Result as OutcomeResult;
+use wharf_proto::v1::{
+    AuthenticateRequest, AuthorizeUploadRequest, FileStaged, Identity, UploadGrant, Uploader,
+    authenticate_response, authorize_upload_response,
+};
+
+use crate::Gateway;
+use crate::response::upload_error;
+
+const INVALID_AUTH: &str = "Invalid or non-existent authentication information. \
+     See https://pypi.org/help/#invalid-auth for more information.";
+const PASSWORD_AUTH: &str = "Username/Password authentication is no longer supported. \
+     Migrate to API Tokens or Trusted Publishers instead. \
+     See https://pypi.org/help/#apitoken and https://pypi.org/help/#trusted-publishers";
+
+/// A refusal of the upload: the status and PyPI's message.
+#[derive(Debug)]
+struct Refusal {
+    status: u16,
+    message: String,
+}
+
+impl From<Rejection> for Refusal {
+    fn from(rejection: Rejection) -> Refusal {
+        Refusal {
+            status: rejection.status(),
+            message: rejection.message,
+        }
+    }
+}
+
+impl Refusal {
+    fn new(status: u16, message: impl Into<String>) -> Refusal {
+        Refusal {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Refusal {
+        Refusal::new(400, message)
+    }
+
+    fn unavailable(what: &str) -> Refusal {
+        Refusal::new(
+            503,
+            format!("{what} is unavailable right now; please try again later."),
+        )
+    }
+}
+
+/// Extracts the API token from the `Authorization` header (spec §a.2).
+fn token_from_headers(headers: &HeaderMap) -> Result<String, Refusal> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err(Refusal::new(403, INVALID_AUTH));
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| Refusal::new(403, INVALID_AUTH))?;
+    let (scheme, credentials) = value.trim().split_once(' ').unwrap_or((value, ""));
+    let credentials = credentials.trim();
+    if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(credentials)
+            .map_err(|_| Refusal::new(403, INVALID_AUTH))?;
+        let decoded = String::from_utf8(decoded).map_err(|_| Refusal::new(403, INVALID_AUTH))?;
+        let (user, password) = decoded.split_once(':').unwrap_or((&decoded, ""));
+        if user != "__token__" {
+            return Err(Refusal::new(403, PASSWORD_AUTH));
+        }
+        return Ok(password.trim().to_owned());
+    }
+    if scheme.eq_ignore_ascii_case("token") || scheme.eq_ignore_ascii_case("bearer") {
+        return Ok(credentials.to_owned());
+    }
+    Err(Refusal::new(403, INVALID_AUTH))
+}
+
+/// The `:action` value from the query string, if any.
+fn action_from_query(query: Option<&str>) -> Option<String> {
+    let query = query?;
+    query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (key == ":action" || key == "%3Aaction" || key == "%3aaction").then(|| value.to_owned())
+    })
+}
+
+/// Refuses `:action` values other than `file_upload` as PyPI does.
+fn check_action(action: &str) -> Result<(), Refusal> {
+    match action {
+        "file_upload" => Ok(()),
+        "submit" | "submit_pkg_info" => Err(Refusal::new(
+            410,
+            "Project pre-registration is no longer required or supported, upload your files instead.",
+        )),
+        "doc_upload" => Err(Refusal::new(
+            410,
+            "Uploading documentation is no longer supported, we recommend using https://readthedocs.org/.",
+        )),
+        other => Err(Refusal::bad_request(format!(
+            "Unknown :action '{other}'. Use :action=file_upload to upload a distribution."
+        ))),
+    }
+}
+
+/// `POST /legacy/`.
+#[instrument(skip_all, name = "gateway.upload", fields(
+    http.request.method = "POST",
+    url.path = "/legacy/",
+    wharf.upload_id = tracing::field::Empty,
+    wharf.project = tracing::field::Empty,
+    wharf.filename = tracing::field::Empty,
+    wharf.outcome = tracing::field::Empty,
+))]
+pub(crate) async fn upload(
+    State(gateway): State<Gateway>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let upload_id = uuid::Uuid::now_v7().to_string();
+    tracing::Span::current().record("wharf.upload_id", upload_id.as_str());
+    let result = Upload {
+        gateway: &gateway,
+        headers: &headers,
+        upload_id: &upload_id,
+    }
+    .run(query.as_deref(), body)
+    .await;
+    match result {
+        Ok(()) => {
+            tracing::Span::current().record("wharf.outcome", "accepted");
+            (StatusCode::OK, "").into_response()
+        }
+        Err(refusal) => {
+            tracing::Span::current().record("wharf.outcome", "refused");
+            tracing::info!(status = refusal.status, message = %refusal.message, "upload refused");
+            upload_error(refusal.status, &refusal.message, &headers)
+        }
+    }
+}
+
+/// One upload request in progress.
+struct Upload<'a> {
+    gateway: &'a Gateway,
+    headers: &'a HeaderMap,
+    upload_id: &'a str,
+}
+
+/// A staged distribution: the part has been fully written to staging.
+struct Staged {
+    filename: String,
+    size: u64,
+}
+
+impl Upload<'_> {
+    async fn run(&self, query: Option<&str>, body: Body) -> Result<(), Refusal> {
+        let query_action = action_from_query(query);
+        if let Some(action) = &query_action {
+            check_action(action)?;
+        }
+        let token = token_from_headers(self.headers)?;
+        let identity = self.authenticate(&token).await?;
+
+        let content_type = self
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default();
+        let boundary = multer::parse_boundary(content_type).map_err(|_| {
+            Refusal::bad_request("Invalid request: the body must be multipart/form-data.")
+        })?;
+        let mut multipart = multer::Multipart::new(body.into_data_stream(), boundary);
+
+        let mut fields: Vec<(String, String)> = Vec::new();
+        let mut text_bytes = 0usize;
+        let mut action_seen = query_action.is_some();
+        let mut staged: Option<Staged> = None;
+        let mut validated: Option<(ValidatedUpload, UploadGrant)> = None;
+        let mut fields_after_content = false;
+
+        let result = async {
+            while let Some(mut field) = multipart.next_field().await.map_err(multipart_refusal)? {
+                let field_name = field.name().unwrap_or_default().to_owned();
+                if field_name == "content" {
+                    if staged.is_some() {
+                        return Err(Refusal::bad_request(
+                            "Upload payload has more than one file.",
+                        ));
+                    }
+                    let filename = field.file_name().unwrap_or_default().to_owned();
+                    if filename.is_empty() {
+                        return Err(Refusal::bad_request("Upload payload does not have a file."));
+                    }
+                    let checked = self
+                        .check_before_streaming(&token, &fields, &filename, field.content_type())
+                        .await?;
+                    let size = self
+                        .stream_to_staging(&mut field, &checked.1, &checked.0)
+                        .await?;
+                    staged = Some(Staged { filename, size });
+                    validated = Some(checked);
+                    continue;
+                }
+                if field.file_name().is_some() && field_name != "gpg_signature" {
+                    return Err(Refusal::bad_request(format!(
+                        "{field_name}: Should not be a tuple."
+                    )));
+                }
+                let mut value = Vec::new();
+                while let Some(chunk) = field.chunk().await.map_err(multipart_refusal)? {
+                    text_bytes += chunk.len();
+                    if text_bytes > self.gateway.settings.max_form_text_bytes {
+                        return Err(Refusal::bad_request(
+                            "The upload form's fields are too large.",
+                        ));
+                    }
+                    value.extend_from_slice(&chunk);
+                }
+                if field_name == "gpg_signature" {
+                    continue;
+                }
+                let value = String::from_utf8(value).map_err(|_| {
+                    Refusal::bad_request(format!(
+                        "'{field_name}' has invalid data: it is not UTF-8 text"
+                    ))
+                })?;
+                if field_name == ":action" {
+                    check_action(&value)?;
+                    action_seen = true;
+                    continue;
+                }
+                if staged.is_some() {
+                    fields_after_content = true;
+                }
+                fields.push((field_name, value));
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(refusal) = result {
+            self.discard_staging().await;
+            return Err(refusal);
+        }
+        if !action_seen {
+            self.discard_staging().await;
+            return Err(Refusal::bad_request(
+                "Missing :action. Use :action=file_upload to upload a distribution.",
+            ));
+        }
+        let (Some(staged), Some((mut form, mut grant))) = (staged, validated) else {
+            // PyPI reports form errors before a missing file.
+            validate_upload_form(&fields)?;
+            return Err(Refusal::bad_request("Upload payload does not have a file."));
+        };
+        if fields_after_content {
+            // Some fields came after the file: check the whole form again.
+            match self
+                .check_before_streaming(
+                    &token,
+                    &fields,
+                    &staged.filename,
+                    Some(&mime_octet_stream()),
+                )
+                .await
+            {
+                Ok((new_form, new_grant)) => {
+                    form = new_form;
+                    grant = new_grant;
+                }
+                Err(refusal) => {
+                    self.discard_staging().await;
+                    return Err(refusal);
+                }
+            }
+        }
+        self.publish_and_wait(identity, grant, form, staged).await
+    }
+
+    async fn authenticate(&self, token: &str) -> Result<Identity, Refusal> {
+        let mut verifier = self.gateway.verifier.clone();
+        let response = verifier
+            .authenticate(AuthenticateRequest {
+                token: token.to_owned(),
+            })
+            .instrument(info_span!(
+                "gateway.verifier.authenticate",
+                rpc.system = "grpc"
+            ))
+            .await
+            .map_err(|status| {
+                tracing::warn!(code = ?status.code(), "verifier unavailable");
+                Refusal::unavailable("The verifier")
+            })?;
+        match response.into_inner().decision {
+            Some(authenticate_response::Decision::Identity(identity)) => Ok(identity),
+            Some(authenticate_response::Decision::Denied(denial)) => {
+                Err(Refusal::new(denial.http_status as u16, denial.message))
+            }
+            None => Err(Refusal::unavailable("The verifier")),
+        }
+    }
+
+    /// Every check PyPI makes before it reads the file: the form, the project permission,
+    /// the filename and the part's content type.
+    async fn check_before_streaming(
+        &self,
+        token: &str,
+        fields: &[(String, String)],
+        filename: &str,
+        part_content_type: Option<&mime::Mime>,
+    ) -> Result<(ValidatedUpload, UploadGrant), Refusal> {
+        let form = validate_upload_form(fields)?;
+        let project_name = form.metadata.name.clone().unwrap_or_default();
+        tracing::Span::current().record("wharf.project", project_name.as_str());
+        tracing::Span::current().record("wharf.filename", filename);
+
+        let mut verifier = self.gateway.verifier.clone();
+        let response = verifier
+            .authorize_upload(AuthorizeUploadRequest {
+                token: token.to_owned(),
+                project_name: project_name.clone(),
+            })
+            .instrument(info_span!(
+                "gateway.verifier.authorize_upload",
+                rpc.system = "grpc"
+            ))
+            .await
+            .map_err(|status| {
+                tracing::warn!(code = ?status.code(), "verifier unavailable");
+                Refusal::unavailable("The verifier")
+            })?;
+        let grant = match response.into_inner().decision {
+            Some(authorize_upload_response::Decision::Granted(grant)) => grant,
+            Some(authorize_upload_response::Decision::Denied(denial)) => {
+                return Err(Refusal::new(denial.http_status as u16, denial.message));
+            }
+            None => return Err(Refusal::unavailable("The verifier")),
+        };
+
+        let version = Version::parse(form.metadata.version.as_deref().unwrap_or_default())
+            .map_err(Refusal::bad_request)?;
+        let normalized = name::normalize(&project_name);
+        check_upload_filename(
+            filename,
+            form.filetype,
+            &project_name,
+            &normalized,
+            &version,
+            &project_name,
+        )?;
+
+        let content_type_ok = part_content_type.is_some_and(|mime| {
+            let essence = mime.essence_str();
+            !essence.is_empty() && !essence.starts_with("image/")
+        });
+        if !content_type_ok {
+            return Err(Refusal::bad_request("Invalid distribution file."));
+        }
+        Ok((form, grant))
+    }
+
+    /// Streams the file part to the staging object, enforcing the size limits as it goes.
+    async fn stream_to_staging(
+        &self,
+        field: &mut multer::Field<'_>,
+        grant: &UploadGrant,
+        form: &ValidatedUpload,
+    ) -> Result<u64, Refusal> {
+        let settings = &self.gateway.settings;
+        let project_name = form.metadata.name.clone().unwrap_or_default();
+        let project_total = if grant.project_id.is_empty() {
+            0
+        } else {
+            match self
+                .gateway
+                .index
+                .find_project(&name::normalize(&project_name))
+                .await
+            {
+                Ok(project) => {
+                    project.map_or(0, |project| u64::try_from(project.total_size).unwrap_or(0))
+                }
+                Err(error) => {
+                    tracing::warn!(error = %error, "index unavailable");
+                    return Err(Refusal::unavailable("The index"));
+                }
+            }
+        };
+        let key =
+            BlobStore::staging_key(self.upload_id).map_err(|_| Refusal::unavailable("Storage"))?;
+        let mut write: StreamingWrite = self.gateway.blobs.start_write(key);
+        let mut size: u64 = 0;
+        let outcome = async {
+            while let Some(chunk) = field.chunk().await.map_err(multipart_refusal)? {
+                size += chunk.len() as u64;
+                if size > settings.max_file_size {
+                    return Err(Refusal::bad_request(format!(
+                        "File too large. Limit for project '{project_name}' is {} MB. \
+                         See https://pypi.org/help/#file-size-limit for more information.",
+                        settings.max_file_size / (1024 * 1024)
+                    )));
+                }
+                if size + project_total > settings.max_project_size {
+                    return Err(Refusal::bad_request(format!(
+                        "Project size too large. Limit for project '{project_name}' total size is {} GB. \
+                         See https://pypi.org/help/#project-size-limit for more information.",
+                        settings.max_project_size / (1024 * 1024 * 1024)
+                    )));
+                }
+                write.write(chunk).await.map_err(|error| {
+                    tracing::warn!(error = %error, "staging write failed");
+                    Refusal::unavailable("Storage")
+                })?;
+            }
+            Ok(())
+        }
+        .instrument(info_span!("gateway.stage_file"))
+        .await;
+        match outcome {
+            Ok(()) => {
+                write.finish().await.map_err(|error| {
+                    tracing::warn!(error = %error, "staging write failed");
+                    Refusal::unavailable("Storage")
+                })?;
+                Ok(size)
+            }
+            Err(refusal) => {
+                if let Err(error) = write.abort().await {
+                    tracing::warn!(error = %error, "could not abort the staging write");
+                }
+                Err(refusal)
+            }
+        }
+    }
+
+    async fn discard_staging(&self) {
+        if let Ok(key) = BlobStore::staging_key(self.upload_id)
+            && let Err(error) = self.gateway.blobs.delete(&key).await
+        {
+            tracing::warn!(error = %error, "could not delete staged bytes");
+        }
+    }
+
+    /// Hands the staged file to the workers and waits for the verdict.
+    async fn publish_and_wait(
+        &self,
+        identity: Identity,
+        grant: UploadGrant,
+        form: ValidatedUpload,
+        staged: Staged,
+    ) -> Result<(), Refusal> {
+        let metadata_json = serde_json::to_string(&form.metadata)
+            .map_err(|_| Refusal::bad_request("The upload's metadata cannot be encoded."))?;
+        let uploaded_via = self
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let event = FileStaged {
+            upload_id: self.upload_id.to_owned(),
+            staging_key: BlobStore::staging_key(self.upload_id)
+                .map(|key| key.to_string())
+                .unwrap_or_default(),
+            size: staged.size,
+            filename: staged.filename,
+            filetype: form.filetype.as_str().to_owned(),
+            pyversion: form.pyversion,
+            md5_digest: form.declared.md5.unwrap_or_default(),
+            sha256_digest: form.declared.sha256.unwrap_or_default(),
+            blake2_256_digest: form.declared.blake2_256.unwrap_or_default(),
+            comment: form.comment.unwrap_or_default(),
+            uploaded_via,
+            metadata_json,
+            uploader: Some(Uploader {
+                user_id: identity.user_id.clone(),
+                publisher_id: identity.publisher_id.clone(),
+                may_create_project: grant.may_create_project,
+                user_name: identity.user_name.clone(),
+            }),
+            received_at_micros: jiff::Timestamp::now().as_microsecond(),
+        };
+        let bus = &self.gateway.bus;
+        let watch = match bus.watch_outcome(self.upload_id).await {
+            Ok(watch) => watch,
+            Err(error) => {
+                tracing::warn!(error = %error, "bus unavailable");
+                self.discard_staging().await;
+                return Err(Refusal::unavailable("The event bus"));
+            }
+        };
+        if let Err(error) = bus
+            .publish_staged(&event)
+            .instrument(info_span!(
+                "gateway.publish_staged",
+                messaging.system = "wharf-bus"
+            ))
+            .await
+        {
+            tracing::warn!(error = %error, "bus unavailable");
+            self.discard_staging().await;
+            return Err(Refusal::unavailable("The event bus"));
+        }
+        let outcome = watch
+            .wait(self.gateway.settings.outcome_timeout)
+            .instrument(info_span!("gateway.await_outcome"))
+            .await
+            .map_err(|error| {
+                tracing::warn!(error = %error, "no outcome in time");
+                Refusal::new(
+                    503,
+                    "The upload is still being processed; retry the upload to learn its result.",
+                )
+            })?;
+        match outcome.result {
+            Some(OutcomeResult::Published(_)) => Ok(()),
+            Some(OutcomeResult::Rejected(rejected)) => {
+                Err(Refusal::new(rejected.http_status as u16, rejected.message))
+            }
+            None => Err(Refusal::unavailable("The storage worker")),
+        }
+    }
+}
+
+fn mime_octet_stream() -> mime::Mime {
+    mime::APPLICATION_OCTET_STREAM
+}
+
+fn multipart_refusal(error: multer::Error) -> Refusal {
+    Refusal::bad_request(format!("Invalid multipart form: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers_with(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(value).expect("header"),
+        );
+        headers
+    }
+
+    #[test]
+    fn basic_with_token_user_yields_the_password() {
+        let encoded = base64::engine::general_purpose::STANDARD.encode("__token__: pypi-abc \n");
+        let token = token_from_headers(&headers_with(&format!("Basic {encoded}"))).expect("token");
+        assert_eq!(token, "pypi-abc");
+    }
+
+    #[test]
+    fn basic_with_another_user_is_refused_with_pypi_text() {
+        let encoded = base64::engine::general_purpose::STANDARD.encode("alice:secret");
+        let refusal = token_from_headers(&headers_with(&format!("Basic {encoded}"))).unwrap_err();
+        assert_eq!(refusal.status, 403);
+        assert!(
+            refusal
+                .message
+                .starts_with("Username/Password authentication is no longer supported.")
+        );
+    }
+
+    #[test]
+    fn token_and_bearer_schemes_any_case() {
+        assert_eq!(
+            token_from_headers(&headers_with("token pypi-x")).expect("token"),
+            "pypi-x"
+        );
+        assert_eq!(
+            token_from_headers(&headers_with("BEARER pypi-y")).expect("bearer"),
+            "pypi-y"
+        );
+    }
+
+    #[test]
+    fn missing_or_unknown_scheme_is_invalid_auth() {
+        assert_eq!(
+            token_from_headers(&HeaderMap::new()).unwrap_err().message,
+            INVALID_AUTH
+        );
+        assert_eq!(
+            token_from_headers(&headers_with("Digest x"))
+                .unwrap_err()
+                .message,
+            INVALID_AUTH
+        );
+    }
+
+    #[test]
+    fn actions_other_than_file_upload_are_refused() {
+        assert!(check_action("file_upload").is_ok());
+        assert_eq!(check_action("submit").unwrap_err().status, 410);
+        assert_eq!(check_action("doc_upload").unwrap_err().status, 410);
+        assert_eq!(check_action("bogus").unwrap_err().status, 400);
+        assert_eq!(
+            action_from_query(Some("a=1&:action=doc_upload")).as_deref(),
+            Some("doc_upload")
+        );
+    }
+}

@@ -1,0 +1,260 @@
+//! The verifier: Wharf's security boundary.
+//!
+//! Every credential question the gateway has (who holds this token, may it upload to that
+//! project) is answered here, over gRPC ([`wharf_proto::v1::verifier_server::Verifier`]), so
+//! that no other service ever touches key material. API tokens are macaroons in PyPI's wire
+//! format (see `wharf-macaroon`); their root keys live in the index database.
+
+mod tokens;
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+use tracing::instrument;
+use wharf_core::error::Rejection;
+use wharf_core::name;
+use wharf_index::{IndexError, IndexRepo, TokenRecord};
+use wharf_macaroon::{Caveat, ProjectRef, VerificationContext};
+use wharf_proto::v1::verifier_server::Verifier;
+use wharf_proto::v1::{
+    AuthenticateRequest, AuthenticateResponse, AuthorizeUploadRequest, AuthorizeUploadResponse,
+    Identity, UploadDenial, UploadGrant, authenticate_response, authorize_upload_response,
+};
+
+pub use tokens::{TokenError, TokenRequest, mint_user_token};
+
+/// The prefix of Wharf's API tokens (the same as PyPI's, so existing tools recognise them).
+pub const TOKEN_PREFIX: &str = "pypi";
+
+const INVALID_AUTH: &str = "Invalid or non-existent authentication information. \
+     See https://pypi.org/help/#invalid-auth for more information.";
+
+/// Operator settings of the verifier.
+#[derive(Debug, Clone, Default)]
+pub struct VerifierSettings {
+    /// Normalized project names nobody may create.
+    pub prohibited_names: Vec<String>,
+}
+
+/// Errors of the verifier itself (not refusals, which are answers).
+#[derive(Debug, thiserror::Error)]
+pub enum VerifierError {
+    /// The index could not be read.
+    #[error("index unavailable")]
+    Index(#[from] IndexError),
+}
+
+impl From<VerifierError> for Status {
+    fn from(error: VerifierError) -> Status {
+        match &error {
+            VerifierError::Index(inner) => {
+                tracing::error!(error = %inner, source = ?std::error::Error::source(inner), "verifier index error");
+                Status::unavailable("the verifier's index database is unavailable")
+            }
+        }
+    }
+}
+
+/// The verifier service.
+#[derive(Debug, Clone)]
+pub struct VerifierService {
+    index: Arc<dyn IndexRepo>,
+    settings: Arc<VerifierSettings>,
+}
+
+/// The outcome of looking a token up: the holder, or the denial to send.
+enum Holder {
+    Known {
+        record: TokenRecord,
+        identity: Identity,
+        macaroon: wharf_macaroon::Macaroon,
+    },
+    Refused(Rejection),
+}
+
+impl VerifierService {
+    /// A verifier reading tokens, users and projects from `index`.
+    pub fn new(index: Arc<dyn IndexRepo>, settings: VerifierSettings) -> VerifierService {
+        VerifierService {
+            index,
+            settings: Arc::new(settings),
+        }
+    }
+
+    /// Finds the holder of a token: it must parse, and its identifier must name a stored
+    /// token of an existing user. The signature and caveats are checked later, against a
+    /// project, as PyPI does.
+    async fn find_holder(&self, token: &str) -> Result<Holder, VerifierError> {
+        let refused = || Holder::Refused(Rejection::forbidden(INVALID_AUTH));
+        let Ok(macaroon) = wharf_macaroon::decode_token(token, TOKEN_PREFIX) else {
+            return Ok(refused());
+        };
+        let Ok(identifier) = std::str::from_utf8(macaroon.identifier()) else {
+            return Ok(refused());
+        };
+        let Ok(token_id) = uuid::Uuid::parse_str(identifier) else {
+            return Ok(refused());
+        };
+        let Some(record) = self.index.find_token(&token_id.to_string()).await? else {
+            return Ok(refused());
+        };
+        let (Some(user_id), Some(user_name)) = (record.user_id.clone(), record.user_name.clone())
+        else {
+            return Ok(refused());
+        };
+        let identity = Identity {
+            kind: "user".to_owned(),
+            user_id,
+            user_name,
+            publisher_id: String::new(),
+            token_id: record.id.clone(),
+        };
+        Ok(Holder::Known {
+            record,
+            identity,
+            macaroon,
+        })
+    }
+
+    /// Decides whether `token` may upload to the project named `project_name`.
+    pub async fn authorize(
+        &self,
+        token: &str,
+        project_name: &str,
+    ) -> Result<Result<UploadGrant, Rejection>, VerifierError> {
+        let (record, identity, macaroon) = match self.find_holder(token).await? {
+            Holder::Known {
+                record,
+                identity,
+                macaroon,
+            } => (record, identity, macaroon),
+            Holder::Refused(rejection) => return Ok(Err(rejection)),
+        };
+        let normalized = name::normalize(project_name);
+        let project = self.index.find_project(&normalized).await?;
+
+        let stored_caveats = match parse_stored_caveats(&record) {
+            Ok(caveats) => caveats,
+            Err(message) => {
+                return Ok(Err(Rejection::forbidden(format!(
+                    "Invalid API Token: {message}"
+                ))));
+            }
+        };
+        let now = jiff::Timestamp::now();
+        let context = VerificationContext {
+            now: now.as_second(),
+            project: Some(ProjectRef {
+                normalized_name: &normalized,
+                id: project.as_ref().map_or("", |project| project.id.as_str()),
+            }),
+            user_id: Some(&identity.user_id),
+            oidc_publisher_id: None,
+        };
+        if let Err(failure) =
+            wharf_macaroon::verify(&macaroon, &record.root_key, &stored_caveats, &context)
+        {
+            return Ok(Err(Rejection::forbidden(format!(
+                "Invalid API Token: {failure}"
+            ))));
+        }
+        self.index
+            .touch_token(&record.id, now.as_microsecond())
+            .await?;
+
+        match project {
+            Some(project) => {
+                let role = self.index.user_role(&project.id, &identity.user_id).await?;
+                let may_upload = project.status != "archived"
+                    && matches!(role.as_deref(), Some("Owner" | "Maintainer"));
+                if !may_upload {
+                    return Ok(Err(Rejection::forbidden(format!(
+                        "The user '{}' isn't allowed to upload to project '{}'. \
+                         See https://pypi.org/help/#project-name for more information.",
+                        identity.user_name, project.name
+                    ))));
+                }
+                Ok(Ok(UploadGrant {
+                    identity: Some(identity),
+                    project_id: project.id,
+                    may_create_project: false,
+                }))
+            }
+            None => {
+                if let Err(rejection) =
+                    name::check_new_project_name(project_name, &self.settings.prohibited_names)
+                {
+                    return Ok(Err(rejection));
+                }
+                let ultranormalized = name::ultranormalize(project_name);
+                if !self
+                    .index
+                    .find_projects_by_ultranormalized(&ultranormalized)
+                    .await?
+                    .is_empty()
+                {
+                    return Ok(Err(name::too_similar_rejection(project_name)));
+                }
+                Ok(Ok(UploadGrant {
+                    identity: Some(identity),
+                    project_id: String::new(),
+                    may_create_project: true,
+                }))
+            }
+        }
+    }
+}
+
+fn parse_stored_caveats(record: &TokenRecord) -> Result<Vec<Caveat>, String> {
+    let strings = record
+        .caveat_strings()
+        .map_err(|_| "malformed stored caveats".to_owned())?;
+    strings
+        .iter()
+        .map(|caveat| Caveat::parse(caveat.as_bytes()))
+        .collect()
+}
+
+fn denial(rejection: Rejection) -> UploadDenial {
+    UploadDenial {
+        http_status: u32::from(rejection.status()),
+        message: rejection.message,
+    }
+}
+
+#[tonic::async_trait]
+impl Verifier for VerifierService {
+    #[instrument(skip_all, name = "verifier.authenticate")]
+    async fn authenticate(
+        &self,
+        request: Request<AuthenticateRequest>,
+    ) -> Result<Response<AuthenticateResponse>, Status> {
+        let decision = match self.find_holder(&request.get_ref().token).await? {
+            Holder::Known { identity, .. } => authenticate_response::Decision::Identity(identity),
+            Holder::Refused(rejection) => {
+                authenticate_response::Decision::Denied(denial(rejection))
+            }
+        };
+        Ok(Response::new(AuthenticateResponse {
+            decision: Some(decision),
+        }))
+    }
+
+    #[instrument(skip_all, name = "verifier.authorize_upload", fields(wharf.project = %request.get_ref().project_name))]
+    async fn authorize_upload(
+        &self,
+        request: Request<AuthorizeUploadRequest>,
+    ) -> Result<Response<AuthorizeUploadResponse>, Status> {
+        let request = request.into_inner();
+        let decision = match self
+            .authorize(&request.token, &request.project_name)
+            .await?
+        {
+            Ok(grant) => authorize_upload_response::Decision::Granted(grant),
+            Err(rejection) => authorize_upload_response::Decision::Denied(denial(rejection)),
+        };
+        Ok(Response::new(AuthorizeUploadResponse {
+            decision: Some(decision),
+        }))
+    }
+}

@@ -1,0 +1,229 @@
+//! `wharf admin …`: users, API tokens, projects and yanks, against the same index a running
+//! `wharf serve` uses (SQLite in WAL mode lets both work at once).
+
+#![allow(clippy::print_stdout)] // The admin CLI's output is its stdout.
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use wharf_core::name;
+use wharf_core::version::Version;
+use wharf_index::{IndexError, YankChange};
+use wharf_verifier::{TokenRequest, mint_user_token};
+
+use crate::IndexArgs;
+use crate::units::parse_duration;
+
+/// Flags of `wharf admin`.
+#[derive(Debug, Args)]
+pub(crate) struct AdminArgs {
+    #[command(flatten)]
+    index: IndexArgs,
+    #[command(subcommand)]
+    command: AdminCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Inspect projects.
+    #[command(subcommand)]
+    Project(ProjectCommand),
+    /// Yank a release (PEP 592): installers skip it unless pinned exactly.
+    Yank {
+        /// Project name.
+        project: String,
+        /// Release version.
+        version: String,
+        /// Why the release is yanked (shown to installers).
+        #[arg(long, env = "WHARF_YANK_REASON")]
+        reason: Option<String>,
+    },
+    /// Undo a yank.
+    Unyank {
+        /// Project name.
+        project: String,
+        /// Release version.
+        version: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create a user.
+    Create {
+        /// The user name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create an API token and print it (only the token, on stdout; it is shown once).
+    Create {
+        /// The user the token acts for.
+        #[arg(long, env = "WHARF_TOKEN_USER")]
+        user: String,
+        /// Restrict the token to a project (repeatable); default: all the user's projects.
+        #[arg(long = "project", env = "WHARF_TOKEN_PROJECTS", value_delimiter = ',')]
+        projects: Vec<String>,
+        /// Lifetime, e.g. `90d` or `12h`; default: no expiry.
+        #[arg(long, env = "WHARF_TOKEN_EXPIRES", value_parser = parse_duration)]
+        expires: Option<std::time::Duration>,
+        /// A note on what the token is for.
+        #[arg(long, env = "WHARF_TOKEN_DESCRIPTION", default_value = "")]
+        description: String,
+        /// The macaroon location written into the token.
+        #[arg(long, env = "WHARF_TOKEN_LOCATION", default_value = "wharf")]
+        location: String,
+    },
+    /// List tokens (never their secrets).
+    List,
+    /// Revoke a token by id.
+    Revoke {
+        /// The token id (from `token list`).
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ProjectCommand {
+    /// List projects.
+    List,
+}
+
+fn format_time(micros: i64) -> String {
+    jiff::Timestamp::from_microsecond(micros)
+        .map(|time| time.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_else(|_| "-".to_owned())
+}
+
+pub(crate) async fn run(args: AdminArgs) -> anyhow::Result<()> {
+    let index = args.index.open().await?;
+    let now = jiff::Timestamp::now();
+    match args.command {
+        AdminCommand::User(UserCommand::Create { name }) => {
+            if name.trim().is_empty() || name.contains(char::is_whitespace) {
+                anyhow::bail!("a user name must be non-empty and contain no spaces");
+            }
+            match index.create_user(&name, now.as_microsecond()).await {
+                Ok(user) => println!("{}", user.id),
+                Err(IndexError::Conflict(message)) => anyhow::bail!("{message}"),
+                Err(error) => return Err(error).context("failed to create the user"),
+            }
+        }
+        AdminCommand::Token(TokenCommand::Create {
+            user,
+            projects,
+            expires,
+            description,
+            location,
+        }) => {
+            let expires_at = expires.map(|lifetime| {
+                now.as_second()
+                    .saturating_add(i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX))
+            });
+            let request = TokenRequest {
+                user_name: user,
+                projects,
+                expires_at,
+                description,
+                location,
+            };
+            let (_id, token) = mint_user_token(index.as_ref(), &request, now.as_second())
+                .await
+                .context("failed to create the token")?;
+            println!("{token}");
+        }
+        AdminCommand::Token(TokenCommand::List) => {
+            println!(
+                "{:<36}  {:<16}  {:<20}  {:<20}  {:<20}  description",
+                "id", "user", "created", "expires", "last used"
+            );
+            for token in index.list_tokens().await? {
+                println!(
+                    "{:<36}  {:<16}  {:<20}  {:<20}  {:<20}  {}",
+                    token.id,
+                    token.user_name.as_deref().unwrap_or("-"),
+                    format_time(token.created_at),
+                    token.expires_at.map_or_else(
+                        || "never".to_owned(),
+                        |seconds| format_time(seconds.saturating_mul(1_000_000))
+                    ),
+                    token
+                        .last_used_at
+                        .map_or_else(|| "never".to_owned(), format_time),
+                    token.description,
+                );
+            }
+        }
+        AdminCommand::Token(TokenCommand::Revoke { id }) => {
+            if !index.delete_token(&id).await? {
+                anyhow::bail!("no token with id {id}");
+            }
+            println!("revoked {id}");
+        }
+        AdminCommand::Project(ProjectCommand::List) => {
+            println!(
+                "{:<32}  {:<10}  {:>12}  {:>8}",
+                "name", "status", "size", "serial"
+            );
+            for project in index.list_projects().await? {
+                println!(
+                    "{:<32}  {:<10}  {:>12}  {:>8}",
+                    project.name, project.status, project.total_size, project.last_serial
+                );
+            }
+        }
+        AdminCommand::Yank {
+            project,
+            version,
+            reason,
+        } => {
+            change_yank(
+                index.as_ref(),
+                &project,
+                &version,
+                Some(reason.unwrap_or_default()),
+                now,
+            )
+            .await?;
+            println!("yanked {project} {version}");
+        }
+        AdminCommand::Unyank { project, version } => {
+            change_yank(index.as_ref(), &project, &version, None, now).await?;
+            println!("unyanked {project} {version}");
+        }
+    }
+    Ok(())
+}
+
+async fn change_yank(
+    index: &dyn wharf_index::IndexRepo,
+    project: &str,
+    version: &str,
+    reason: Option<String>,
+    now: jiff::Timestamp,
+) -> anyhow::Result<()> {
+    let parsed = Version::parse(version)
+        .map_err(|error| anyhow::anyhow!("invalid version '{version}': {error}"))?;
+    let normalized = name::normalize(project);
+    let canonical = parsed.canonical();
+    let change = YankChange {
+        normalized_name: &normalized,
+        canonical_version: &canonical,
+        yank_reason: reason.as_deref(),
+        submitted_by: "admin",
+    };
+    if !index
+        .set_release_yanked(&change, now.as_microsecond())
+        .await?
+    {
+        anyhow::bail!("no release {version} of project {project}");
+    }
+    Ok(())
+}

@@ -1,0 +1,153 @@
+//! `wharf`: the one binary of the Wharf registry.
+//!
+//! `wharf serve` runs everything in one process (embedded mode); `wharf admin …` manages
+//! users, tokens and projects against the same data; `wharf migrate` prepares a database.
+//! Every flag has a `WHARF_…` environment twin.
+
+mod admin;
+mod serve;
+mod units;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use wharf_index::{IndexRepo, SqliteIndex};
+
+/// Wharf, a PyPI-compatible Python package registry.
+#[derive(Debug, Parser)]
+#[command(name = "wharf", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the registry in one process: gateway, verifier and storage worker, with SQLite,
+    /// a local directory and an in-process bus.
+    Serve(serve::ServeArgs),
+    /// Create or upgrade the index database, then exit.
+    Migrate(IndexArgs),
+    /// Manage users, API tokens and projects.
+    Admin(admin::AdminArgs),
+}
+
+/// Where the index lives.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct IndexArgs {
+    /// Data directory: the SQLite index and the stored files.
+    #[arg(long, env = "WHARF_DATA_DIR", default_value = "./wharf-data")]
+    pub(crate) data_dir: PathBuf,
+    /// Index database URL (`sqlite://PATH`); defaults to `<data-dir>/index.sqlite3`.
+    #[arg(long, env = "WHARF_DATABASE_URL")]
+    pub(crate) database_url: Option<String>,
+}
+
+impl IndexArgs {
+    /// Opens the index, applying migrations.
+    pub(crate) async fn open(&self) -> anyhow::Result<Arc<dyn IndexRepo>> {
+        match &self.database_url {
+            Some(url) if url.starts_with("sqlite:") => {
+                let index = SqliteIndex::open_url(url)
+                    .await
+                    .with_context(|| format!("failed to open the index database {url}"))?;
+                Ok(Arc::new(index))
+            }
+            Some(url) => anyhow::bail!(
+                "unsupported database URL '{}': this build supports sqlite:// URLs",
+                url.split(':').next().unwrap_or_default()
+            ),
+            None => {
+                std::fs::create_dir_all(&self.data_dir).with_context(|| {
+                    format!(
+                        "failed to create the data directory {}",
+                        self.data_dir.display()
+                    )
+                })?;
+                let path = self.data_dir.join("index.sqlite3");
+                let index = SqliteIndex::open(&path).await.with_context(|| {
+                    format!("failed to open the index database {}", path.display())
+                })?;
+                Ok(Arc::new(index))
+            }
+        }
+    }
+}
+
+/// Exit code for bad configuration (sysexits' EX_USAGE).
+const EXIT_USAGE: u8 = 64;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let service = match &cli.command {
+        Command::Serve(_) => "wharf",
+        Command::Migrate(_) | Command::Admin(_) => "wharf-admin",
+    };
+    let _telemetry = wharf_telemetry::init(service);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(error = %error, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Migrate(args) => {
+                args.open().await?;
+                tracing::info!("index database is up to date");
+                Ok(())
+            }
+            Command::Admin(args) => admin::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            if error.downcast_ref::<serve::ConfigError>().is_some() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_flag_has_an_environment_twin() {
+        fn check(command: &clap::Command, path: &str) {
+            for argument in command.get_arguments() {
+                let id = argument.get_id().as_str();
+                if argument.is_positional() || id == "help" || id == "version" {
+                    continue;
+                }
+                assert!(
+                    argument.get_env().is_some(),
+                    "{path} --{id} has no WHARF_ environment variable"
+                );
+            }
+            for subcommand in command.get_subcommands() {
+                check(subcommand, &format!("{path} {}", subcommand.get_name()));
+            }
+        }
+        check(&Cli::command(), "wharf");
+    }
+}
