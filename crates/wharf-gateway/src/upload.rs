@@ -369,7 +369,9 @@ impl Upload<'_> {
             &project_name,
         )?;
 
-        let content_type_ok = part_content_type.is_some_and(|mime| {
+        // A part without a Content-Type (uv sends none) counts as application/octet-stream,
+        // as PyPI's multipart parser defaults it; images are refused, as on PyPI.
+        let content_type_ok = part_content_type.is_none_or(|mime| {
             let essence = mime.essence_str();
             !essence.is_empty() && !essence.starts_with("image/")
         });

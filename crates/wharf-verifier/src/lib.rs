@@ -258,3 +258,286 @@ impl Verifier for VerifierService {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wharf_index::{
+        CommitResult, NewFile, NewUpload, ProjectTarget, ReleaseTarget, SqliteIndex,
+    };
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        index: Arc<dyn IndexRepo>,
+        verifier: VerifierService,
+    }
+
+    async fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let index: Arc<dyn IndexRepo> = Arc::new(
+            SqliteIndex::open(&dir.path().join("index.sqlite3"))
+                .await
+                .expect("index"),
+        );
+        let verifier = VerifierService::new(
+            Arc::clone(&index),
+            VerifierSettings {
+                prohibited_names: vec!["forbidden-name".to_owned()],
+            },
+        );
+        Fixture {
+            _dir: dir,
+            index,
+            verifier,
+        }
+    }
+
+    async fn token_for(
+        fixture: &Fixture,
+        user: &str,
+        projects: &[&str],
+        expires_at: Option<i64>,
+    ) -> String {
+        if fixture
+            .index
+            .find_user_by_name(user)
+            .await
+            .expect("lookup")
+            .is_none()
+        {
+            fixture.index.create_user(user, 0).await.expect("user");
+        }
+        let request = TokenRequest {
+            user_name: user.to_owned(),
+            projects: projects
+                .iter()
+                .map(|project| (*project).to_owned())
+                .collect(),
+            expires_at,
+            description: String::new(),
+            location: "test".to_owned(),
+        };
+        let now = jiff::Timestamp::now().as_second();
+        mint_user_token(fixture.index.as_ref(), &request, now)
+            .await
+            .expect("token")
+            .1
+    }
+
+    /// Publishes one file so that `project` exists, owned by `owner_id`.
+    async fn create_project(fixture: &Fixture, project: &str, owner_id: &str) {
+        let upload = NewUpload {
+            upload_id: uuid::Uuid::new_v4().to_string(),
+            project: ProjectTarget {
+                name: project.to_owned(),
+                normalized_name: name::normalize(project),
+                ultranormalized_name: name::ultranormalize(project),
+                create_with_owner: Some(owner_id.to_owned()),
+            },
+            release: ReleaseTarget {
+                version: "1.0".to_owned(),
+                canonical_version: "1".to_owned(),
+                is_prerelease: false,
+                requires_python: None,
+                metadata_json: "{}".to_owned(),
+            },
+            file: NewFile {
+                filename: format!("{}-1.0.tar.gz", name::normalize(project).replace('-', "_")),
+                packagetype: "sdist".to_owned(),
+                python_version: "source".to_owned(),
+                size: 1,
+                md5_digest: format!("md5-{project}"),
+                sha256_digest: format!("sha-{project}"),
+                blake2_256_digest: format!("b2-{project}"),
+                path: format!("x/{project}"),
+                comment_text: None,
+                uploaded_via: None,
+                requires_python: None,
+                metadata_sha256: None,
+                metadata_blake2_256: None,
+            },
+            submitted_by: "test".to_owned(),
+            closed_release_after_micros: None,
+            now_micros: 0,
+        };
+        let result = fixture.index.commit_upload(&upload).await.expect("commit");
+        assert!(
+            matches!(result, CommitResult::Published { .. }),
+            "{result:?}"
+        );
+    }
+
+    async fn refusal(fixture: &Fixture, token: &str, project: &str) -> Rejection {
+        fixture
+            .verifier
+            .authorize(token, project)
+            .await
+            .expect("verifier works")
+            .expect_err("must be refused")
+    }
+
+    #[tokio::test]
+    async fn unknown_and_malformed_tokens_are_invalid_auth() {
+        let fixture = fixture().await;
+        for token in [
+            "",
+            "pypi-",
+            "pypi-garbage",
+            "notpypi-AgEI",
+            "pypi-AgEEdGVzdAIkMDAwMDAwMDAtMDAwMC0wMDAwLTAwMDAtMDAwMDAwMDAwMDAwAAAGIAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        ] {
+            let rejection = refusal(&fixture, token, "demo").await;
+            assert_eq!(rejection.status(), 403);
+            assert_eq!(rejection.message, INVALID_AUTH, "token {token:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_forged_signature_fails_verification() {
+        let fixture = fixture().await;
+        let token = token_for(&fixture, "alice", &[], None).await;
+        let mut macaroon = wharf_macaroon::decode_token(&token, TOKEN_PREFIX).expect("decode");
+        // A holder may add caveats, but cannot remove them: rebuilding with another key fails.
+        let identifier = macaroon.identifier().to_vec();
+        let forged =
+            wharf_macaroon::Macaroon::new(macaroon.location(), &identifier, b"guessed key");
+        let forged = wharf_macaroon::encode_token(TOKEN_PREFIX, &forged);
+        let rejection = refusal(&fixture, &forged, "demo").await;
+        assert_eq!(
+            rejection.message,
+            "Invalid API Token: signatures do not match"
+        );
+
+        // A caveat the holder adds is honoured.
+        macaroon.add_first_party_caveat(&Caveat::ProjectName(vec!["other".to_owned()]).to_bytes());
+        let attenuated = wharf_macaroon::encode_token(TOKEN_PREFIX, &macaroon);
+        let rejection = refusal(&fixture, &attenuated, "demo").await;
+        assert_eq!(
+            rejection.message,
+            "Invalid API Token: project-scoped token is not valid for project: 'demo'"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_user_token_may_create_a_new_project() {
+        let fixture = fixture().await;
+        let token = token_for(&fixture, "alice", &[], None).await;
+        let grant = fixture
+            .verifier
+            .authorize(&token, "Brand.New")
+            .await
+            .expect("verifier")
+            .expect("granted");
+        assert!(grant.may_create_project);
+        assert!(grant.project_id.is_empty());
+        assert_eq!(grant.identity.expect("identity").user_name, "alice");
+    }
+
+    #[tokio::test]
+    async fn new_project_names_follow_pypi_rules() {
+        let fixture = fixture().await;
+        let token = token_for(&fixture, "alice", &[], None).await;
+        let owner = fixture
+            .index
+            .find_user_by_name("alice")
+            .await
+            .expect("lookup")
+            .expect("alice");
+        create_project(&fixture, "existing-project", &owner.id).await;
+
+        let invalid = refusal(&fixture, &token, "-bad-").await;
+        assert_eq!(invalid.status(), 400);
+        let stdlib = refusal(&fixture, &token, "asyncio").await;
+        assert!(
+            stdlib
+                .message
+                .contains("conflict with Python Standard Library module name"),
+            "{}",
+            stdlib.message
+        );
+        let prohibited = refusal(&fixture, &token, "Forbidden_Name").await;
+        assert!(
+            prohibited.message.contains("isn't allowed"),
+            "{}",
+            prohibited.message
+        );
+        let similar = refusal(&fixture, &token, "existingproject").await;
+        assert!(
+            similar
+                .message
+                .contains("too similar to an existing project"),
+            "{}",
+            similar.message
+        );
+    }
+
+    #[tokio::test]
+    async fn only_owners_upload_to_an_existing_project() {
+        let fixture = fixture().await;
+        let owner_token = token_for(&fixture, "alice", &[], None).await;
+        let other_token = token_for(&fixture, "mallory", &[], None).await;
+        let owner = fixture
+            .index
+            .find_user_by_name("alice")
+            .await
+            .expect("lookup")
+            .expect("alice");
+        create_project(&fixture, "Alices-Project", &owner.id).await;
+
+        let grant = fixture
+            .verifier
+            .authorize(&owner_token, "alices.project")
+            .await
+            .expect("verifier")
+            .expect("owner may upload");
+        assert!(!grant.may_create_project);
+        assert!(!grant.project_id.is_empty());
+
+        let rejection = refusal(&fixture, &other_token, "alices-project").await;
+        assert_eq!(rejection.status(), 403);
+        assert_eq!(
+            rejection.message,
+            "The user 'mallory' isn't allowed to upload to project 'Alices-Project'. \
+             See https://pypi.org/help/#project-name for more information."
+        );
+    }
+
+    #[tokio::test]
+    async fn project_scoped_and_expired_tokens() {
+        let fixture = fixture().await;
+        let scoped = token_for(&fixture, "alice", &["Project.One"], None).await;
+        fixture
+            .verifier
+            .authorize(&scoped, "project-one")
+            .await
+            .expect("verifier")
+            .expect("in scope");
+        let rejection = refusal(&fixture, &scoped, "project-two").await;
+        assert_eq!(
+            rejection.message,
+            "Invalid API Token: project-scoped token is not valid for project: 'project-two'"
+        );
+
+        let expired = token_for(&fixture, "alice", &[], Some(1)).await;
+        let rejection = refusal(&fixture, &expired, "anything").await;
+        assert_eq!(rejection.message, "Invalid API Token: token is expired");
+    }
+
+    #[tokio::test]
+    async fn a_revoked_token_stops_working() {
+        let fixture = fixture().await;
+        let token = token_for(&fixture, "alice", &[], None).await;
+        let tokens = fixture.index.list_tokens().await.expect("list");
+        assert!(
+            fixture
+                .index
+                .delete_token(&tokens[0].id)
+                .await
+                .expect("delete")
+        );
+        assert_eq!(
+            refusal(&fixture, &token, "demo").await.message,
+            INVALID_AUTH
+        );
+    }
+}

@@ -436,7 +436,12 @@ impl StorageWorker {
             }
         })
         .await?;
-        Ok(inspected.map_err(|error| archive_rejection(&error)))
+        match inspected {
+            Ok(inspected) => Ok(Ok(inspected)),
+            // Our own read of the staged bytes failed: retry, it says nothing about the file.
+            Err(error) if error.is_io() => Err(ProcessError::Read(std::io::Error::other(error))),
+            Err(error) => Ok(Err(archive_rejection(&error))),
+        }
     }
 }
 

@@ -1,0 +1,212 @@
+//! The embedded registry driven end to end by the real clients: publish with `twine upload`
+//! and `uv publish`, install with `pip install` and `uv pip install`, and the refusals a
+//! publisher meets (taken filenames, bad, restricted and expired tokens).
+
+use std::process::Command;
+use std::time::Duration;
+
+use wharf_e2e::{
+    BuiltProject, Registry, fresh_venv, run_failing, run_ok, twine_upload, uv_publish, venv_tool,
+};
+
+#[test]
+fn publish_with_twine_and_uv_then_install_with_pip_and_uv() {
+    let registry = Registry::start();
+    let token = registry.user_with_token("alice", &[]);
+
+    let first = BuiltProject::build("Wharf-Demo", "wharf_demo", "0.1.0", "hello from 0.1.0");
+    run_ok(&mut twine_upload(&registry, &token, &first.dists()));
+    let second = BuiltProject::build("wharf-demo", "wharf_demo", "0.2.0", "hello from 0.2.0");
+    run_ok(&mut uv_publish(&registry, &token, &second.dists()));
+
+    // pip, from the simple index, the older release pinned.
+    let pip_env = fresh_venv();
+    let python = pip_env.path().join("venv/bin/python");
+    run_ok(
+        Command::new(&python)
+            .args(["-m", "pip", "install", "--no-cache-dir", "--disable-pip-version-check", "--index-url"])
+            .arg(registry.index_url())
+            .arg("wharf-demo==0.1.0"),
+    );
+    let greeting = run_ok(Command::new(&python).args(["-c", "import wharf_demo; print(wharf_demo.hello())"]));
+    assert_eq!(greeting.trim(), "hello from 0.1.0");
+
+    // uv, from the same index, the latest release.
+    let uv_env = tempfile::tempdir().expect("temp dir");
+    let uv_python = uv_env.path().join("venv/bin/python");
+    run_ok(
+        Command::new(venv_tool("uv"))
+            .args(["venv", "--no-cache", "--python"])
+            .arg(venv_tool("python"))
+            .arg(uv_env.path().join("venv")),
+    );
+    run_ok(
+        Command::new(venv_tool("uv"))
+            .args(["pip", "install", "--no-cache", "--python"])
+            .arg(&uv_python)
+            .arg("--index-url")
+            .arg(registry.index_url())
+            .arg("wharf-demo"),
+    );
+    let greeting = run_ok(Command::new(&uv_python).args(["-c", "import wharf_demo; print(wharf_demo.hello())"]));
+    assert_eq!(greeting.trim(), "hello from 0.2.0");
+
+    // The display name follows the latest upload's spelling, as on PyPI.
+    let projects = registry.admin(&["project", "list"]);
+    assert!(projects.contains("wharf-demo"), "{projects}");
+}
+
+#[test]
+fn identical_reupload_succeeds_and_changed_bytes_are_refused() {
+    let registry = Registry::start();
+    let token = registry.user_with_token("bob", &[]);
+    let project = BuiltProject::build("same-name", "same_name", "1.0", "original");
+    run_ok(&mut twine_upload(&registry, &token, &project.dists()));
+
+    // The very same files again: a no-op success.
+    run_ok(&mut twine_upload(&registry, &token, &project.dists()));
+    run_ok(&mut uv_publish(&registry, &token, &[project.wheel()]));
+
+    // Different bytes under the taken filename.
+    let changed = BuiltProject::build("same-name", "same_name", "1.0", "changed");
+    assert_eq!(
+        changed.wheel().file_name(),
+        project.wheel().file_name(),
+        "the rebuilt wheel must reuse the filename"
+    );
+    let output = run_failing(&mut twine_upload(&registry, &token, &[changed.wheel()]));
+    assert!(output.contains("400"), "{output}");
+    assert!(output.contains("File already exists"), "{output}");
+
+    let output = run_failing(&mut uv_publish(&registry, &token, &[changed.wheel()]));
+    assert!(output.contains("File already exists"), "{output}");
+}
+
+#[test]
+fn a_bad_token_is_refused_with_403() {
+    let registry = Registry::start();
+    registry.user_with_token("carol", &[]);
+    let project = BuiltProject::build("bad-token-demo", "bad_token_demo", "1.0", "x");
+
+    let garbage = run_failing(&mut twine_upload(&registry, "pypi-not-a-real-token", &project.dists()));
+    assert!(garbage.contains("403"), "{garbage}");
+    assert!(garbage.contains("Invalid or non-existent authentication information"), "{garbage}");
+
+    // A well-formed token whose signature does not verify (last character changed).
+    let token = registry.admin(&["token", "create", "--user", "carol"]);
+    let mut forged = token.clone();
+    let last = forged.pop().expect("non-empty token");
+    forged.push(if last == 'A' { 'B' } else { 'A' });
+    let output = run_failing(&mut uv_publish(&registry, &forged, &project.dists()));
+    assert!(output.contains("403"), "{output}");
+
+    // Username/password authentication is gone, as on PyPI.
+    let output = run_failing(
+        Command::new(venv_tool("twine"))
+            .args(["upload", "--non-interactive", "--disable-progress-bar", "--repository-url"])
+            .arg(registry.upload_url())
+            .args(["--username", "carol", "--password", "secret"])
+            .args(project.dists()),
+    );
+    assert!(output.contains("Username/Password authentication is no longer supported"), "{output}");
+}
+
+#[test]
+fn a_token_restricted_with_pypitoken_uploads_only_to_its_project() {
+    let registry = Registry::start();
+    let token = registry.user_with_token("dave", &[]);
+
+    // Attenuate offline with the pypitoken package, as a user would.
+    let restricted = run_ok(
+        Command::new(venv_tool("python"))
+            .args([
+                "-c",
+                "import sys, pypitoken\n\
+                 token = pypitoken.Token.load(sys.argv[1])\n\
+                 token.restrict(project_names=['project-a'])\n\
+                 print(token.dump())",
+            ])
+            .arg(&token),
+    );
+    let restricted = restricted.trim();
+    assert_ne!(restricted, token);
+
+    let project_a = BuiltProject::build("project-a", "project_a", "1.0", "a");
+    run_ok(&mut twine_upload(&registry, restricted, &project_a.dists()));
+
+    let project_b = BuiltProject::build("project-b", "project_b", "1.0", "b");
+    let output = run_failing(&mut twine_upload(&registry, restricted, &project_b.dists()));
+    assert!(output.contains("403"), "{output}");
+    assert!(
+        output.contains("Invalid API Token: project-scoped token is not valid for project: 'project-b'"),
+        "{output}"
+    );
+
+    // The unrestricted token still reaches project B.
+    run_ok(&mut twine_upload(&registry, &token, &project_b.dists()));
+}
+
+#[test]
+fn an_expired_token_is_refused() {
+    let registry = Registry::start();
+    let token = registry.user_with_token("erin", &["--expires", "1s"]);
+    let project = BuiltProject::build("expiry-demo", "expiry_demo", "1.0", "x");
+    std::thread::sleep(Duration::from_millis(2100));
+    let output = run_failing(&mut twine_upload(&registry, &token, &project.dists()));
+    assert!(output.contains("403"), "{output}");
+    assert!(output.contains("Invalid API Token: token is expired"), "{output}");
+
+    // And a token revoked by the operator stops working at once.
+    let token = registry.admin(&["token", "create", "--user", "erin"]);
+    let listing = registry.admin(&["token", "list"]);
+    let newest_id = listing
+        .lines()
+        .nth(1)
+        .and_then(|line| line.split_whitespace().next())
+        .expect("a token id")
+        .to_owned();
+    registry.admin(&["token", "revoke", &newest_id]);
+    let output = run_failing(&mut twine_upload(&registry, &token, &project.dists()));
+    assert!(output.contains("Invalid or non-existent authentication information"), "{output}");
+}
+
+#[test]
+fn a_user_cannot_upload_to_another_users_project() {
+    let registry = Registry::start();
+    let owner_token = registry.user_with_token("frank", &[]);
+    let other_token = registry.user_with_token("grace", &[]);
+    let project = BuiltProject::build("franks-project", "franks_project", "1.0", "x");
+    run_ok(&mut twine_upload(&registry, &owner_token, &[project.wheel()]));
+    let output = run_failing(&mut twine_upload(&registry, &other_token, &project.dists()));
+    assert!(
+        output.contains("The user 'grace' isn't allowed to upload to project 'franks-project'"),
+        "{output}"
+    );
+}
+
+#[test]
+fn yanked_releases_are_skipped_unless_pinned() {
+    let registry = Registry::start();
+    let token = registry.user_with_token("heidi", &[]);
+    let old = BuiltProject::build("yank-demo", "yank_demo", "1.0", "one");
+    let new = BuiltProject::build("yank-demo", "yank_demo", "2.0", "two");
+    run_ok(&mut twine_upload(&registry, &token, &old.dists()));
+    run_ok(&mut twine_upload(&registry, &token, &new.dists()));
+    registry.admin(&["yank", "yank-demo", "2.0", "--reason", "broken build"]);
+
+    let env = fresh_venv();
+    let python = env.path().join("venv/bin/python");
+    let pip = |spec: &str| {
+        run_ok(
+            Command::new(&python)
+                .args(["-m", "pip", "install", "--no-cache-dir", "--disable-pip-version-check", "--force-reinstall", "--index-url"])
+                .arg(registry.index_url())
+                .arg(spec),
+        );
+        run_ok(Command::new(&python).args(["-c", "import yank_demo; print(yank_demo.hello())"]))
+    };
+    assert_eq!(pip("yank-demo").trim(), "one");
+    assert_eq!(pip("yank-demo==2.0").trim(), "two");
+    registry.admin(&["unyank", "yank-demo", "2.0"]);
+    assert_eq!(pip("yank-demo").trim(), "two");
+}
