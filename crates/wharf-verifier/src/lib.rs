@@ -62,13 +62,16 @@ pub struct VerifierService {
     settings: Arc<VerifierSettings>,
 }
 
+/// A token's stored record, its holder and the parsed macaroon.
+struct KnownHolder {
+    record: TokenRecord,
+    identity: Identity,
+    macaroon: wharf_macaroon::Macaroon,
+}
+
 /// The outcome of looking a token up: the holder, or the denial to send.
 enum Holder {
-    Known {
-        record: TokenRecord,
-        identity: Identity,
-        macaroon: wharf_macaroon::Macaroon,
-    },
+    Known(Box<KnownHolder>),
     Refused(Rejection),
 }
 
@@ -109,11 +112,11 @@ impl VerifierService {
             publisher_id: String::new(),
             token_id: record.id.clone(),
         };
-        Ok(Holder::Known {
+        Ok(Holder::Known(Box::new(KnownHolder {
             record,
             identity,
             macaroon,
-        })
+        })))
     }
 
     /// Decides whether `token` may upload to the project named `project_name`.
@@ -122,12 +125,12 @@ impl VerifierService {
         token: &str,
         project_name: &str,
     ) -> Result<Result<UploadGrant, Rejection>, VerifierError> {
-        let (record, identity, macaroon) = match self.find_holder(token).await? {
-            Holder::Known {
-                record,
-                identity,
-                macaroon,
-            } => (record, identity, macaroon),
+        let KnownHolder {
+            record,
+            identity,
+            macaroon,
+        } = match self.find_holder(token).await? {
+            Holder::Known(holder) => *holder,
             Holder::Refused(rejection) => return Ok(Err(rejection)),
         };
         let normalized = name::normalize(project_name);
@@ -230,7 +233,7 @@ impl Verifier for VerifierService {
         request: Request<AuthenticateRequest>,
     ) -> Result<Response<AuthenticateResponse>, Status> {
         let decision = match self.find_holder(&request.get_ref().token).await? {
-            Holder::Known { identity, .. } => authenticate_response::Decision::Identity(identity),
+            Holder::Known(holder) => authenticate_response::Decision::Identity(holder.identity),
             Holder::Refused(rejection) => {
                 authenticate_response::Decision::Denied(denial(rejection))
             }

@@ -120,15 +120,15 @@ impl StorageWorker {
                 let _ = settle.retry_later(Duration::from_secs(1)).await;
                 return;
             }
-            if let Some(published) = process::published_event(&outcome) {
-                if let Err(error) = self.bus.publish_event(published).await {
-                    tracing::warn!(error = %error, "could not publish the public event");
-                }
+            if let Some(published) = process::published_event(&outcome)
+                && let Err(error) = self.bus.publish_event(published).await
+            {
+                tracing::warn!(error = %error, "could not publish the public event");
             }
-            if let Ok(key) = BlobStore::staging_key(&event.upload_id) {
-                if let Err(error) = self.blobs.delete(&key).await {
-                    tracing::warn!(error = %error, "could not delete the staged bytes");
-                }
+            if let Ok(key) = BlobStore::staging_key(&event.upload_id)
+                && let Err(error) = self.blobs.delete(&key).await
+            {
+                tracing::warn!(error = %error, "could not delete the staged bytes");
             }
             if let Err(error) = settle.ack().await {
                 tracing::warn!(error = %error, "could not acknowledge the delivery");
