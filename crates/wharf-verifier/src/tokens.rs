@@ -1,6 +1,6 @@
 //! Minting API tokens for users (the admin CLI's `token create`).
 
-use rand::RngCore;
+use rand::Rng;
 use wharf_core::name;
 use wharf_index::{IndexError, IndexRepo, NewToken};
 use wharf_macaroon::Caveat;
