@@ -90,6 +90,15 @@ fn resolve_range(range: RangeRequest, size: u64) -> Option<std::ops::Range<u64>>
     }
 }
 
+fn storage_unavailable(error: &wharf_blob::BlobError) -> Response {
+    tracing::error!(error = %error, "object store unavailable");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Storage is unavailable right now; please try again later.",
+    )
+        .into_response()
+}
+
 /// `GET /packages/…`.
 pub(crate) async fn download(
     State(gateway): State<Gateway>,
@@ -116,14 +125,7 @@ pub(crate) async fn download(
     let meta = match gateway.blobs.head(&key).await {
         Ok(Some(meta)) => meta,
         Ok(None) => return not_found(),
-        Err(error) => {
-            tracing::error!(error = %error, "object store unavailable");
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Storage is unavailable right now.",
-            )
-                .into_response();
-        }
+        Err(error) => return storage_unavailable(&error),
     };
     let size = meta.size;
     let requested = headers
@@ -147,14 +149,7 @@ pub(crate) async fn download(
     let result = match gateway.blobs.get(&key, get_range).await {
         Ok(Some(result)) => result,
         Ok(None) => return not_found(),
-        Err(error) => {
-            tracing::error!(error = %error, "object store unavailable");
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Storage is unavailable right now.",
-            )
-                .into_response();
-        }
+        Err(error) => return storage_unavailable(&error),
     };
     let length = result.range.end - result.range.start;
     let body = Body::from_stream(result.into_stream().map_err(std::io::Error::other));

@@ -19,8 +19,8 @@ use wharf_core::name;
 use wharf_core::version::Version;
 use wharf_proto::v1::upload_outcome::Result as OutcomeResult;
 use wharf_proto::v1::{
-    AuthenticateRequest, AuthorizeUploadRequest, FileStaged, Identity, UploadGrant, Uploader,
-    authenticate_response, authorize_upload_response,
+    AuthenticateRequest, AuthorizeUploadRequest, FileStaged, Identity, UploadDenial, UploadGrant,
+    Uploader, authenticate_response, authorize_upload_response,
 };
 
 use crate::Gateway;
@@ -46,6 +46,21 @@ impl From<Rejection> for Refusal {
             message: rejection.message,
         }
     }
+}
+
+impl From<UploadDenial> for Refusal {
+    fn from(denial: UploadDenial) -> Refusal {
+        Refusal::new(
+            u16::try_from(denial.http_status).unwrap_or(403),
+            denial.message,
+        )
+    }
+}
+
+/// The refusal when the verifier cannot be asked: a retryable 503, never a 500.
+fn verifier_unavailable(status: tonic::Status) -> Refusal {
+    tracing::warn!(code = ?status.code(), "verifier unavailable");
+    Refusal::unavailable("The verifier")
 }
 
 impl Refusal {
@@ -307,15 +322,10 @@ impl Upload<'_> {
                 rpc.system = "grpc"
             ))
             .await
-            .map_err(|status| {
-                tracing::warn!(code = ?status.code(), "verifier unavailable");
-                Refusal::unavailable("The verifier")
-            })?;
+            .map_err(verifier_unavailable)?;
         match response.into_inner().decision {
             Some(authenticate_response::Decision::Identity(identity)) => Ok(identity),
-            Some(authenticate_response::Decision::Denied(denial)) => {
-                Err(Refusal::new(denial.http_status as u16, denial.message))
-            }
+            Some(authenticate_response::Decision::Denied(denial)) => Err(denial.into()),
             None => Err(Refusal::unavailable("The verifier")),
         }
     }
@@ -345,14 +355,11 @@ impl Upload<'_> {
                 rpc.system = "grpc"
             ))
             .await
-            .map_err(|status| {
-                tracing::warn!(code = ?status.code(), "verifier unavailable");
-                Refusal::unavailable("The verifier")
-            })?;
+            .map_err(verifier_unavailable)?;
         let grant = match response.into_inner().decision {
             Some(authorize_upload_response::Decision::Granted(grant)) => grant,
             Some(authorize_upload_response::Decision::Denied(denial)) => {
-                return Err(Refusal::new(denial.http_status as u16, denial.message));
+                return Err(denial.into());
             }
             None => return Err(Refusal::unavailable("The verifier")),
         };

@@ -3,18 +3,25 @@
 
 use std::time::Duration;
 
-/// Parses a byte size: a plain number of bytes, or a number with one of the suffixes
-/// `KB MB GB` (powers of 1000) or `KiB MiB GiB` (powers of 1024), case-insensitive.
-pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
+/// Splits `"100MiB"` into `(100, "MiB")`; `what` names the kind of value for errors.
+fn split_number(text: &str, what: &str) -> Result<(u64, String), String> {
     let text = text.trim();
     let split = text
         .find(|character: char| !character.is_ascii_digit())
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let number: u64 = number
+    let number = number
         .parse()
-        .map_err(|_| format!("'{text}' is not a size"))?;
-    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        .map_err(|_| format!("'{text}' is not a {what}"))?;
+    Ok((number, unit.trim().to_owned()))
+}
+
+/// Parses a byte size: a plain number of bytes, or a number with one of the suffixes
+/// `KB MB GB` (powers of 1000) or `KiB MiB GiB` (powers of 1024), case-insensitive.
+pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (number, unit) = split_number(text, "size")?;
+    let multiplier: u64 = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "kb" => 1_000,
         "mb" => 1_000_000,
@@ -36,14 +43,8 @@ pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
 /// Parses a duration: a number with one of the units `s m h d w` (`90m`, `30d`).
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|character: char| !character.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("'{text}' is not a duration"))?;
-    let seconds: u64 = match unit.trim() {
+    let (number, unit) = split_number(text, "duration")?;
+    let seconds: u64 = match unit.as_str() {
         "s" => 1,
         "m" => 60,
         "h" => 3_600,
