@@ -24,11 +24,19 @@ fn publish_with_twine_and_uv_then_install_with_pip_and_uv() {
     let python = pip_env.path().join("venv/bin/python");
     run_ok(
         Command::new(&python)
-            .args(["-m", "pip", "install", "--no-cache-dir", "--disable-pip-version-check", "--index-url"])
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--no-cache-dir",
+                "--disable-pip-version-check",
+                "--index-url",
+            ])
             .arg(registry.index_url())
             .arg("wharf-demo==0.1.0"),
     );
-    let greeting = run_ok(Command::new(&python).args(["-c", "import wharf_demo; print(wharf_demo.hello())"]));
+    let greeting =
+        run_ok(Command::new(&python).args(["-c", "import wharf_demo; print(wharf_demo.hello())"]));
     assert_eq!(greeting.trim(), "hello from 0.1.0");
 
     // uv, from the same index, the latest release.
@@ -48,7 +56,9 @@ fn publish_with_twine_and_uv_then_install_with_pip_and_uv() {
             .arg(registry.index_url())
             .arg("wharf-demo"),
     );
-    let greeting = run_ok(Command::new(&uv_python).args(["-c", "import wharf_demo; print(wharf_demo.hello())"]));
+    let greeting = run_ok(
+        Command::new(&uv_python).args(["-c", "import wharf_demo; print(wharf_demo.hello())"]),
+    );
     assert_eq!(greeting.trim(), "hello from 0.2.0");
 
     // The display name follows the latest upload's spelling, as on PyPI.
@@ -88,9 +98,16 @@ fn a_bad_token_is_refused_with_403() {
     registry.user_with_token("carol", &[]);
     let project = BuiltProject::build("bad-token-demo", "bad_token_demo", "1.0", "x");
 
-    let garbage = run_failing(&mut twine_upload(&registry, "pypi-not-a-real-token", &project.dists()));
+    let garbage = run_failing(&mut twine_upload(
+        &registry,
+        "pypi-not-a-real-token",
+        &project.dists(),
+    ));
     assert!(garbage.contains("403"), "{garbage}");
-    assert!(garbage.contains("Invalid or non-existent authentication information"), "{garbage}");
+    assert!(
+        garbage.contains("Invalid or non-existent authentication information"),
+        "{garbage}"
+    );
 
     // A well-formed token whose signature does not verify (last character changed).
     let token = registry.admin(&["token", "create", "--user", "carol"]);
@@ -103,12 +120,20 @@ fn a_bad_token_is_refused_with_403() {
     // Username/password authentication is gone, as on PyPI.
     let output = run_failing(
         Command::new(venv_tool("twine"))
-            .args(["upload", "--non-interactive", "--disable-progress-bar", "--repository-url"])
+            .args([
+                "upload",
+                "--non-interactive",
+                "--disable-progress-bar",
+                "--repository-url",
+            ])
             .arg(registry.upload_url())
             .args(["--username", "carol", "--password", "secret"])
             .args(project.dists()),
     );
-    assert!(output.contains("Username/Password authentication is no longer supported"), "{output}");
+    assert!(
+        output.contains("Username/Password authentication is no longer supported"),
+        "{output}"
+    );
 }
 
 #[test]
@@ -138,7 +163,9 @@ fn a_token_restricted_with_pypitoken_uploads_only_to_its_project() {
     let output = run_failing(&mut twine_upload(&registry, restricted, &project_b.dists()));
     assert!(output.contains("403"), "{output}");
     assert!(
-        output.contains("Invalid API Token: project-scoped token is not valid for project: 'project-b'"),
+        output.contains(
+            "Invalid API Token: project-scoped token is not valid for project: 'project-b'"
+        ),
         "{output}"
     );
 
@@ -154,7 +181,10 @@ fn an_expired_token_is_refused() {
     std::thread::sleep(Duration::from_millis(2100));
     let output = run_failing(&mut twine_upload(&registry, &token, &project.dists()));
     assert!(output.contains("403"), "{output}");
-    assert!(output.contains("Invalid API Token: token is expired"), "{output}");
+    assert!(
+        output.contains("Invalid API Token: token is expired"),
+        "{output}"
+    );
 
     // And a token revoked by the operator stops working at once.
     let token = registry.admin(&["token", "create", "--user", "erin"]);
@@ -167,7 +197,10 @@ fn an_expired_token_is_refused() {
         .to_owned();
     registry.admin(&["token", "revoke", &newest_id]);
     let output = run_failing(&mut twine_upload(&registry, &token, &project.dists()));
-    assert!(output.contains("Invalid or non-existent authentication information"), "{output}");
+    assert!(
+        output.contains("Invalid or non-existent authentication information"),
+        "{output}"
+    );
 }
 
 #[test]
@@ -176,7 +209,11 @@ fn a_user_cannot_upload_to_another_users_project() {
     let owner_token = registry.user_with_token("frank", &[]);
     let other_token = registry.user_with_token("grace", &[]);
     let project = BuiltProject::build("franks-project", "franks_project", "1.0", "x");
-    run_ok(&mut twine_upload(&registry, &owner_token, &[project.wheel()]));
+    run_ok(&mut twine_upload(
+        &registry,
+        &owner_token,
+        &[project.wheel()],
+    ));
     let output = run_failing(&mut twine_upload(&registry, &other_token, &project.dists()));
     assert!(
         output.contains("The user 'grace' isn't allowed to upload to project 'franks-project'"),
@@ -199,7 +236,15 @@ fn yanked_releases_are_skipped_unless_pinned() {
     let pip = |spec: &str| {
         run_ok(
             Command::new(&python)
-                .args(["-m", "pip", "install", "--no-cache-dir", "--disable-pip-version-check", "--force-reinstall", "--index-url"])
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--no-cache-dir",
+                    "--disable-pip-version-check",
+                    "--force-reinstall",
+                    "--index-url",
+                ])
                 .arg(registry.index_url())
                 .arg(spec),
         );
