@@ -148,12 +148,18 @@ impl Dist {
             .field("pyversion", self.pyversion)
             .field("sha256_digest", &self.sha256())
             .field("blake2_256_digest", &self.blake2_256())
-            .file("content", &self.filename, Some("application/octet-stream"), &self.bytes)
+            .file(
+                "content",
+                &self.filename,
+                Some("application/octet-stream"),
+                &self.bytes,
+            )
     }
 }
 
 fn zip_options(method: zip::CompressionMethod) -> zip::write::SimpleFileOptions {
-    let time = zip::DateTime::from_date_and_time(2023, 11, 14, 22, 13, 20).expect("a valid zip time");
+    let time =
+        zip::DateTime::from_date_and_time(2023, 11, 14, 22, 13, 20).expect("a valid zip time");
     zip::write::SimpleFileOptions::default()
         .compression_method(method)
         .last_modified_time(time)
@@ -233,15 +239,22 @@ impl WheelBuilder {
         let record_path = format!("{dist_info}/RECORD");
         let mut record = String::new();
         for (path, bytes, _) in &members {
-            let hash = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digests(bytes).sha256);
+            let hash =
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digests(bytes).sha256);
             record.push_str(&format!("{path},sha256={hash},{}\n", bytes.len()));
         }
         record.push_str(&format!("{record_path},,\n"));
-        members.push((record_path, record.into_bytes(), zip::CompressionMethod::Deflated));
+        members.push((
+            record_path,
+            record.into_bytes(),
+            zip::CompressionMethod::Deflated,
+        ));
 
         let mut writer = zip::ZipWriter::new(Cursor::new(Vec::new()));
         for (path, bytes, method) in &members {
-            writer.start_file(path.as_str(), zip_options(*method)).expect("zip member");
+            writer
+                .start_file(path.as_str(), zip_options(*method))
+                .expect("zip member");
             writer.write_all(bytes).expect("zip member bytes");
         }
         let bytes = writer.finish().expect("zip").into_inner();
@@ -392,7 +405,13 @@ impl Form {
     }
 
     /// Sets the file part (sent after the text fields).
-    pub fn file(mut self, field: &str, filename: &str, content_type: Option<&str>, bytes: &[u8]) -> Form {
+    pub fn file(
+        mut self,
+        field: &str,
+        filename: &str,
+        content_type: Option<&str>,
+        bytes: &[u8],
+    ) -> Form {
         self.file = Some(FilePart {
             field: field.to_owned(),
             filename: filename.to_owned(),

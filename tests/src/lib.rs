@@ -7,6 +7,9 @@
 
 #![allow(clippy::print_stderr)] // Test diagnostics go to stderr, where cargo shows them.
 
+pub mod dist;
+pub mod raw_http;
+
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -36,7 +39,9 @@ pub fn wharf_binary() -> PathBuf {
             return candidate;
         }
     }
-    panic!("no wharf binary found: run `cargo build --release -p wharf` (make test does) or set WHARF_BIN");
+    panic!(
+        "no wharf binary found: run `cargo build --release -p wharf` (make test does) or set WHARF_BIN"
+    );
 }
 
 /// A tool from the tests' virtual environment (`tests/.venv/bin/<name>`).
@@ -88,7 +93,10 @@ pub fn run_failing(command: &mut Command) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(!output.status.success(), "{description} succeeded but should have failed:\n{text}");
+    assert!(
+        !output.status.success(),
+        "{description} succeeded but should have failed:\n{text}"
+    );
     squash(&text)
 }
 
@@ -111,7 +119,11 @@ pub struct Registry {
 impl Registry {
     /// Starts `wharf serve` with extra flags and waits until `/readyz` answers 200.
     pub fn start_with(extra_args: &[&str]) -> Registry {
-        let mut data_dir = tempfile::tempdir().expect("temp dir");
+        Registry::start_in(tempfile::tempdir().expect("temp dir"), extra_args)
+    }
+
+    /// Starts `wharf serve` on `data_dir` (its `data` subdirectory holds the registry).
+    fn start_in(mut data_dir: tempfile::TempDir, extra_args: &[&str]) -> Registry {
         let log_path = data_dir.path().join("serve.log");
         // A port taken between probing and binding makes the server exit; try a few.
         for _attempt in 0..5 {
@@ -142,12 +154,27 @@ impl Registry {
             registry.stop();
             data_dir = registry.take_dir();
         }
-        panic!("wharf serve did not become ready; log:\n{}", std::fs::read_to_string(&log_path).unwrap_or_default());
+        panic!(
+            "wharf serve did not become ready; log:\n{}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        );
     }
 
     /// Starts `wharf serve` with the default settings.
     pub fn start() -> Registry {
         Registry::start_with(&[])
+    }
+
+    /// Stops this registry (SIGTERM, as [`Registry::stop`]) and starts a new `wharf serve`
+    /// with `extra_args` on the same data directory.
+    pub fn restart_with(mut self, extra_args: &[&str]) -> Registry {
+        if !self.stop() {
+            eprintln!(
+                "wharf serve did not stop cleanly before the restart; log:\n{}",
+                self.log()
+            );
+        }
+        Registry::start_in(self.take_dir(), extra_args)
     }
 
     fn take_dir(mut self) -> tempfile::TempDir {
@@ -177,6 +204,11 @@ impl Registry {
     /// `http://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// `127.0.0.1:<port>`, the address the server listens on.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
     }
 
     /// The upload URL (`…/legacy/`).
@@ -230,7 +262,10 @@ impl Registry {
         let Some(mut child) = self.child.take() else {
             return true;
         };
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = child.try_wait() {
@@ -274,8 +309,9 @@ impl BuiltProject {
             ),
         )
         .expect("pyproject");
-        let mut module = std::fs::File::create(root.join("src").join(import_name).join("__init__.py"))
-            .expect("module");
+        let mut module =
+            std::fs::File::create(root.join("src").join(import_name).join("__init__.py"))
+                .expect("module");
         writeln!(module, "def hello():\n    return {greeting:?}").expect("module text");
         run_ok(
             Command::new(venv_tool("python"))
@@ -310,7 +346,12 @@ impl BuiltProject {
 pub fn twine_upload(registry: &Registry, token: &str, files: &[PathBuf]) -> Command {
     let mut command = Command::new(venv_tool("twine"));
     command
-        .args(["upload", "--non-interactive", "--disable-progress-bar", "--repository-url"])
+        .args([
+            "upload",
+            "--non-interactive",
+            "--disable-progress-bar",
+            "--repository-url",
+        ])
         .arg(registry.upload_url())
         .args(["--username", "__token__", "--password", token])
         .args(files)
@@ -333,7 +374,11 @@ pub fn uv_publish(registry: &Registry, token: &str, files: &[PathBuf]) -> Comman
 /// A fresh virtual environment made by the stdlib's `venv` (with pip).
 pub fn fresh_venv() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
-    run_ok(Command::new(venv_tool("python")).args(["-m", "venv"]).arg(dir.path().join("venv")));
+    run_ok(
+        Command::new(venv_tool("python"))
+            .args(["-m", "venv"])
+            .arg(dir.path().join("venv")),
+    );
     dir
 }
 

@@ -2,13 +2,14 @@
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use wharf_core::name;
 use wharf_core::version::Version;
 use wharf_index::{FileRecord, Project, Release};
 
 use crate::Gateway;
+use crate::response::moved_permanently;
 use crate::simple::{add_api_headers, base_url, cacheable, file_url, sort_files};
 
 fn not_found() -> Response {
@@ -242,7 +243,7 @@ pub(crate) async fn project(
 ) -> Response {
     let normalized = name::normalize(&requested);
     if normalized != requested {
-        return Redirect::permanent(&format!("/pypi/{normalized}/json")).into_response();
+        return moved_permanently(&format!("/pypi/{normalized}/json"));
     }
     let data = match load(&gateway, &normalized).await {
         Ok(Some(data)) => data,
@@ -263,7 +264,7 @@ pub(crate) async fn release(
 ) -> Response {
     let normalized = name::normalize(&requested);
     if normalized != requested {
-        return Redirect::permanent(&format!("/pypi/{normalized}/{version}/json")).into_response();
+        return moved_permanently(&format!("/pypi/{normalized}/{version}/json"));
     }
     let Ok(parsed) = Version::parse(&version) else {
         return not_found();

@@ -116,7 +116,10 @@ impl Gateway {
                 post(|| async { Redirect::permanent("/legacy/") }),
             )
             .route("/simple/", get(simple::index_page))
-            .route("/simple", get(|| async { Redirect::permanent("/simple/") }))
+            .route(
+                "/simple",
+                get(|| async { response::moved_permanently("/simple/") }),
+            )
             .route("/simple/{project}/", get(simple::project_page))
             .route("/simple/{project}", get(simple::project_page_without_slash))
             .route("/pypi/{project}/json", get(json_api::project))

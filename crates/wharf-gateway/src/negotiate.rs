@@ -84,7 +84,9 @@ pub(crate) fn choose<'a>(accept: Option<&HeaderValue>, offers: &[&'a str]) -> Op
 /// The simple API format for a request: the `format` query parameter if it names an offer,
 /// else `Accept` negotiation, else HTML (PyPI never answers 406 here).
 pub(crate) fn simple_format(accept: Option<&HeaderValue>, format: Option<&str>) -> &'static str {
-    if let Some(format) = format
+    // A `+` typed into a URL (`?format=application/vnd.pypi.simple.v1+json`, the form PEP 691
+    // shows for browsing) arrives form-decoded as a space; no media type contains a space.
+    if let Some(format) = format.map(|format| format.replace(' ', "+"))
         && let Some(offer) = SIMPLE_OFFERS.iter().find(|offer| **offer == format)
     {
         return offer;
@@ -145,6 +147,10 @@ mod tests {
             "application/vnd.pypi.simple.v1+json"
         );
         assert_eq!(simple_format(None, Some("bogus")), "text/html");
+        assert_eq!(
+            simple_format(None, Some("application/vnd.pypi.simple.v1 json")),
+            "application/vnd.pypi.simple.v1+json"
+        );
     }
 
     #[test]

@@ -23,6 +23,15 @@ pub(crate) fn html_escape(text: &str) -> String {
     escaped
 }
 
+/// A `301 Moved Permanently` to `location`, the status PyPI uses for its canonical-URL
+/// redirects (axum's `Redirect::permanent` answers 308).
+pub(crate) fn moved_permanently(location: &str) -> Response {
+    match HeaderValue::from_str(location) {
+        Ok(value) => (StatusCode::MOVED_PERMANENTLY, [(header::LOCATION, value)]).into_response(),
+        Err(_) => StatusCode::BAD_REQUEST.into_response(),
+    }
+}
+
 /// The reason-phrase bytes of a message: ISO-8859-1, with anything else (and control
 /// characters, which HTTP forbids there) replaced by `?`, as PyPI does.
 fn reason_phrase_bytes(message: &str) -> Vec<u8> {

@@ -4,7 +4,7 @@ use std::hash::{Hash, Hasher};
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 use wharf_core::name;
@@ -13,7 +13,7 @@ use wharf_index::{FileRecord, Project};
 
 use crate::Gateway;
 use crate::negotiate::simple_format;
-use crate::response::html_escape;
+use crate::response::{html_escape, moved_permanently};
 
 pub(crate) const API_VERSION: &str = "1.4";
 const JSON_TYPE: &str = "application/vnd.pypi.simple.v1+json";
@@ -171,7 +171,7 @@ pub(crate) async fn index_page(
 
 /// `GET /simple/<name>` (no slash): redirect to the canonical URL.
 pub(crate) async fn project_page_without_slash(Path(project): Path<String>) -> Response {
-    Redirect::permanent(&format!("/simple/{}/", name::normalize(&project))).into_response()
+    moved_permanently(&format!("/simple/{}/", name::normalize(&project)))
 }
 
 /// A project's files in the order PyPI lists them: by version, then filename.
@@ -194,7 +194,7 @@ pub(crate) async fn project_page(
 ) -> Response {
     let normalized = name::normalize(&requested);
     if normalized != requested {
-        let mut response = Redirect::permanent(&format!("/simple/{normalized}/")).into_response();
+        let mut response = moved_permanently(&format!("/simple/{normalized}/"));
         add_api_headers(response.headers_mut(), 0);
         response.headers_mut().remove("x-pypi-last-serial");
         return response;
