@@ -140,10 +140,26 @@ impl BlobStore {
         }
     }
 
-    /// Copies an object; overwriting is harmless for content-addressed keys.
+    /// Copies an object to a content-addressed key (same key, same bytes), so an object
+    /// already there is kept as it is.
+    ///
+    /// Uses the store's create-only copy where it has one: the local store then hard-links
+    /// straight to the key. Its overwriting copy links to a temporary `<key>#<n>` and renames
+    /// that onto the key, and a rename onto another link of the same file is a no-op under
+    /// POSIX, which left the temporary file behind whenever one staged object was copied twice
+    /// (a redelivered upload, a retry after a failed commit).
     pub async fn copy(&self, from: &Path, to: &Path) -> Result<(), BlobError> {
-        self.store.copy(from, to).await?;
-        Ok(())
+        match self.store.copy_if_not_exists(from, to).await {
+            Ok(()) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
+            Err(
+                object_store::Error::NotSupported { .. }
+                | object_store::Error::NotImplemented { .. },
+            ) => {
+                self.store.copy(from, to).await?;
+                Ok(())
+            }
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// Deletes an object; deleting a missing object is not an error.
@@ -339,6 +355,31 @@ mod tests {
             .expect("write");
         write.abort().await.expect("abort");
         assert!(blobs.head(&key).await.expect("head").is_none());
+    }
+
+    #[tokio::test]
+    async fn copying_one_object_twice_leaves_one_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let blobs = BlobStore::local(dir.path()).expect("local store");
+        let staged = BlobStore::staging_key("upload-3").expect("key");
+        blobs
+            .put(&staged, Bytes::from_static(b"wheel bytes"))
+            .await
+            .expect("put");
+        let key = BlobStore::package_key("ab/cd/ef01/demo-1.0-py3-none-any.whl").expect("key");
+        blobs.copy(&staged, &key).await.expect("copy");
+        blobs.copy(&staged, &key).await.expect("copy again");
+        let parent = dir.path().join("packages/ab/cd/ef01");
+        let names: Vec<_> = std::fs::read_dir(parent)
+            .expect("read dir")
+            .map(|entry| entry.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, vec!["demo-1.0-py3-none-any.whl"]);
+        let stored = blobs.get(&key, None).await.expect("get").expect("exists");
+        assert_eq!(
+            stored.bytes().await.expect("bytes").as_ref(),
+            b"wheel bytes"
+        );
     }
 
     #[test]

@@ -109,6 +109,61 @@ pub trait IndexRepo: Send + Sync + std::fmt::Debug {
         now_micros: i64,
     ) -> Result<bool, IndexError>;
 
+    /// Adds an operator-managed OIDC issuer.
+    async fn insert_issuer(&self, issuer: &IssuerRecord) -> Result<(), IndexError>;
+    /// Every operator-managed issuer, by name.
+    async fn list_issuers(&self) -> Result<Vec<IssuerRecord>, IndexError>;
+    /// Removes an issuer; returns whether it existed.
+    async fn delete_issuer(&self, name: &str) -> Result<bool, IndexError>;
+
+    /// Adds a publisher (active, attached to `project_ids`, or pending).
+    async fn insert_publisher(&self, publisher: &NewPublisher) -> Result<(), IndexError>;
+    /// Every publisher, oldest first.
+    async fn list_publishers(&self) -> Result<Vec<PublisherRecord>, IndexError>;
+    /// The publishers (active and pending) trusting tokens from one issuer.
+    async fn publishers_for_issuer(
+        &self,
+        issuer_url: &str,
+    ) -> Result<Vec<PublisherRecord>, IndexError>;
+    /// Finds a publisher by id.
+    async fn find_publisher(&self, id: &str) -> Result<Option<PublisherRecord>, IndexError>;
+    /// Removes a publisher (and the tokens minted for it); returns whether it existed.
+    async fn delete_publisher(&self, id: &str) -> Result<bool, IndexError>;
+    /// Replaces a publisher's policy and label (pinning an owner id on first use).
+    async fn update_publisher_policy(
+        &self,
+        id: &str,
+        policy: &str,
+        label: &str,
+    ) -> Result<(), IndexError>;
+    /// Turns a pending publisher into an active one: creates its project with the
+    /// registering user as owner, attaches the publisher, and drops other users' pending
+    /// publishers for the same (ultranormalized) name, in one transaction.
+    async fn reify_pending_publisher(
+        &self,
+        publisher_id: &str,
+        project: &ProjectTarget,
+        now_micros: i64,
+    ) -> Result<ReifyResult, IndexError>;
+    /// Claims an OIDC token id; false if it was claimed before (a replay). Expired claims
+    /// are cleaned up on the way.
+    async fn claim_jti(
+        &self,
+        issuer_url: &str,
+        jti: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool, IndexError>;
+    /// Deletes a token only if it was minted for a publisher; returns whether it did.
+    async fn delete_publisher_token(&self, id: &str) -> Result<bool, IndexError>;
+    /// Records a security event (mint, refusal, burn, publisher change).
+    async fn record_audit(
+        &self,
+        kind: &str,
+        detail: &str,
+        now_micros: i64,
+    ) -> Result<(), IndexError>;
+
     /// Finds the file committed for an upload id (makes bus redelivery idempotent).
     async fn find_file_by_upload_id(
         &self,

@@ -13,6 +13,10 @@ pub struct User {
 pub struct NewToken {
     pub id: String,
     pub user_id: Option<String>,
+    /// Set for tokens minted through trusted publishing.
+    pub publisher_id: Option<String>,
+    /// Extra data kept with the token (PyPI's `additional`, e.g. the OIDC claims).
+    pub additional: Option<String>,
     pub description: String,
     pub root_key: Vec<u8>,
     /// Caveats the server enforces in addition to those embedded in the token.
@@ -37,6 +41,7 @@ pub struct TokenRecord {
     pub id: String,
     pub user_id: Option<String>,
     pub user_name: Option<String>,
+    pub publisher_id: Option<String>,
     pub root_key: Vec<u8>,
     /// JSON array of caveat strings.
     pub caveats: String,
@@ -66,6 +71,7 @@ impl TokenRecord {
 pub struct TokenSummary {
     pub id: String,
     pub user_name: Option<String>,
+    pub publisher_id: Option<String>,
     pub description: String,
     pub caveats: String,
     pub created_at: i64,
@@ -238,4 +244,60 @@ pub enum CommitResult {
     Identical(Box<FileRecord>),
     /// The index rules refused the file; nothing was written.
     Refused(FileRefusal),
+}
+
+/// An OIDC issuer the operator added (the four built-in ones are not stored).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct IssuerRecord {
+    pub name: String,
+    /// `github`, `gitlab`, `google`, `activestate` or `generic`.
+    pub kind: String,
+    pub url: String,
+    pub allow_http: bool,
+    pub created_at: i64,
+}
+
+/// A trusted publisher: a claim policy and the projects it may publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublisherRecord {
+    pub id: String,
+    pub kind: String,
+    pub issuer_url: String,
+    /// The claim policy as JSON.
+    pub policy: String,
+    pub label: String,
+    pub token_ttl_seconds: Option<i64>,
+    /// Set while pending: the project the first exchange creates.
+    pub pending_project_name: Option<String>,
+    pub pending_user_id: Option<String>,
+    /// Ids of the projects the publisher is attached to.
+    pub project_ids: Vec<String>,
+    pub created_at: i64,
+}
+
+/// A new publisher.
+#[derive(Debug, Clone)]
+pub struct NewPublisher {
+    pub id: String,
+    pub kind: String,
+    pub issuer_url: String,
+    pub policy: String,
+    pub label: String,
+    pub token_ttl_seconds: Option<i64>,
+    /// Set for a pending publisher: the project its first exchange creates.
+    pub pending_project_name: Option<String>,
+    /// The pending project name, ultranormalized (to drop look-alike pending publishers).
+    pub pending_project_ultranormalized: Option<String>,
+    pub pending_user_id: Option<String>,
+    pub project_ids: Vec<String>,
+    pub created_at: i64,
+}
+
+/// The result of turning a pending publisher into an active one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReifyResult {
+    /// The project was created and the publisher attached to it.
+    Created { project_id: String },
+    /// The project exists already: the pending publisher was deleted.
+    ProjectExists,
 }

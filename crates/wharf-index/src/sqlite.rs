@@ -13,7 +13,8 @@ use uuid::Uuid;
 
 use crate::{
     CommitResult, FileAdmission, FileCandidate, FileRecord, FileRefusal, IndexError, IndexRepo,
-    NewToken, NewUpload, Project, Release, TokenRecord, TokenSummary, User, YankChange,
+    IssuerRecord, NewPublisher, NewToken, NewUpload, Project, ProjectTarget, PublisherRecord,
+    ReifyResult, Release, TokenRecord, TokenSummary, User, YankChange,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -160,6 +161,98 @@ async fn append_journal(
     Ok(result.last_insert_rowid())
 }
 
+/// Creates a project with `owner_id` as its Owner, and the journal rows PyPI writes.
+async fn create_project_on(
+    conn: &mut SqliteConnection,
+    project: &ProjectTarget,
+    owner_id: &str,
+    submitted_by: &str,
+    now_micros: i64,
+) -> Result<String, IndexError> {
+    let id = Uuid::new_v4().to_string();
+    sqlx::query(
+        "INSERT INTO projects (id, name, normalized_name, ultranormalized_name, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )
+    .bind(&id)
+    .bind(&project.name)
+    .bind(&project.normalized_name)
+    .bind(&project.ultranormalized_name)
+    .bind(now_micros)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("INSERT INTO roles (project_id, user_id, role) VALUES (?1, ?2, 'Owner')")
+        .bind(&id)
+        .bind(owner_id)
+        .execute(&mut *conn)
+        .await?;
+    append_journal(
+        conn,
+        &project.name,
+        None,
+        "create",
+        submitted_by,
+        now_micros,
+    )
+    .await?;
+    let owner_action = format!("add Owner {submitted_by}");
+    append_journal(
+        conn,
+        &project.name,
+        None,
+        &owner_action,
+        submitted_by,
+        now_micros,
+    )
+    .await?;
+    Ok(id)
+}
+
+/// A publisher row with its attached project ids (comma-joined).
+#[derive(sqlx::FromRow)]
+struct PublisherRow {
+    id: String,
+    kind: String,
+    issuer_url: String,
+    policy: String,
+    label: String,
+    token_ttl_seconds: Option<i64>,
+    pending_project_name: Option<String>,
+    pending_user_id: Option<String>,
+    project_ids: Option<String>,
+    created_at: i64,
+}
+
+impl From<PublisherRow> for PublisherRecord {
+    fn from(row: PublisherRow) -> PublisherRecord {
+        PublisherRecord {
+            id: row.id,
+            kind: row.kind,
+            issuer_url: row.issuer_url,
+            policy: row.policy,
+            label: row.label,
+            token_ttl_seconds: row.token_ttl_seconds,
+            pending_project_name: row.pending_project_name,
+            pending_user_id: row.pending_user_id,
+            project_ids: row
+                .project_ids
+                .map(|ids| ids.split(',').map(str::to_owned).collect())
+                .unwrap_or_default(),
+            created_at: row.created_at,
+        }
+    }
+}
+
+macro_rules! select_publisher {
+    () => {
+        "SELECT p.id, p.kind, p.issuer_url, p.policy, p.label, p.token_ttl_seconds, \
+         p.pending_project_name, p.pending_user_id, \
+         (SELECT GROUP_CONCAT(pp.project_id) FROM publisher_projects pp \
+          WHERE pp.publisher_id = p.id) AS project_ids, p.created_at \
+         FROM publishers p "
+    };
+}
+
 #[async_trait]
 impl IndexRepo for SqliteIndex {
     async fn ping(&self) -> Result<(), IndexError> {
@@ -213,7 +306,7 @@ impl IndexRepo for SqliteIndex {
             .map_err(|error| IndexError::Corrupt(format!("token caveats: {error}")))?;
         sqlx::query(
             "INSERT INTO api_tokens (id, user_id, description, root_key, caveats, created_at, \
-             expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+             expires_at, publisher_id, additional) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )
         .bind(&token.id)
         .bind(&token.user_id)
@@ -222,6 +315,8 @@ impl IndexRepo for SqliteIndex {
         .bind(caveats)
         .bind(token.created_at)
         .bind(token.expires_at)
+        .bind(&token.publisher_id)
+        .bind(&token.additional)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -229,7 +324,8 @@ impl IndexRepo for SqliteIndex {
 
     async fn find_token(&self, id: &str) -> Result<Option<TokenRecord>, IndexError> {
         Ok(sqlx::query_as(
-            "SELECT t.id, t.user_id, u.name AS user_name, t.root_key, t.caveats, t.expires_at \
+            "SELECT t.id, t.user_id, u.name AS user_name, t.publisher_id, t.root_key, t.caveats, \
+             t.expires_at \
              FROM api_tokens t LEFT JOIN users u ON u.id = t.user_id WHERE t.id = ?1",
         )
         .bind(id)
@@ -239,7 +335,7 @@ impl IndexRepo for SqliteIndex {
 
     async fn list_tokens(&self) -> Result<Vec<TokenSummary>, IndexError> {
         Ok(sqlx::query_as(
-            "SELECT t.id, u.name AS user_name, t.description, t.caveats, t.created_at, \
+            "SELECT t.id, u.name AS user_name, t.publisher_id, t.description, t.caveats, t.created_at, \
              t.expires_at, t.last_used_at FROM api_tokens t LEFT JOIN users u ON u.id = t.user_id \
              ORDER BY t.created_at DESC, t.id",
         )
@@ -391,6 +487,245 @@ impl IndexRepo for SqliteIndex {
         Ok(true)
     }
 
+    async fn insert_issuer(&self, issuer: &IssuerRecord) -> Result<(), IndexError> {
+        let inserted = sqlx::query(
+            "INSERT INTO oidc_issuers (name, kind, url, allow_http, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+        )
+        .bind(&issuer.name)
+        .bind(&issuer.kind)
+        .bind(&issuer.url)
+        .bind(issuer.allow_http)
+        .bind(issuer.created_at)
+        .execute(&self.pool)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Err(IndexError::Conflict(format!(
+                "an issuer named '{}' or with URL {} exists already",
+                issuer.name, issuer.url
+            )));
+        }
+        Ok(())
+    }
+
+    async fn list_issuers(&self) -> Result<Vec<IssuerRecord>, IndexError> {
+        Ok(sqlx::query_as(
+            "SELECT name, kind, url, allow_http, created_at FROM oidc_issuers ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn delete_issuer(&self, name: &str) -> Result<bool, IndexError> {
+        let result = sqlx::query("DELETE FROM oidc_issuers WHERE name = ?1")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    async fn insert_publisher(&self, publisher: &NewPublisher) -> Result<(), IndexError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query(
+            "INSERT INTO publishers (id, kind, issuer_url, policy, label, token_ttl_seconds, \
+             pending_project_name, pending_project_ultranormalized, pending_user_id, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )
+        .bind(&publisher.id)
+        .bind(&publisher.kind)
+        .bind(&publisher.issuer_url)
+        .bind(&publisher.policy)
+        .bind(&publisher.label)
+        .bind(publisher.token_ttl_seconds)
+        .bind(&publisher.pending_project_name)
+        .bind(&publisher.pending_project_ultranormalized)
+        .bind(&publisher.pending_user_id)
+        .bind(publisher.created_at)
+        .execute(&mut *tx)
+        .await?;
+        for project_id in &publisher.project_ids {
+            sqlx::query(
+                "INSERT INTO publisher_projects (publisher_id, project_id) VALUES (?1, ?2)",
+            )
+            .bind(&publisher.id)
+            .bind(project_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_publishers(&self) -> Result<Vec<PublisherRecord>, IndexError> {
+        let rows: Vec<PublisherRow> =
+            sqlx::query_as(concat!(select_publisher!(), "ORDER BY p.created_at, p.id"))
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().map(PublisherRecord::from).collect())
+    }
+
+    async fn publishers_for_issuer(
+        &self,
+        issuer_url: &str,
+    ) -> Result<Vec<PublisherRecord>, IndexError> {
+        let rows: Vec<PublisherRow> = sqlx::query_as(concat!(
+            select_publisher!(),
+            "WHERE p.issuer_url = ?1 ORDER BY p.created_at, p.id"
+        ))
+        .bind(issuer_url)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(PublisherRecord::from).collect())
+    }
+
+    async fn find_publisher(&self, id: &str) -> Result<Option<PublisherRecord>, IndexError> {
+        let row: Option<PublisherRow> =
+            sqlx::query_as(concat!(select_publisher!(), "WHERE p.id = ?1"))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(PublisherRecord::from))
+    }
+
+    async fn delete_publisher(&self, id: &str) -> Result<bool, IndexError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query("DELETE FROM api_tokens WHERE publisher_id = ?1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM publisher_projects WHERE publisher_id = ?1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let result = sqlx::query("DELETE FROM publishers WHERE id = ?1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    async fn update_publisher_policy(
+        &self,
+        id: &str,
+        policy: &str,
+        label: &str,
+    ) -> Result<(), IndexError> {
+        sqlx::query("UPDATE publishers SET policy = ?2, label = ?3 WHERE id = ?1")
+            .bind(id)
+            .bind(policy)
+            .bind(label)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn reify_pending_publisher(
+        &self,
+        publisher_id: &str,
+        project: &ProjectTarget,
+        now_micros: i64,
+    ) -> Result<ReifyResult, IndexError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let pending: Option<(String, String)> = sqlx::query_as(
+            "SELECT p.pending_user_id, u.name FROM publishers p JOIN users u \
+             ON u.id = p.pending_user_id WHERE p.id = ?1 AND p.pending_project_name IS NOT NULL",
+        )
+        .bind(publisher_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((owner_id, owner_name)) = pending else {
+            return Err(IndexError::Conflict(format!(
+                "publisher {publisher_id} is not pending"
+            )));
+        };
+        let exists: Option<String> =
+            sqlx::query_scalar("SELECT id FROM projects WHERE normalized_name = ?1")
+                .bind(&project.normalized_name)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if exists.is_some() {
+            sqlx::query("DELETE FROM publishers WHERE id = ?1")
+                .bind(publisher_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            return Ok(ReifyResult::ProjectExists);
+        }
+        let project_id =
+            create_project_on(&mut tx, project, &owner_id, &owner_name, now_micros).await?;
+        sqlx::query(
+            "UPDATE publishers SET pending_project_name = NULL, \
+             pending_project_ultranormalized = NULL, pending_user_id = NULL WHERE id = ?1",
+        )
+        .bind(publisher_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("INSERT INTO publisher_projects (publisher_id, project_id) VALUES (?1, ?2)")
+            .bind(publisher_id)
+            .bind(&project_id)
+            .execute(&mut *tx)
+            .await?;
+        // Other users' pending publishers for a look-alike name can never succeed now.
+        sqlx::query(
+            "DELETE FROM publishers WHERE pending_project_ultranormalized = ?1 \
+             AND pending_user_id IS NOT NULL AND pending_user_id != ?2",
+        )
+        .bind(&project.ultranormalized_name)
+        .bind(&owner_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(ReifyResult::Created { project_id })
+    }
+
+    async fn claim_jti(
+        &self,
+        issuer_url: &str,
+        jti: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool, IndexError> {
+        sqlx::query("DELETE FROM oidc_jti WHERE expires_at < ?1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        let claimed = sqlx::query(
+            "INSERT INTO oidc_jti (issuer_url, jti, expires_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(issuer_url)
+        .bind(jti)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(claimed.rows_affected() == 1)
+    }
+
+    async fn delete_publisher_token(&self, id: &str) -> Result<bool, IndexError> {
+        let result =
+            sqlx::query("DELETE FROM api_tokens WHERE id = ?1 AND publisher_id IS NOT NULL")
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    async fn record_audit(
+        &self,
+        kind: &str,
+        detail: &str,
+        now_micros: i64,
+    ) -> Result<(), IndexError> {
+        sqlx::query("INSERT INTO audit_events (kind, detail, created_at) VALUES (?1, ?2, ?3)")
+            .bind(kind)
+            .bind(detail)
+            .bind(now_micros)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn find_file_by_upload_id(
         &self,
         upload_id: &str,
@@ -451,46 +786,15 @@ impl IndexRepo for SqliteIndex {
                 let Some(owner_id) = &upload.project.create_with_owner else {
                     return Ok(CommitResult::Refused(FileRefusal::ProjectMissing));
                 };
-                let id = Uuid::new_v4().to_string();
-                sqlx::query(
-                    "INSERT INTO projects (id, name, normalized_name, ultranormalized_name, \
-                     created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                )
-                .bind(&id)
-                .bind(&upload.project.name)
-                .bind(&upload.project.normalized_name)
-                .bind(&upload.project.ultranormalized_name)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query(
-                    "INSERT INTO roles (project_id, user_id, role) VALUES (?1, ?2, 'Owner')",
-                )
-                .bind(&id)
-                .bind(owner_id)
-                .execute(&mut *tx)
-                .await?;
-                append_journal(
-                    &mut tx,
-                    &upload.project.name,
-                    None,
-                    "create",
-                    &upload.submitted_by,
-                    now,
-                )
-                .await?;
-                let owner_action = format!("add Owner {}", upload.submitted_by);
-                append_journal(
-                    &mut tx,
-                    &upload.project.name,
-                    None,
-                    &owner_action,
-                    &upload.submitted_by,
-                    now,
-                )
-                .await?;
                 project_created = true;
-                id
+                create_project_on(
+                    &mut tx,
+                    &upload.project,
+                    owner_id,
+                    &upload.submitted_by,
+                    now,
+                )
+                .await?
             }
         };
 

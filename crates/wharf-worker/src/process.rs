@@ -195,6 +195,12 @@ impl StorageWorker {
 
         let staging_key = BlobStore::staging_key(&event.upload_id)?;
         let Some(staged) = self.blobs.head(&staging_key).await? else {
+            // A concurrent delivery of the same upload may have committed and cleaned up
+            // since the lookup above: then its answer is this one's too.
+            if let Some(file) = self.index.find_file_by_upload_id(&event.upload_id).await? {
+                let serial = self.index.max_serial().await?;
+                return Ok(published(event, &project_name, &file, false, serial));
+            }
             return Err(ProcessError::StagingGone);
         };
         if staged.size != event.size {

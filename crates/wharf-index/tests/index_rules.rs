@@ -1,0 +1,1416 @@
+//! Conformance suite of the [`IndexRepo`] rules (spec a.4 steps 17–20 and 24, a.6, a.7).
+//!
+//! Every rule is an `async fn(&dyn Harness)` that talks to the index through `&dyn IndexRepo`
+//! only; the few things the trait cannot do (deleting a file row, reading the journal) go
+//! through the [`Harness`], which each backend implements with raw SQL. The `conformance!`
+//! macro turns every rule into one `#[tokio::test]` per backend, on a fresh database.
+//!
+//! Adding a backend (e.g. PostgreSQL): implement [`Harness`] for it (open a fresh database or
+//! schema, apply migrations, two raw queries) and add one line at the bottom:
+//! `mod postgres { super::conformance!(super::PostgresHarness); }`.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
+use wharf_core::Version;
+use wharf_core::name::{normalize, ultranormalize};
+use wharf_index::{
+    CommitResult, FileAdmission, FileCandidate, FileRefusal, IndexError, IndexRepo, NewFile,
+    NewToken, NewUpload, ProjectTarget, ReleaseTarget, User, YankChange,
+};
+
+// ---------------------------------------------------------------------------------------------
+// Backends
+// ---------------------------------------------------------------------------------------------
+
+/// One journal row, as the rules inspect it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct JournalRow {
+    serial: i64,
+    project_name: String,
+    version: Option<String>,
+    action: String,
+    submitted_by: Option<String>,
+}
+
+/// What a backend provides to the suite: a fresh index plus the raw operations the
+/// [`IndexRepo`] API deliberately does not offer.
+#[async_trait]
+trait Harness: Send + Sync {
+    /// The index under test (fresh and empty for every test).
+    fn index(&self) -> Arc<dyn IndexRepo>;
+    /// Deletes a file row directly (as an administrator removing a file would), keeping the
+    /// filename registry untouched.
+    async fn delete_file_row(&self, filename: &str);
+    /// The whole journal, ordered by serial.
+    async fn journal(&self) -> Vec<JournalRow>;
+}
+
+/// [`wharf_index::SqliteIndex`] on a temp-file database.
+struct SqliteHarness {
+    _dir: tempfile::TempDir,
+    index: Arc<wharf_index::SqliteIndex>,
+    raw: SqlitePool,
+}
+
+impl SqliteHarness {
+    async fn new() -> SqliteHarness {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("index.sqlite3");
+        let index = wharf_index::SqliteIndex::open(&path)
+            .await
+            .expect("open sqlite index");
+        let raw = SqlitePool::connect_with(SqliteConnectOptions::new().filename(&path))
+            .await
+            .expect("raw sqlite pool");
+        SqliteHarness {
+            _dir: dir,
+            index: Arc::new(index),
+            raw,
+        }
+    }
+}
+
+#[async_trait]
+impl Harness for SqliteHarness {
+    fn index(&self) -> Arc<dyn IndexRepo> {
+        Arc::clone(&self.index) as Arc<dyn IndexRepo>
+    }
+
+    async fn delete_file_row(&self, filename: &str) {
+        let deleted = sqlx::query("DELETE FROM files WHERE filename = ?1")
+            .bind(filename)
+            .execute(&self.raw)
+            .await
+            .expect("delete file row");
+        assert_eq!(deleted.rows_affected(), 1, "no file row {filename}");
+    }
+
+    async fn journal(&self) -> Vec<JournalRow> {
+        let rows: Vec<(i64, String, Option<String>, String, Option<String>)> = sqlx::query_as(
+            "SELECT id, project_name, version, action, submitted_by FROM journal ORDER BY id",
+        )
+        .fetch_all(&self.raw)
+        .await
+        .expect("read journal");
+        rows.into_iter()
+            .map(
+                |(serial, project_name, version, action, submitted_by)| JournalRow {
+                    serial,
+                    project_name,
+                    version,
+                    action,
+                    submitted_by,
+                },
+            )
+            .collect()
+    }
+}
+
+/// Expands to one test per rule for the given harness type (which needs an
+/// `async fn new() -> Self`). The list of rules lives here, once.
+macro_rules! conformance {
+    ($harness:ty) => {
+        conformance!(@tests $harness;
+            ping_answers,
+            commit_creates_project_with_owner_release_and_file,
+            later_commits_reuse_project_and_release,
+            serials_increase,
+            identical_reupload_is_a_noop,
+            same_filename_other_digests_is_refused,
+            same_digests_other_filename_is_refused,
+            deleted_filename_cannot_be_reused,
+            one_sdist_per_release,
+            closed_release_refuses_new_files,
+            new_project_needs_an_owner,
+            canonical_versions_share_a_release,
+            respelled_upload_updates_display_name,
+            yank_and_unyank,
+            tokens_insert_find_list_touch_delete,
+            users_are_unique_by_name,
+            race_conflicting_uploads_have_one_winner,
+            race_identical_uploads_publish_once,
+            race_new_project_is_created_once,
+        );
+    };
+    (@tests $harness:ty; $($rule:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $rule() {
+                let harness = <$harness>::new().await;
+                $crate::$rule(&harness).await;
+            }
+        )*
+    };
+}
+
+mod sqlite {
+    conformance!(super::SqliteHarness);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+// ---------------------------------------------------------------------------------------------
+
+/// One day in microseconds.
+const DAY: i64 = 86_400 * 1_000_000;
+/// A fixed "now" (2026-01-01T00:00:00Z), so the rules never depend on the clock.
+const T0: i64 = 1_767_225_600 * 1_000_000;
+
+/// A deterministic, content-like 64-hex-digit digest of `seed` (distinct per `kind`).
+fn fake_digest(kind: &str, seed: &str) -> String {
+    (0..4u8)
+        .map(|part| {
+            let mut hasher = DefaultHasher::new();
+            (kind, seed, part).hash(&mut hasher);
+            format!("{:016x}", hasher.finish())
+        })
+        .collect()
+}
+
+/// Builds uploads the way the worker does (normalized names, canonical versions).
+#[derive(Debug, Clone)]
+struct Upload {
+    project: String,
+    version: String,
+    filename: String,
+    /// Stands for the bytes: the digests derive from it.
+    content: String,
+    owner: Option<User>,
+    now: i64,
+    closed_after: Option<i64>,
+}
+
+impl Upload {
+    /// A wheel of `project` `version`, created (if needed) by `owner`.
+    fn wheel(project: &str, version: &str, owner: &User) -> Upload {
+        let filename = format!(
+            "{}-{}-py3-none-any.whl",
+            normalize(project).replace('-', "_"),
+            version
+        );
+        Upload {
+            project: project.to_owned(),
+            version: version.to_owned(),
+            content: format!("bytes of {filename}"),
+            filename,
+            owner: Some(owner.clone()),
+            now: T0,
+            closed_after: None,
+        }
+    }
+
+    /// An sdist of `project` `version`.
+    fn sdist(project: &str, version: &str, owner: &User) -> Upload {
+        let filename = format!(
+            "{}-{}.tar.gz",
+            normalize(project).replace('-', "_"),
+            version
+        );
+        Upload {
+            filename: filename.clone(),
+            content: format!("bytes of {filename}"),
+            ..Upload::wheel(project, version, owner)
+        }
+    }
+
+    /// Renames the file, keeping its bytes (its digests).
+    fn filename(mut self, filename: &str) -> Upload {
+        self.filename = filename.to_owned();
+        self
+    }
+
+    fn content(mut self, content: &str) -> Upload {
+        self.content = content.to_owned();
+        self
+    }
+
+    fn no_owner(mut self) -> Upload {
+        self.owner = None;
+        self
+    }
+
+    fn at(mut self, now: i64) -> Upload {
+        self.now = now;
+        self
+    }
+
+    fn closed_after(mut self, window: i64) -> Upload {
+        self.closed_after = Some(window);
+        self
+    }
+
+    fn no_window(mut self) -> Upload {
+        self.closed_after = None;
+        self
+    }
+
+    fn packagetype(&self) -> &'static str {
+        if self.filename.ends_with(".whl") {
+            "bdist_wheel"
+        } else {
+            "sdist"
+        }
+    }
+
+    fn sha256(&self) -> String {
+        fake_digest("sha256", &self.content)
+    }
+
+    fn blake2_256(&self) -> String {
+        fake_digest("blake2b-256", &self.content)
+    }
+
+    fn md5(&self) -> String {
+        fake_digest("md5", &self.content)[..32].to_owned()
+    }
+
+    fn size(&self) -> i64 {
+        i64::try_from(self.content.len()).expect("size")
+    }
+
+    fn path(&self) -> String {
+        let b = self.blake2_256();
+        format!("{}/{}/{}/{}", &b[..2], &b[2..4], &b[4..], self.filename)
+    }
+
+    fn canonical_version(&self) -> String {
+        Version::parse(&self.version).expect("version").canonical()
+    }
+
+    fn normalized_name(&self) -> String {
+        normalize(&self.project)
+    }
+
+    fn candidate<'a>(
+        &'a self,
+        normalized: &'a str,
+        canonical: &'a str,
+        sha256: &'a str,
+        blake2: &'a str,
+    ) -> FileCandidate<'a> {
+        FileCandidate {
+            normalized_name: normalized,
+            canonical_version: canonical,
+            filename: &self.filename,
+            packagetype: self.packagetype(),
+            sha256_digest: sha256,
+            blake2_256_digest: blake2,
+            closed_release_after_micros: self.closed_after,
+            now_micros: self.now,
+        }
+    }
+
+    fn new_upload(&self) -> NewUpload {
+        let version = Version::parse(&self.version).expect("version");
+        NewUpload {
+            upload_id: uuid::Uuid::new_v4().to_string(),
+            project: ProjectTarget {
+                name: self.project.clone(),
+                normalized_name: self.normalized_name(),
+                ultranormalized_name: ultranormalize(&self.project),
+                create_with_owner: self.owner.as_ref().map(|owner| owner.id.clone()),
+            },
+            release: ReleaseTarget {
+                version: version.normalized(),
+                canonical_version: version.canonical(),
+                is_prerelease: version.is_prerelease(),
+                requires_python: Some(">=3.9".to_owned()),
+                metadata_json: serde_json::json!({
+                    "metadata_version": "2.1",
+                    "name": self.project,
+                    "version": self.version,
+                })
+                .to_string(),
+            },
+            file: NewFile {
+                filename: self.filename.clone(),
+                packagetype: self.packagetype().to_owned(),
+                python_version: if self.packagetype() == "sdist" {
+                    "source".to_owned()
+                } else {
+                    "py3".to_owned()
+                },
+                size: self.size(),
+                md5_digest: self.md5(),
+                sha256_digest: self.sha256(),
+                blake2_256_digest: self.blake2_256(),
+                path: self.path(),
+                comment_text: None,
+                uploaded_via: Some("twine/6.1.0".to_owned()),
+                requires_python: Some(">=3.9".to_owned()),
+                metadata_sha256: None,
+                metadata_blake2_256: None,
+            },
+            submitted_by: self
+                .owner
+                .as_ref()
+                .map_or_else(|| "publisher:pub-1".to_owned(), |owner| owner.name.clone()),
+            closed_release_after_micros: self.closed_after,
+            now_micros: self.now,
+        }
+    }
+
+    /// `check_file` for this upload.
+    async fn check(&self, index: &dyn IndexRepo) -> FileAdmission {
+        let (normalized, canonical) = (self.normalized_name(), self.canonical_version());
+        let (sha256, blake2) = (self.sha256(), self.blake2_256());
+        index
+            .check_file(&self.candidate(&normalized, &canonical, &sha256, &blake2))
+            .await
+            .expect("check_file")
+    }
+
+    /// `commit_upload` for this upload (fresh upload id).
+    async fn commit(&self, index: &dyn IndexRepo) -> CommitResult {
+        index
+            .commit_upload(&self.new_upload())
+            .await
+            .expect("commit_upload")
+    }
+
+    /// `commit_upload` that must publish; returns the serial.
+    async fn publish(&self, index: &dyn IndexRepo) -> i64 {
+        match self.commit(index).await {
+            CommitResult::Published { serial, .. } => serial,
+            other => panic!("{} not published: {other:?}", self.filename),
+        }
+    }
+
+    fn file_exists(&self) -> FileRefusal {
+        FileRefusal::FileExists {
+            filename: self.filename.clone(),
+            blake2_256_digest: self.blake2_256(),
+        }
+    }
+}
+
+async fn user(index: &dyn IndexRepo, name: &str) -> User {
+    index.create_user(name, T0).await.expect("create user")
+}
+
+async fn project_id(index: &dyn IndexRepo, normalized: &str) -> String {
+    index
+        .find_project(normalized)
+        .await
+        .expect("find_project")
+        .unwrap_or_else(|| panic!("project {normalized} missing"))
+        .id
+}
+
+async fn file_count(index: &dyn IndexRepo, normalized: &str) -> usize {
+    match index.find_project(normalized).await.expect("find_project") {
+        Some(project) => index
+            .project_files(&project.id)
+            .await
+            .expect("project_files")
+            .len(),
+        None => 0,
+    }
+}
+
+fn actions(journal: &[JournalRow]) -> Vec<&str> {
+    journal.iter().map(|row| row.action.as_str()).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rules
+// ---------------------------------------------------------------------------------------------
+
+async fn ping_answers(h: &dyn Harness) {
+    let index = h.index();
+    index.ping().await.expect("ping");
+    assert_eq!(index.max_serial().await.expect("max_serial"), 0);
+    assert!(index.list_projects().await.expect("list").is_empty());
+}
+
+async fn commit_creates_project_with_owner_release_and_file(h: &dyn Harness) {
+    let index = h.index();
+    let index = index.as_ref();
+    let alice = user(index, "alice").await;
+    let up = Upload::wheel("Demo.Pkg", "1.0", &alice);
+    assert_eq!(up.check(index).await, FileAdmission::New);
+
+    let new_upload = up.new_upload();
+    let result = index.commit_upload(&new_upload).await.expect("commit");
+    let CommitResult::Published {
+        serial,
+        project_created,
+    } = result
+    else {
+        panic!("not published: {result:?}");
+    };
+    assert!(project_created);
+
+    // Project, under its normalized name, with the display name as uploaded.
+    let project = index
+        .find_project("demo-pkg")
+        .await
+        .expect("find")
+        .expect("project created");
+    assert_eq!(project.name, "Demo.Pkg");
+    assert_eq!(project.normalized_name, "demo-pkg");
+    assert_eq!(project.status, "active");
+    assert_eq!(project.last_serial, serial);
+    assert_eq!(project.total_size, up.size());
+    assert_eq!(project.created_at, T0);
+    assert_eq!(
+        index.list_projects().await.expect("list"),
+        vec![project.clone()]
+    );
+    assert_eq!(
+        index
+            .find_projects_by_ultranormalized(&ultranormalize("demo_pkg"))
+            .await
+            .expect("ultranormalized"),
+        vec![project.clone()]
+    );
+
+    // The creator is its owner.
+    assert_eq!(
+        index.user_role(&project.id, &alice.id).await.expect("role"),
+        Some("Owner".to_owned())
+    );
+    assert_eq!(
+        index.project_roles(&project.id).await.expect("roles"),
+        vec![("Owner".to_owned(), "alice".to_owned())]
+    );
+
+    // The release, built from the upload.
+    let releases = index.project_releases(&project.id).await.expect("releases");
+    assert_eq!(releases.len(), 1);
+    let release = &releases[0];
+    assert_eq!(release.version, "1.0");
+    assert_eq!(release.canonical_version, "1");
+    assert!(!release.is_prerelease);
+    assert!(!release.yanked);
+    assert_eq!(release.yanked_reason, "");
+    assert_eq!(release.requires_python.as_deref(), Some(">=3.9"));
+    assert_eq!(release.metadata, new_upload.release.metadata_json);
+    assert_eq!(release.created_at, T0);
+
+    // The file.
+    let files = index.project_files(&project.id).await.expect("files");
+    assert_eq!(files.len(), 1);
+    let file = &files[0];
+    assert_eq!(file.release_id, release.id);
+    assert_eq!(file.version, "1.0");
+    assert_eq!(file.filename, up.filename);
+    assert_eq!(file.packagetype, "bdist_wheel");
+    assert_eq!(file.python_version, "py3");
+    assert_eq!(file.size, up.size());
+    assert_eq!(file.md5_digest, up.md5());
+    assert_eq!(file.sha256_digest, up.sha256());
+    assert_eq!(file.blake2_256_digest, up.blake2_256());
+    assert_eq!(file.path, up.path());
+    assert_eq!(file.upload_time, T0);
+    assert_eq!(file.requires_python.as_deref(), Some(">=3.9"));
+    assert!(!file.yanked);
+    assert_eq!(
+        index
+            .find_file_by_upload_id(&new_upload.upload_id)
+            .await
+            .expect("by upload id")
+            .as_ref(),
+        Some(file)
+    );
+    assert_eq!(
+        index
+            .find_file_by_upload_id("no-such-upload")
+            .await
+            .expect("by upload id"),
+        None
+    );
+
+    // Journal: create, add Owner, new release, add file; the last one is the serial.
+    let journal = h.journal().await;
+    assert_eq!(
+        actions(&journal),
+        vec![
+            "create",
+            "add Owner alice",
+            "new release",
+            "add py3 file demo_pkg-1.0-py3-none-any.whl",
+        ]
+    );
+    assert!(
+        journal
+            .iter()
+            .all(|row| row.project_name == "Demo.Pkg"
+                && row.submitted_by.as_deref() == Some("alice"))
+    );
+    assert_eq!(journal[0].version, None);
+    assert_eq!(journal[2].version.as_deref(), Some("1.0"));
+    assert_eq!(journal[3].version.as_deref(), Some("1.0"));
+    assert_eq!(journal.last().map(|row| row.serial), Some(serial));
+    assert_eq!(index.max_serial().await.expect("max_serial"), serial);
+
+    // Now the same file is a duplicate for check_file too.
+    assert!(matches!(
+        up.check(index).await,
+        FileAdmission::Identical(existing) if *existing == *file
+    ));
+}
+
+async fn later_commits_reuse_project_and_release(h: &dyn Harness) {
+    let index = h.index();
+    let index = index.as_ref();
+    let alice = user(index, "alice").await;
+    let bob = user(index, "bob").await;
+    Upload::wheel("demo", "1.0", &alice).publish(index).await;
+    let before = h.journal().await.len();
+
+    // Another file of the same release, even with another would-be owner: no new project,
+    // no new role, no new release.
+    let sdist = Upload::sdist("demo", "1.0", &bob);
+    match sdist.commit(index).await {
+        CommitResult::Published {
+            project_created, ..
+        } => assert!(!project_created),
+        other => panic!("not published: {other:?}"),
+    }
+    let id = project_id(index, "demo").await;
+    assert_eq!(
+        index.project_roles(&id).await.expect("roles"),
+        vec![("Owner".to_owned(), "alice".to_owned())]
+    );
+    assert_eq!(index.user_role(&id, &bob.id).await.expect("role"), None);
+    assert_eq!(
+        index.project_releases(&id).await.expect("releases").len(),
+        1
+    );
+    let files = index.project_files(&id).await.expect("files");
+    assert_eq!(files.len(), 2);
+    assert_eq!(files.iter().map(|f| f.size).sum::<i64>(), {
+        let project = index.find_project("demo").await.expect("find").expect("p");
+        project.total_size
+    });
+    let journal = h.journal().await;
+    assert_eq!(
+        actions(&journal[before..]),
+        vec!["add source file demo-1.0.tar.gz"]
+    );
+    assert_eq!(journal[before].submitted_by.as_deref(), Some("bob"));
+}
+
+async fn serials_increase(h: &dyn Harness) {
+    let index = h.index();
+    let index = index.as_ref();
+    let alice = user(index, "alice").await;
+    let mut serials = vec![index.max_serial().await.expect("max_serial")];
+    for up in [
+        Upload::wheel("demo", "1.0", &alice),
+        Upload::sdist("demo", "1.0", &alice),
+        Upload::wheel("demo", "2.0", &alice),
+        Upload::wheel("other", "0.1", &alice),
+    ] {
+        let serial = up.publish(index).await;
+        assert_eq!(index.max_serial().await.expect("max_serial"), serial);
+        let project = index
+            .find_project(&up.normalized_name())
+            .await
+            .expect("find")
+            .expect("project");
+        assert_eq!(project.last_serial, serial);
+        serials.push(serial);
+    }
+    let yanked = index
+        .set_release_yanked(
+            &YankChange {
+                normalized_name: "demo",
+                canonical_version: "2",
+                yank_reason: Some("oops"),
+                submitted_by: "alice",
+            },
+            T0,
+        )
+        .await
+        .expect("yank");
+    assert!(yanked);
+    let after_yank = index.max_serial().await.expect("max_serial");
+    serials.push(after_yank);
+    assert!(
+        serials.windows(2).all(|pair| pair[0] < pair[1]),
+        "serials not increasing: {serials:?}"
+    );
+    assert_eq!(
+        index
+            .find_project("demo")
+            .await
+            .expect("find")
+            .expect("project")
+            .last_serial,
+        after_yank
+    );
+    // The other project's serial is untouched by demo's changes.
+    assert_eq!(
+        index
+            .find_project("other")
+            .await
+            .expect("find")
+            .expect("project")
+            .last_serial,
+        serials[4]
+    );
+}
+
+async fn identical_reupload_is_a_noop(h: &dyn Harness) {
+    let index = h.index();
+    let index = index.as_ref();
+    let alice = user(index, "alice").await;
+    let up = Upload::wheel("demo", "1.0", &alice);
+    up.publish(index).await;
+    let journal = h.journal().await;
+    let project = index.find_project("demo").await.expect("find").expect("p");
+
+    let FileAdmission::Identical(existing) = up.check(index).await else {
+        panic!("check_file: not identical");
+    };
+    assert_eq!(existing.filename, up.filename);
+    assert_eq!(existing.sha256_digest, up.sha256());
+    assert_eq!(existing.blake2_256_digest, up.blake2_256());
+
+    // A second upload (another upload id) of the very same file, even from another user.
+    let bob = user(index, "bob").await;
+    let mut again = up.clone();
+    again.owner = Some(bob);
+    match again.commit(index).await {
+        CommitResult::Identical(file) => assert_eq!(*file, *existing),
+        other => panic!("commit: not identical: {other:?}"),
+    }
+    // Nothing written: no journal row, no size, no second file.
+    assert_eq!(h.journal().await, journal);
+    assert_eq!(
+        index.find_project("demo").await.expect("find"),
+        Some(project)
+    );
+    assert_eq!(file_count(index, "demo").await, 1);
+}
+
+async fn same_filename_other_digests_is_refused(h: &dyn Harness) {
+    let index = h.index();
+    let index = index.as_ref();
+    let alice = user(index, "alice").await;
+    let up = Upload::wheel("demo", "1.0", &alice);
+    up.publish(index).await;
+    let journal = h.journal().await;
+
+    let other_bytes = up.clone().content("other bytes");
+    let refusal = FileAdmission::Refused(other_bytes.file_exists());
+    assert_eq!(other_bytes.check(index).await, refusal);
+    assert_eq!(
+        other_bytes.commit(index).await,
+        CommitResult::Refused(other_bytes.file_exists())
+    );
+    // Only one of the two digests differs: still not identical.
+    let (normalized, canonical) = ("demo".to_owned(), "1".to_owned());
+    let (sha256, other_blake2) = (up.sha256(), other_bytes.blake2_256());
+    let admission = index
+        .check_file(&up.candidate(&normalized, &canonical, &sha256, &other_blake2))
+        .await
+        .expect("check_file");
+    assert!(
+        matches!(
+            admission,
+            FileAdmission::Refused(FileRefusal::FileExists { .. })
+        ),
+        "{admission:?}"
+    );
+    // Filenames are global: the same filename under another project is refused as well.
+    let mut elsewhere = other_bytes.clone().content("third bytes");
+    elsewhere.project = "unrelated".to_owned();
+    assert_eq!(
+        elsewhere.commit(index).await,
+        CommitResult::Refused(elsewhere.file_exists())
+    );
+    assert!(
+        index
+            .find_project("unrelated")
+            .await
+            .expect("find")
+            .is_none()
+    );
+
+    assert_eq!(h.journal().await, journal);
+    assert_eq!(file_count(index, "demo").await, 1);
+}
+
+async fn same_digests_other_filename_is_refused(h: &dyn Harness) {
+    let index = h.index();
+    let index = index.as_ref();
+    let alice = user(index, "alice").await;
+    let up = Upload::wheel("demo", "1.0", &alice);
+    up.publish(index).await;
+    let journal = h.journal().await;
+
+    // The same bytes under another (valid) filename of the same release.
+    let renamed = up.clone().filename("demo-1.0-py2.py3-none-any.whl");
+    let refusal = renamed.file_exists();
+    assert_eq!(
+        renamed.check(index).await,
+        FileAdmission::Refused(refusal.clone())
+    );
+    assert_eq!(renamed.commit(index).await, CommitResult::Refused(refusal));
+
+    // …and in another project.
+    let elsewhere = Upload::wheel("other", "3.0", &alice).content(&up.content);
+    assert_eq!(
+        elsewhere.commit(index).await,
+        CommitResult::Refused(elsewhere.file_exists())
+    );
+    assert!(index.find_project("other").await.expect("find").is_none());
+    assert_eq!(h.journal().await, journal);
+    assert_eq!(file_count(index, "demo").await, 1);
+}
+
+async fn deleted_filename_cannot_be_reused(h: &dyn Harness) {
+    let index = h.index();
+    let index = index.as_ref();
+    let alice = user(index, "alice").await;
+    let up = Upload::wheel("demo", "1.0", &alice);
+    up.publish(index).await;
+    Upload::sdist("demo", "1.0", &alice).publish(index).await;
+    h.delete_file_row(&up.filename).await;
+    assert_eq!(file_count(index, "demo").await, 1);
+    let journal = h.journal().await;
+
+    // Other bytes under the deleted name, and even the very same bytes again.
+    for attempt in [up.clone().content("fixed bytes"), up.clone()] {
+        assert_eq!(
+            attempt.check(index).await,
+            FileAdmission::Refused(FileRefusal::FilenamePreviouslyUsed),
+            "{}",
+            attempt.content
+        );
+        assert_eq!(
+            attempt.commit(index).await,
+            CommitResult::Refused(FileRefusal::FilenamePreviouslyUsed)
+        );
+    }
+    // The registry is global: another project cannot take the name either.
+    let mut elsewhere = up.clone().content("squatter bytes");
+    elsewhere.project = "squatter".to_owned();
+    assert_eq!(
+        elsewhere.commit(index).await,
+        CommitResult::Refused(FileRefusal::FilenamePreviouslyUsed)
+    );
+    assert!(
+        index
+            .find_project("squatter")
+            .await
+            .expect("find")
+            .is_none()
+    );
+
+    // A duplicate of a live file is reported in preference (a.6: duplicates first).
+    let sdist_dup = Upload::sdist("demo", "1.0", &alice).content("other sdist bytes");
+    assert_eq!(
+        sdist_dup.check(index).await,
+        FileAdmission::Refused(sdist_dup.file_exists())
+    );
+
+    // A new filename is fine.
+    Upload::wheel("demo", "1.0.post1", &alice)
+        .publish(index)
+        .await;
+    assert_eq!(h.journal().await.len(), journal.len() + 2);
+}
+
+async fn one_sdist_per_release(h: &dyn Harness) {
+    let index = h.index();
+    let index = index.as_ref();
+    let alice = user(index, "alice").await;
+    Upload::sdist("demo", "1.0", &alice).publish(index).await;
+
+    let zip_sdist = Upload::sdist("demo", "1.0", &alice)
+        .filename("demo-1.0.zip")
+        .content("zip sdist bytes");
+    let refusal = FileRefusal::OneSdistPerRelease;
+    assert_eq!(
+        zip_sdist.check(index).await,
+        FileAdmission::Refused(refusal.clone())
+    );
+    assert_eq!(
+        zip_sdist.commit(index).await,
+        CommitResult::Refused(refusal.clone())
+    );
+    // 1.0.0 is the same release.
+    let same_release = Upload::sdist("demo", "1.0.0", &alice);
+    assert_eq!(
+        same_release.commit(index).await,
+        CommitResult::Refused(refusal)
+    );
+    // Wheels are not limited, and another release takes its own sdist.
+    Upload::wheel("demo", "1.0", &alice).publish(index).await;
+    Upload::wheel("demo", "1.0", &alice)
+        .filename("demo-1.0-cp312-cp312-manylinux_2_17_x86_64.whl")
+        .content("binary wheel")
+        .publish(index)
+        .await;
+    Upload::sdist("demo", "1.1", &alice).publish(index).await;
+    assert_eq!(file_count(index, "demo").await, 4);
+}
+
+async fn closed_release_refuses_new_files(h: &dyn Harness) {
+    let index = h.index();
+    let index = index.as_ref();
+    let alice = user(index, "alice").await;
+    let window = 14 * DAY;
+    let wheel = Upload::wheel("demo", "1.0", &alice);
+    wheel
+        .clone()
+        .at(T0)
+        .closed_after(window)
+        .publish(index)
+        .await;
+    let journal = h.journal().await;
+
+    let sdist = Upload::sdist("demo", "1.0", &alice).closed_after(window);
+    // Exactly at the end of the window: still open.
+    assert_eq!(
+        sdist.clone().at(T0 + window).check(index).await,
+        FileAdmission::New
+    );
+    // Past it: closed, for check_file and commit_upload alike.
+    let late = sdist.clone().at(T0 + window + 1);
+    assert_eq!(
+        late.check(index).await,
+        FileAdmission::Refused(FileRefusal::ReleaseClosed)
+    );
+    assert_eq!(
+        late.commit(index).await,
+        CommitResult::Refused(FileRefusal::ReleaseClosed)
+    );
+    assert_eq!(
+        Upload::sdist("demo", "1.0.0", &alice)
+            .closed_after(window)
+            .at(T0 + 30 * DAY)
+            .commit(index)
+            .await,
+        CommitResult::Refused(FileRefusal::ReleaseClosed)
+    );
+    assert_eq!(h.journal().await, journal);
+
+    // A duplicate is reported in preference; an identical re-upload stays a no-op success.
+    let conflicting = wheel
+        .clone()
+        .content("other bytes")
+        .closed_after(window)
+        .at(T0 + 30 * DAY);
+    assert_eq!(
+        conflicting.check(index).await,
+        FileAdmission::Refused(conflicting.file_exists())
+    );
+    assert!(matches!(
+        wheel
+            .clone()
+            .closed_after(window)
+            .at(T0 + 30 * DAY)
+            .commit(index)
+            .await,
+        CommitResult::Identical(_)
+    ));
+
+    // Without a window releases stay open; a new release is never closed.
+    sdist
+        .clone()
+        .at(T0 + 365 * DAY)
+        .no_window()
+        .publish(index)
+        .await;
+    Upload::wheel("demo", "2.0", &alice)
+        .closed_after(window)
+        .at(T0 + 365 * DAY)
+        .publish(index)
+        .await;
+    assert_eq!(file_count(index, "demo").await, 3);
+}
+
+async fn new_project_needs_an_owner(h: &dyn Harness) {
+    let index = h.index();
+    let index = index.as_ref();
+    let alice = user(index, "alice").await;
+    let up = Upload::wheel("orphan", "1.0", &alice).no_owner();
+    assert_eq!(
+        up.commit(index).await,
+        CommitResult::Refused(FileRefusal::ProjectMissing)
+    );
+    // Nothing persisted: no project, no journal, no filename registry entry.
+    assert!(index.find_project("orphan").await.expect("find").is_none());
+    assert!(h.journal().await.is_empty());
+    assert_eq!(index.max_serial().await.expect("max_serial"), 0);
+    assert_eq!(up.check(index).await, FileAdmission::New);
+
+    // Once the project exists, an upload without a would-be owner is fine (e.g. a trusted
+    // publisher), and the owner is the creator.
+    let mut created = up.clone();
+    created.owner = Some(alice.clone());
+    created.publish(index).await;
+    let id = project_id(index, "orphan").await;
+    let publisher_upload = Upload::sdist("orphan", "1.0", &alice).no_owner();
+    match publisher_upload.commit(index).await {
+        CommitResult::Published {
+            project_created, ..
+        } => assert!(!project_created),
+        other => panic!("not published: {other:?}"),
+    }
+    assert_eq!(
+        index.project_roles(&id).await.expect("roles"),
+        vec![("Owner".to_owned(), "alice".to_owned())]
+    );
+    let journal = h.journal().await;
+    assert_eq!(
+        journal.last().and_then(|row| row.submitted_by.as_deref()),
+        Some("publisher:pub-1")
+    );
+}
+
+async fn canonical_versions_share_a_release(h: &dyn Harness) {
+    let index = h.index();
+    let index = index.as_ref();
+    let alice = user(index, "alice").await;
+    Upload::wheel("demo", "1.0", &alice).publish(index).await;
+    Upload::sdist("demo", "1.0.0", &alice).publish(index).await;
+    Upload::wheel("demo", "1.0.0", &alice)
+        .filename("demo-1.0.0-py2-none-any.whl")
+        .publish(index)
+        .await;
+    let id = project_id(index, "demo").await;
+    let releases = index.project_releases(&id).await.expect("releases");
+    assert_eq!(releases.len(), 1, "{releases:?}");
+    // The first file defines the release.
+    assert_eq!(releases[0].version, "1.0");
+    assert_eq!(releases[0].canonical_version, "1");
+    let files = index.project_files(&id).await.expect("files");
+    assert_eq!(files.len(), 3);
+    assert!(
+        files
+            .iter()
+            .all(|file| file.release_id == releases[0].id && file.version == "1.0")
+    );
+    assert_eq!(
+        actions(&h.journal().await)
+            .iter()
+            .filter(|action| **action == "new release")
+            .count(),
+        1
+    );
+
+    // A different version (1.0.1, 1.0rc1) is a different release.
+    Upload::wheel("demo", "1.0.1", &alice).publish(index).await;
+    Upload::wheel("demo", "1.0rc1", &alice).publish(index).await;
+    let mut releases = index.project_releases(&id).await.expect("releases");
+    releases.sort_by(|a, b| a.canonical_version.cmp(&b.canonical_version));
+    let summary: Vec<(&str, &str, bool)> = releases
+        .iter()
+        .map(|r| {
+            (
+                r.version.as_str(),
+                r.canonical_version.as_str(),
+                r.is_prerelease,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("1.0", "1", false),
+            ("1.0.1", "1.0.1", false),
+            ("1.0rc1", "1rc1", true),
+        ]
+    );
+}
+
+async fn respelled_upload_updates_display_name(h: &dyn Harness) {
+    let index = h.index();
+    let index = index.as_ref();
+    let alice = user(index, "alice").await;
+    Upload::wheel("Demo.Pkg", "1.0", &alice)
+        .publish(index)
+        .await;
+    Upload::sdist("demo_pkg", "1.0", &alice)
+        .publish(index)
+        .await;
+    let project = index
+        .find_project("demo-pkg")
+        .await
+        .expect("find")
+        .expect("project");
+    assert_eq!(project.name, "demo_pkg");
+    assert_eq!(index.list_projects().await.expect("list").len(), 1);
+    Upload::wheel("DEMO-pkg", "2.0", &alice)
+        .publish(index)
+        .await;
+    let project = index
+        .find_project("demo-pkg")
+        .await
+        .expect("find")
+        .expect("project");
+    assert_eq!(project.name, "DEMO-pkg");
+    assert_eq!(
+        index
+            .find_projects_by_ultranormalized(&ultranormalize("DEMO-pkg"))
+            .await
+            .expect("ultranormalized")
+            .len(),
+        1
+    );
+    // The journal names the project as uploaded each time.
+    let journal = h.journal().await;
+    assert_eq!(
+        journal.last().map(|row| row.project_name.as_str()),
+        Some("DEMO-pkg")
+    );
+}
+
+async fn yank_and_unyank(h: &dyn Harness) {
+    let index = h.index();
+    let index = index.as_ref();
+    let alice = user(index, "alice").await;
+    Upload::wheel("demo", "1.0", &alice).publish(index).await;
+    Upload::sdist("demo", "1.0", &alice).publish(index).await;
+    Upload::wheel("demo", "2.0", &alice).publish(index).await;
+    let id = project_id(index, "demo").await;
+
+    let yank = |reason: Option<&'static str>| YankChange {
+        normalized_name: "demo",
+        canonical_version: "1",
+        yank_reason: reason,
+        submitted_by: "alice",
+    };
+    assert!(
+        index
+            .set_release_yanked(&yank(Some("broken build")), T0 + 1)
+            .await
+            .expect("yank")
+    );
+    let serial = index.max_serial().await.expect("max_serial");
+    let journal = h.journal().await;
+    let last = journal.last().expect("journal row");
+    assert_eq!(last.action, "yank release");
+    assert_eq!(last.version.as_deref(), Some("1"));
+    assert_eq!(last.submitted_by.as_deref(), Some("alice"));
+    assert_eq!(
+        index
+            .find_project("demo")
+            .await
+            .expect("find")
+            .expect("p")
+            .last_serial,
+        serial
+    );
+    let files = index.project_files(&id).await.expect("files");
+    for file in &files {
+        let expected = file.version == "1.0";
+        assert_eq!(file.yanked, expected, "{}", file.filename);
+        assert_eq!(
+            file.yanked_reason,
+            if expected { "broken build" } else { "" }
+        );
+    }
+    let releases = index.project_releases(&id).await.expect("releases");
+    assert!(
+        releases
+            .iter()
+            .all(|r| r.yanked == (r.canonical_version == "1"))
+    );
+
+    // Unyank clears the state and its reason.
+    assert!(
+        index
+            .set_release_yanked(&yank(None), T0 + 2)
+            .await
+            .expect("unyank")
+    );
+    assert!(index.max_serial().await.expect("max_serial") > serial);
+    assert_eq!(
+        h.journal().await.last().map(|row| row.action.clone()),
+        Some("unyank release".to_owned())
+    );
+    let files = index.project_files(&id).await.expect("files");
+    assert!(
+        files
+            .iter()
+            .all(|file| !file.yanked && file.yanked_reason.is_empty())
+    );
+
+    // A yank without a reason is still a yank.
+    assert!(
+        index
+            .set_release_yanked(&yank(Some("")), T0 + 3)
+            .await
+            .expect("yank")
+    );
+    let releases = index.project_releases(&id).await.expect("releases");
+    let one = releases
+        .iter()
+        .find(|r| r.canonical_version == "1")
+        .expect("release 1");
+    assert!(one.yanked);
+    assert_eq!(one.yanked_reason, "");
+
+    // Unknown releases and projects: false, nothing journaled.
+    let before = h.journal().await;
+    for (project, version) in [("demo", "9"), ("nope", "1")] {
+        let change = YankChange {
+            normalized_name: project,
+            canonical_version: version,
+            yank_reason: Some("x"),
+            submitted_by: "alice",
+        };
+        assert!(
+            !index
+                .set_release_yanked(&change, T0 + 4)
+                .await
+                .expect("yank missing")
+        );
+    }
+    assert_eq!(h.journal().await, before);
+}
+
+async fn tokens_insert_find_list_touch_delete(h: &dyn Harness) {
+    let index = h.index();
+    let index = index.as_ref();
+    let alice = user(index, "alice").await;
+    let first = NewToken {
+        id: "token-1".to_owned(),
+        publisher_id: None,
+        additional: None,
+        user_id: Some(alice.id.clone()),
+        description: "ci".to_owned(),
+        root_key: vec![7; 32],
+        caveats: vec![r#"{"project_names":["demo"]}"#.to_owned()],
+        created_at: T0,
+        expires_at: Some(T0 + DAY),
+    };
+    let second = NewToken {
+        id: "token-2".to_owned(),
+        publisher_id: None,
+        additional: None,
+        user_id: None,
+        description: String::new(),
+        root_key: vec![9; 32],
+        caveats: Vec::new(),
+        created_at: T0 + 10,
+        expires_at: None,
+    };
+    index.insert_token(&first).await.expect("insert first");
+    index.insert_token(&second).await.expect("insert second");
+    assert!(
+        index.insert_token(&first).await.is_err(),
+        "a token id is unique"
+    );
+
+    let found = index
+        .find_token("token-1")
+        .await
+        .expect("find")
+        .expect("token-1");
+    assert_eq!(found.id, "token-1");
+    assert_eq!(found.user_id.as_deref(), Some(alice.id.as_str()));
+    assert_eq!(found.user_name.as_deref(), Some("alice"));
+    assert_eq!(found.publisher_id, None);
+    assert_eq!(found.root_key, vec![7; 32]);
+    assert_eq!(found.caveat_strings().expect("caveats"), first.caveats);
+    assert_eq!(found.expires_at, Some(T0 + DAY));
+    let anonymous = index
+        .find_token("token-2")
+        .await
+        .expect("find")
+        .expect("token-2");
+    assert_eq!(anonymous.user_name, None);
+    assert!(anonymous.caveat_strings().expect("caveats").is_empty());
+    assert!(index.find_token("token-3").await.expect("find").is_none());
+
+    // Newest first, with owner names and no key material.
+    let listed = index.list_tokens().await.expect("list");
+    let summary: Vec<(&str, Option<&str>, Option<i64>)> = listed
+        .iter()
+        .map(|t| (t.id.as_str(), t.user_name.as_deref(), t.last_used_at))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![("token-2", None, None), ("token-1", Some("alice"), None)]
+    );
+    assert_eq!(listed[1].description, "ci");
+    assert_eq!(listed[1].created_at, T0);
+    assert_eq!(listed[1].expires_at, Some(T0 + DAY));
+
+    index.touch_token("token-1", T0 + 500).await.expect("touch");
+    // Touching a missing token is harmless.
+    index.touch_token("token-3", T0 + 500).await.expect("touch");
+    let listed = index.list_tokens().await.expect("list");
+    let touched = listed.iter().find(|t| t.id == "token-1").expect("token-1");
+    assert_eq!(touched.last_used_at, Some(T0 + 500));
+
+    assert!(index.delete_token("token-1").await.expect("delete"));
+    assert!(!index.delete_token("token-1").await.expect("delete again"));
+    assert!(index.find_token("token-1").await.expect("find").is_none());
+    let listed = index.list_tokens().await.expect("list");
+    assert_eq!(
+        listed.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
+        vec!["token-2"]
+    );
+}
+
+async fn users_are_unique_by_name(h: &dyn Harness) {
+    let index = h.index();
+    let index = index.as_ref();
+    let alice = index.create_user("alice", T0).await.expect("create");
+    assert_eq!(alice.name, "alice");
+    assert_eq!(alice.created_at, T0);
+    assert!(!alice.id.is_empty());
+    let error = index
+        .create_user("alice", T0 + 1)
+        .await
+        .expect_err("duplicate user");
+    assert!(
+        matches!(&error, IndexError::Conflict(message) if message.contains("alice")),
+        "{error:?}"
+    );
+    assert!(!error.is_transient());
+    let bob = index.create_user("bob", T0).await.expect("create bob");
+    assert_ne!(alice.id, bob.id);
+
+    assert_eq!(
+        index.find_user_by_name("alice").await.expect("find"),
+        Some(alice.clone())
+    );
+    assert_eq!(index.find_user(&alice.id).await.expect("find"), Some(alice));
+    assert_eq!(index.find_user_by_name("carol").await.expect("find"), None);
+    assert_eq!(index.find_user("no-such-id").await.expect("find"), None);
+}
+
+/// Runs `uploads` as concurrent `commit_upload` calls sharing one index.
+async fn commit_concurrently(index: Arc<dyn IndexRepo>, uploads: Vec<Upload>) -> Vec<CommitResult> {
+    let barrier = Arc::new(tokio::sync::Barrier::new(uploads.len()));
+    let tasks: Vec<_> = uploads
+        .into_iter()
+        .map(|up| {
+            let index = Arc::clone(&index);
+            let barrier = Arc::clone(&barrier);
+            tokio::spawn(async move {
+                let new_upload = up.new_upload();
+                barrier.wait().await;
+                index.commit_upload(&new_upload).await
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.expect("task").expect("commit_upload"));
+    }
+    results
+}
+
+async fn race_conflicting_uploads_have_one_winner(h: &dyn Harness) {
+    let index = h.index();
+    let alice = user(index.as_ref(), "alice").await;
+    let base = Upload::wheel("racy", "1.0", &alice);
+    let uploads: Vec<Upload> = (0..8)
+        .map(|i| base.clone().content(&format!("contender {i}")))
+        .collect();
+    let results = commit_concurrently(Arc::clone(&index), uploads.clone()).await;
+
+    let winners: Vec<usize> = results
+        .iter()
+        .enumerate()
+        .filter(|(_, result)| matches!(result, CommitResult::Published { .. }))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(winners.len(), 1, "{results:?}");
+    let winner = winners[0];
+    assert_eq!(
+        results[winner],
+        CommitResult::Published {
+            serial: index.max_serial().await.expect("max_serial"),
+            project_created: true,
+        }
+    );
+    for (i, result) in results.iter().enumerate() {
+        if i != winner {
+            assert_eq!(
+                *result,
+                CommitResult::Refused(uploads[i].file_exists()),
+                "contender {i}"
+            );
+        }
+    }
+    let id = project_id(index.as_ref(), "racy").await;
+    let files = index.project_files(&id).await.expect("files");
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0].sha256_digest, uploads[winner].sha256());
+    assert_eq!(
+        index.project_releases(&id).await.expect("releases").len(),
+        1
+    );
+    assert_eq!(index.list_projects().await.expect("list").len(), 1);
+    assert_eq!(h.journal().await.len(), 4);
+}
+
+async fn race_identical_uploads_publish_once(h: &dyn Harness) {
+    let index = h.index();
+    let alice = user(index.as_ref(), "alice").await;
+    let up = Upload::wheel("racy", "1.0", &alice);
+    let results = commit_concurrently(Arc::clone(&index), vec![up.clone(); 8]).await;
+
+    let published = results
+        .iter()
+        .filter(|result| matches!(result, CommitResult::Published { .. }))
+        .count();
+    assert_eq!(published, 1, "{results:?}");
+    let id = project_id(index.as_ref(), "racy").await;
+    let files = index.project_files(&id).await.expect("files");
+    assert_eq!(files.len(), 1);
+    for result in &results {
+        match result {
+            CommitResult::Published { .. } => {}
+            CommitResult::Identical(file) => assert_eq!(**file, files[0]),
+            other => panic!("neither published nor identical: {other:?}"),
+        }
+    }
+    assert_eq!(h.journal().await.len(), 4);
+}
+
+async fn race_new_project_is_created_once(h: &dyn Harness) {
+    let index = h.index();
+    let alice = user(index.as_ref(), "alice").await;
+    // Eight different files of one new project, some in the same new release.
+    let uploads: Vec<Upload> = (0..8)
+        .map(|i| {
+            let version = format!("1.{}", i % 3);
+            let filename = format!("fresh-{version}-py3{i}-none-any.whl");
+            Upload::wheel("fresh", &version, &alice)
+                .content(&format!("bytes of {filename}"))
+                .filename(&filename)
+        })
+        .collect();
+    let results = commit_concurrently(Arc::clone(&index), uploads).await;
+    let mut created = 0;
+    for result in &results {
+        match result {
+            CommitResult::Published {
+                project_created, ..
+            } => created += usize::from(*project_created),
+            other => panic!("not published: {other:?}"),
+        }
+    }
+    assert_eq!(created, 1, "{results:?}");
+    let id = project_id(index.as_ref(), "fresh").await;
+    assert_eq!(index.project_files(&id).await.expect("files").len(), 8);
+    assert_eq!(
+        index.project_releases(&id).await.expect("releases").len(),
+        3
+    );
+    assert_eq!(
+        index.project_roles(&id).await.expect("roles"),
+        vec![("Owner".to_owned(), "alice".to_owned())]
+    );
+    let journal = h.journal().await;
+    let count = |action: &str| journal.iter().filter(|row| row.action == action).count();
+    assert_eq!(count("create"), 1);
+    assert_eq!(count("new release"), 3);
+    assert_eq!(journal.len(), 2 + 3 + 8);
+}
