@@ -82,6 +82,8 @@ pub async fn mint_user_token(
         .insert_token(&NewToken {
             id: token_id.clone(),
             user_id: Some(user.id),
+            publisher_id: None,
+            additional: None,
             description: request.description.clone(),
             root_key,
             caveats: Vec::new(),
