@@ -9,6 +9,7 @@
 mod files;
 mod json_api;
 mod negotiate;
+mod oidc;
 mod response;
 mod simple;
 mod upload;
@@ -127,6 +128,10 @@ impl Gateway {
             .route("/pypi/{project}/{version}/json", get(json_api::release))
             .route("/pypi/{project}/{version}/json/", get(json_api::release))
             .route("/packages/{*path}", get(files::download))
+            .route("/_/oidc/audience", get(oidc::audience))
+            .route("/_/oidc/mint-token", post(oidc::mint_token))
+            .route("/_/oidc/github/mint-token", post(oidc::mint_token))
+            .route("/_/oidc/burn-token", post(oidc::burn_token))
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(readiness))
             // Uploads enforce their own limits while streaming.

@@ -6,6 +6,7 @@
 //! format (see `wharf-macaroon`); their root keys live in the index database.
 
 mod tokens;
+mod trusted;
 
 use std::sync::Arc;
 
@@ -18,10 +19,13 @@ use wharf_macaroon::{Caveat, ProjectRef, VerificationContext};
 use wharf_proto::v1::verifier_server::Verifier;
 use wharf_proto::v1::{
     AuthenticateRequest, AuthenticateResponse, AuthorizeUploadRequest, AuthorizeUploadResponse,
-    Identity, UploadDenial, UploadGrant, authenticate_response, authorize_upload_response,
+    BurnTokenRequest, BurnTokenResponse, Identity, MintRefusal, MintTokenRequest,
+    MintTokenResponse, MintedToken, OidcAudienceRequest, OidcAudienceResponse, UploadDenial,
+    UploadGrant, authenticate_response, authorize_upload_response, mint_token_response,
 };
 
 pub use tokens::{TokenError, TokenRequest, mint_user_token};
+pub use trusted::{Minted, OidcSettings, publisher_label};
 
 /// The prefix of Wharf's API tokens (the same as PyPI's, so existing tools recognise them).
 pub const TOKEN_PREFIX: &str = "pypi";
@@ -34,7 +38,19 @@ const INVALID_AUTH: &str = "Invalid or non-existent authentication information. 
 pub struct VerifierSettings {
     /// Normalized project names nobody may create.
     pub prohibited_names: Vec<String>,
+    /// Trusted publishing.
+    pub oidc: OidcSettings,
 }
+
+/// How long the JWKS of an issuer may take to fetch, and how large its documents may be.
+const JWKS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+const JWKS_MAX_BYTES: usize = 1024 * 1024;
+/// An unknown `kid` refreshes an issuer's keys at most this often (PyPI: 60 s).
+const JWKS_REFRESH_COOLDOWN: std::time::Duration = std::time::Duration::from_secs(60);
+
+const NON_USER_CREATE: &str = "Non-user identities cannot create new projects. This was probably \
+     caused by successfully using a pending publisher but specifying the project name incorrectly \
+     (either in the publisher or in your project's metadata). Please ensure that both match.";
 
 /// Errors of the verifier itself (not refusals, which are answers).
 #[derive(Debug, thiserror::Error)]
@@ -42,11 +58,18 @@ pub enum VerifierError {
     /// The index could not be read.
     #[error("index unavailable")]
     Index(#[from] IndexError),
+    /// The verifier could not be set up.
+    #[error("verifier set-up failed: {0}")]
+    Setup(String),
 }
 
 impl From<VerifierError> for Status {
     fn from(error: VerifierError) -> Status {
         match &error {
+            VerifierError::Setup(message) => {
+                tracing::error!(message = %message, "verifier set-up error");
+                Status::internal("the verifier is misconfigured")
+            }
             VerifierError::Index(inner) => {
                 tracing::error!(error = %inner, source = ?std::error::Error::source(inner), "verifier index error");
                 Status::unavailable("the verifier's index database is unavailable")
@@ -60,6 +83,7 @@ impl From<VerifierError> for Status {
 pub struct VerifierService {
     index: Arc<dyn IndexRepo>,
     settings: Arc<VerifierSettings>,
+    trusted: Arc<trusted::TrustedPublishing>,
 }
 
 /// A token's stored record, its holder and the parsed macaroon.
@@ -77,11 +101,60 @@ enum Holder {
 
 impl VerifierService {
     /// A verifier reading tokens, users and projects from `index`.
-    pub fn new(index: Arc<dyn IndexRepo>, settings: VerifierSettings) -> VerifierService {
+    pub fn new(
+        index: Arc<dyn IndexRepo>,
+        settings: VerifierSettings,
+    ) -> Result<VerifierService, VerifierError> {
+        let fetcher = wharf_oidc::HttpJwksFetcher::new(JWKS_TIMEOUT, JWKS_MAX_BYTES)
+            .map_err(|error| VerifierError::Setup(format!("JWKS client: {error}")))?;
+        Ok(VerifierService::with_key_store(
+            index,
+            settings,
+            wharf_oidc::KeyStore::new(Arc::new(fetcher), JWKS_REFRESH_COOLDOWN),
+            None,
+        ))
+    }
+
+    /// A verifier with a given JWKS key store (tests) and, optionally, a bus for audit events.
+    pub fn with_key_store(
+        index: Arc<dyn IndexRepo>,
+        settings: VerifierSettings,
+        keys: wharf_oidc::KeyStore,
+        events: Option<Arc<dyn wharf_bus::UploadBus>>,
+    ) -> VerifierService {
+        let trusted = trusted::TrustedPublishing {
+            settings: settings.oidc.clone(),
+            keys: Arc::new(keys),
+            events,
+        };
         VerifierService {
             index,
             settings: Arc::new(settings),
+            trusted: Arc::new(trusted),
         }
+    }
+
+    /// Publishes audit events (mints, refusals, burns) on `bus` as well as in the index.
+    pub fn with_events(self, bus: Arc<dyn wharf_bus::UploadBus>) -> VerifierService {
+        let trusted = trusted::TrustedPublishing {
+            settings: self.settings.oidc.clone(),
+            keys: Arc::clone(&self.trusted.keys),
+            events: Some(bus),
+        };
+        VerifierService {
+            trusted: Arc::new(trusted),
+            ..self
+        }
+    }
+
+    /// Exchanges an OIDC identity token for a short-lived API token.
+    pub async fn exchange_oidc_token(
+        &self,
+        oidc_token: &str,
+    ) -> Result<Result<Minted, wharf_oidc::MintError>, VerifierError> {
+        self.trusted
+            .mint(self.index.as_ref(), &self.settings, oidc_token)
+            .await
     }
 
     /// Finds the holder of a token: it must parse, and its identifier must name a stored
@@ -101,16 +174,22 @@ impl VerifierService {
         let Some(record) = self.index.find_token(&token_id.to_string()).await? else {
             return Ok(refused());
         };
-        let (Some(user_id), Some(user_name)) = (record.user_id.clone(), record.user_name.clone())
-        else {
-            return Ok(refused());
-        };
-        let identity = Identity {
-            kind: "user".to_owned(),
-            user_id,
-            user_name,
-            publisher_id: String::new(),
-            token_id: record.id.clone(),
+        let identity = match (&record.user_id, &record.user_name, &record.publisher_id) {
+            (Some(user_id), Some(user_name), _) => Identity {
+                kind: "user".to_owned(),
+                user_id: user_id.clone(),
+                user_name: user_name.clone(),
+                publisher_id: String::new(),
+                token_id: record.id.clone(),
+            },
+            (None, _, Some(publisher_id)) => Identity {
+                kind: "publisher".to_owned(),
+                user_id: String::new(),
+                user_name: String::new(),
+                publisher_id: publisher_id.clone(),
+                token_id: record.id.clone(),
+            },
+            _ => return Ok(refused()),
         };
         Ok(Holder::Known(Box::new(KnownHolder {
             record,
@@ -144,6 +223,12 @@ impl VerifierService {
                 ))));
             }
         };
+        let is_publisher = identity.kind == "publisher";
+        if is_publisher && project.is_none() {
+            // PyPI: only users create projects; a publisher's project must exist (a pending
+            // publisher creates it during the exchange).
+            return Ok(Err(Rejection::bad_request(NON_USER_CREATE)));
+        }
         let now = jiff::Timestamp::now();
         let context = VerificationContext {
             now: now.as_second(),
@@ -151,12 +236,28 @@ impl VerifierService {
                 normalized_name: &normalized,
                 id: project.as_ref().map_or("", |project| project.id.as_str()),
             }),
-            user_id: Some(&identity.user_id),
-            oidc_publisher_id: None,
+            user_id: (!is_publisher).then_some(identity.user_id.as_str()),
+            oidc_publisher_id: is_publisher.then_some(identity.publisher_id.as_str()),
         };
-        if let Err(failure) =
+        let verified = if is_publisher {
+            // The publisher must still be attached to the project, not only have been when
+            // the token was minted.
+            let publisher = self.index.find_publisher(&identity.publisher_id).await?;
+            let attached: Vec<&str> = publisher
+                .as_ref()
+                .map(|publisher| publisher.project_ids.iter().map(String::as_str).collect())
+                .unwrap_or_default();
+            wharf_macaroon::verify_with_publisher_projects(
+                &macaroon,
+                &record.root_key,
+                &stored_caveats,
+                &context,
+                &attached,
+            )
+        } else {
             wharf_macaroon::verify(&macaroon, &record.root_key, &stored_caveats, &context)
-        {
+        };
+        if let Err(failure) = verified {
             return Ok(Err(Rejection::forbidden(format!(
                 "Invalid API Token: {failure}"
             ))));
@@ -166,6 +267,20 @@ impl VerifierService {
             .await?;
 
         match project {
+            Some(project) if is_publisher => {
+                if project.status == "archived" || project.status == "quarantined" {
+                    return Ok(Err(Rejection::forbidden(format!(
+                        "The given token isn't allowed to upload to project '{}'. \
+                         See https://pypi.org/help/#project-name for more information.",
+                        project.name
+                    ))));
+                }
+                Ok(Ok(UploadGrant {
+                    identity: Some(identity),
+                    project_id: project.id,
+                    may_create_project: false,
+                }))
+            }
             Some(project) => {
                 let role = self.index.user_role(&project.id, &identity.user_id).await?;
                 let may_upload = project.status != "archived"
@@ -227,6 +342,49 @@ fn denial(rejection: Rejection) -> UploadDenial {
 
 #[tonic::async_trait]
 impl Verifier for VerifierService {
+    async fn oidc_audience(
+        &self,
+        _request: Request<OidcAudienceRequest>,
+    ) -> Result<Response<OidcAudienceResponse>, Status> {
+        let oidc = &self.settings.oidc;
+        Ok(Response::new(OidcAudienceResponse {
+            enabled: oidc.enabled,
+            audience: oidc.audience.clone(),
+        }))
+    }
+
+    async fn mint_token(
+        &self,
+        request: Request<MintTokenRequest>,
+    ) -> Result<Response<MintTokenResponse>, Status> {
+        let result = match self
+            .exchange_oidc_token(&request.get_ref().oidc_token)
+            .await?
+        {
+            Ok(minted) => mint_token_response::Result::Minted(MintedToken {
+                token: minted.token,
+                expires: minted.expires,
+            }),
+            Err(error) => mint_token_response::Result::Refused(MintRefusal {
+                code: error.code.as_str().to_owned(),
+                description: error.description,
+            }),
+        };
+        Ok(Response::new(MintTokenResponse {
+            result: Some(result),
+        }))
+    }
+
+    async fn burn_token(
+        &self,
+        request: Request<BurnTokenRequest>,
+    ) -> Result<Response<BurnTokenResponse>, Status> {
+        self.trusted
+            .burn(self.index.as_ref(), &request.get_ref().token)
+            .await?;
+        Ok(Response::new(BurnTokenResponse {}))
+    }
+
     #[instrument(skip_all, name = "verifier.authenticate")]
     async fn authenticate(
         &self,
@@ -286,8 +444,10 @@ mod tests {
             Arc::clone(&index),
             VerifierSettings {
                 prohibited_names: vec!["forbidden-name".to_owned()],
+                ..VerifierSettings::default()
             },
-        );
+        )
+        .expect("verifier");
         Fixture {
             _dir: dir,
             index,

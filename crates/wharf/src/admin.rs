@@ -33,6 +33,12 @@ enum AdminCommand {
     /// Inspect projects.
     #[command(subcommand)]
     Project(ProjectCommand),
+    /// Manage the OIDC issuers trusted for trusted publishing.
+    #[command(subcommand)]
+    Issuer(crate::admin_oidc::IssuerCommand),
+    /// Manage trusted publishers.
+    #[command(subcommand)]
+    Publisher(crate::admin_oidc::PublisherCommand),
     /// Yank a release (PEP 592): installers skip it unless pinned exactly.
     Yank {
         /// Project name.
@@ -178,6 +184,12 @@ pub(crate) async fn run(args: AdminArgs) -> anyhow::Result<()> {
                     project.name, project.status, project.total_size, project.last_serial
                 );
             }
+        }
+        AdminCommand::Issuer(command) => {
+            crate::admin_oidc::run_issuer(index.as_ref(), command).await?;
+        }
+        AdminCommand::Publisher(command) => {
+            crate::admin_oidc::run_publisher(index.as_ref(), command).await?;
         }
         AdminCommand::Yank {
             project,

@@ -14,7 +14,7 @@ use wharf_bus::{InProcessBus, UploadBus};
 use wharf_gateway::{Gateway, GatewaySettings, TransportError, VerifierGrpc, VerifierTransport};
 use wharf_proto::v1::verifier_client::VerifierClient;
 use wharf_proto::v1::verifier_server::VerifierServer;
-use wharf_verifier::{VerifierService, VerifierSettings};
+use wharf_verifier::{OidcSettings, VerifierService, VerifierSettings};
 use wharf_worker::{StorageWorker, WorkerSettings};
 
 use crate::IndexArgs;
@@ -55,6 +55,25 @@ pub(crate) struct ServeArgs {
     /// Uploads the storage worker processes at the same time.
     #[arg(long, env = "WHARF_WORKER_CONCURRENCY", default_value_t = 2)]
     worker_concurrency: usize,
+    /// PEM certificate chain for HTTPS (with --tls-key); plain HTTP when unset.
+    #[arg(long, env = "WHARF_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key for HTTPS (with --tls-cert).
+    #[arg(long, env = "WHARF_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// The audience OIDC tokens must carry for trusted publishing (PyPI: `pypi`). Give two
+    /// registries side by side different audiences so they refuse each other's tokens.
+    #[arg(long, env = "WHARF_OIDC_AUDIENCE", default_value = "wharf")]
+    oidc_audience: String,
+    /// Lifetime of tokens minted by trusted publishing, unless a publisher sets its own.
+    #[arg(long, env = "WHARF_OIDC_TOKEN_TTL", default_value = "15m", value_parser = parse_duration)]
+    oidc_token_ttl: Duration,
+    /// The longest lifetime a publisher may give its minted tokens.
+    #[arg(long, env = "WHARF_OIDC_MAX_TOKEN_TTL", default_value = "6h", value_parser = parse_duration)]
+    oidc_max_token_ttl: Duration,
+    /// Turn trusted publishing off (the /_/oidc endpoints then refuse).
+    #[arg(long, env = "WHARF_NO_TRUSTED_PUBLISHING")]
+    no_trusted_publishing: bool,
     /// How long an upload waits for the storage worker's answer.
     #[arg(long, env = "WHARF_UPLOAD_TIMEOUT", default_value = "300s", value_parser = parse_duration)]
     upload_timeout: Duration,
@@ -108,6 +127,27 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         return Err(ConfigError("--worker-concurrency must be at least 1".to_owned()).into());
     }
 
+    if args.oidc_token_ttl > args.oidc_max_token_ttl {
+        return Err(ConfigError(
+            "--oidc-token-ttl must not exceed --oidc-max-token-ttl".to_owned(),
+        )
+        .into());
+    }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                .await
+                .map_err(|error| {
+                    ConfigError(format!(
+                        "cannot load the TLS certificate {} and key {}: {error}",
+                        cert.display(),
+                        key.display()
+                    ))
+                })?,
+        ),
+        _ => None,
+    };
+
     let index = args.index.open().await?;
     let files_dir = args.index.data_dir.join("files");
     let blobs = BlobStore::local(&files_dir)
@@ -131,8 +171,17 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 .iter()
                 .map(|name| wharf_core::name::normalize(name))
                 .collect(),
+            oidc: OidcSettings {
+                enabled: !args.no_trusted_publishing,
+                audience: args.oidc_audience.clone(),
+                default_token_ttl: args.oidc_token_ttl,
+                max_token_ttl: args.oidc_max_token_ttl,
+                ..OidcSettings::default()
+            },
         },
-    );
+    )
+    .context("failed to set up the verifier")?
+    .with_events(Arc::clone(&bus));
     let gateway = Gateway::new(
         in_process_verifier(verifier),
         Arc::clone(&index),
@@ -157,24 +206,49 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
     );
 
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
+    let listener = std::net::TcpListener::bind(args.listen)
         .with_context(|| format!("failed to listen on {}", args.listen))?;
     let address = listener.local_addr().context("listener has no address")?;
 
-    let stop_http = CancellationToken::new();
     let stop_worker = CancellationToken::new();
     let worker_task = tokio::spawn(worker.run(stop_worker.clone()));
-    let http_stop = stop_http.clone();
-    let server = axum::serve(listener, gateway.router())
-        .with_graceful_shutdown(async move { http_stop.cancelled().await });
-    let server_task = tokio::spawn(async move { server.await });
-    tracing::info!(%address, data_dir = %args.index.data_dir.display(), "wharf is serving");
+    let http = axum_server::Handle::new();
+    let mut router = gateway.router();
+    if tls.is_some() {
+        // The gateway builds absolute links (simple index file URLs) with the scheme of
+        // X-Forwarded-Proto, else http: on a TLS listener it is https, whatever a client says.
+        router = router.layer(tower::util::MapRequestLayer::new(
+            |mut request: http::Request<axum::body::Body>| {
+                request.headers_mut().insert(
+                    "x-forwarded-proto",
+                    http::HeaderValue::from_static("https"),
+                );
+                request
+            },
+        ));
+    }
+    let app = router.into_make_service();
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let server_task = match tls {
+        Some(config) => tokio::spawn(
+            axum_server::from_tcp_rustls(listener, config)
+                .context("cannot serve on the listener")?
+                .handle(http.clone())
+                .serve(app),
+        ),
+        None => tokio::spawn(
+            axum_server::from_tcp(listener)
+                .context("cannot serve on the listener")?
+                .handle(http.clone())
+                .serve(app),
+        ),
+    };
+    tracing::info!(%address, scheme, data_dir = %args.index.data_dir.display(), "wharf is serving");
 
     shutdown_signal().await;
     tracing::info!("shutting down: finishing in-flight requests");
     // HTTP first: in-flight uploads still need the worker to answer them.
-    stop_http.cancel();
+    http.graceful_shutdown(Some(SHUTDOWN_GRACE));
     match tokio::time::timeout(SHUTDOWN_GRACE, server_task).await {
         Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(error))) => tracing::warn!(error = %error, "http server stopped with an error"),

@@ -1,0 +1,158 @@
+//! Trusted publishing endpoints (`/_/oidc/…`, spec §b.1–b.3). The gateway only parses the
+//! request and forwards it: the verifier decides.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use tracing::instrument;
+use wharf_proto::v1::{
+    BurnTokenRequest, MintTokenRequest, OidcAudienceRequest, mint_token_response,
+};
+
+use crate::Gateway;
+
+/// Largest accepted mint-token request body (a JWT is a few KiB).
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+fn mint_failure(code: &str, description: &str) -> Response {
+    (
+        StatusCode::UNPROCESSABLE_ENTITY,
+        axum::Json(json!({
+            "message": "Token request failed",
+            "errors": [{ "code": code, "description": description }],
+        })),
+    )
+        .into_response()
+}
+
+fn verifier_unavailable(status: &tonic::Status) -> Response {
+    tracing::warn!(code = ?status.code(), "verifier unavailable");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(
+            json!({ "message": "The verifier is unavailable right now; please try again later." }),
+        ),
+    )
+        .into_response()
+}
+
+/// Reads the `token` string from a JSON object body, with pydantic-like texts for the
+/// failures (PyPI validates the body with pydantic). The content type is not required:
+/// clients do not reliably send one.
+fn token_from_body(body: &[u8]) -> Result<String, String> {
+    if body.len() > MAX_BODY_BYTES {
+        return Err("request body too large".to_owned());
+    }
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|_| "Invalid JSON: the request body is not valid JSON".to_owned())?;
+    let Value::Object(object) = value else {
+        return Err("Input should be a valid dictionary or instance of TokenPayload".to_owned());
+    };
+    match object.get("token") {
+        Some(Value::String(token)) => Ok(token.clone()),
+        Some(_) => Err("token: Input should be a valid string".to_owned()),
+        None => Err("token: Field required".to_owned()),
+    }
+}
+
+/// `GET /_/oidc/audience`.
+#[instrument(skip_all, name = "gateway.oidc_audience")]
+pub(crate) async fn audience(State(gateway): State<Gateway>) -> Response {
+    let mut verifier = gateway.verifier.clone();
+    match verifier.oidc_audience(OidcAudienceRequest {}).await {
+        Ok(response) => {
+            let response = response.into_inner();
+            if response.enabled {
+                axum::Json(json!({ "audience": response.audience })).into_response()
+            } else {
+                (
+                    StatusCode::FORBIDDEN,
+                    axum::Json(
+                        json!({ "message": "Trusted publishing functionality not enabled" }),
+                    ),
+                )
+                    .into_response()
+            }
+        }
+        Err(status) => verifier_unavailable(&status),
+    }
+}
+
+/// `POST /_/oidc/mint-token` (and the legacy `/_/oidc/github/mint-token` alias).
+#[instrument(skip_all, name = "gateway.oidc_mint_token", fields(wharf.oidc.error = tracing::field::Empty))]
+pub(crate) async fn mint_token(State(gateway): State<Gateway>, body: Bytes) -> Response {
+    let oidc_token = match token_from_body(&body) {
+        Ok(token) => token,
+        Err(description) => {
+            tracing::Span::current().record("wharf.oidc.error", "invalid-payload");
+            return mint_failure("invalid-payload", &description);
+        }
+    };
+    let mut verifier = gateway.verifier.clone();
+    let response = match verifier.mint_token(MintTokenRequest { oidc_token }).await {
+        Ok(response) => response.into_inner(),
+        Err(status) => return verifier_unavailable(&status),
+    };
+    match response.result {
+        Some(mint_token_response::Result::Minted(minted)) => axum::Json(json!({
+            "success": true,
+            "token": minted.token,
+            "expires": minted.expires,
+        }))
+        .into_response(),
+        Some(mint_token_response::Result::Refused(refusal)) => {
+            tracing::Span::current().record("wharf.oidc.error", refusal.code.as_str());
+            mint_failure(&refusal.code, &refusal.description)
+        }
+        None => verifier_unavailable(&tonic::Status::internal("empty answer")),
+    }
+}
+
+/// `POST /_/oidc/burn-token`: revokes a minted token; always 202, whatever happened.
+#[instrument(skip_all, name = "gateway.oidc_burn_token")]
+pub(crate) async fn burn_token(State(gateway): State<Gateway>, body: Bytes) -> Response {
+    if let Ok(token) = token_from_body(&body) {
+        let mut verifier = gateway.verifier.clone();
+        if let Err(status) = verifier.burn_token(BurnTokenRequest { token }).await {
+            tracing::warn!(code = ?status.code(), "could not burn a token");
+        }
+    }
+    (
+        StatusCode::ACCEPTED,
+        axum::Json(json!({ "message": "Accepted", "errors": [] })),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_body_must_be_an_object_with_a_string_token() {
+        assert_eq!(
+            token_from_body(br#"{"token": "a.b.c"}"#),
+            Ok("a.b.c".to_owned())
+        );
+        assert_eq!(
+            token_from_body(b"not json").unwrap_err(),
+            "Invalid JSON: the request body is not valid JSON"
+        );
+        assert!(
+            token_from_body(b"[1]")
+                .unwrap_err()
+                .contains("valid dictionary")
+        );
+        assert_eq!(
+            token_from_body(br#"{"token": 1}"#).unwrap_err(),
+            "token: Input should be a valid string"
+        );
+        assert_eq!(token_from_body(b"{}").unwrap_err(), "token: Field required");
+        assert_eq!(
+            token_from_body(&vec![b' '; MAX_BODY_BYTES + 1]).unwrap_err(),
+            "request body too large"
+        );
+    }
+}

@@ -1,0 +1,447 @@
+//! Trusted publishing: exchanging a CI system's OIDC identity token for a short-lived API
+//! token (spec §b), and revoking such tokens early.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use serde_json::json;
+use tracing::instrument;
+use wharf_bus::{PublicEvent, UploadBus};
+use wharf_core::name;
+use wharf_index::{IndexError, IndexRepo, NewToken, ProjectTarget, PublisherRecord, ReifyResult};
+use wharf_macaroon::Caveat;
+use wharf_oidc::{
+    Candidate, Claims, ErrorCode, Issuer, IssuerKind, KeyStore, MintError, PublisherPolicy,
+};
+
+use crate::{TOKEN_PREFIX, VerifierError};
+
+/// Operator settings of trusted publishing.
+#[derive(Debug, Clone)]
+pub struct OidcSettings {
+    /// Whether the exchange is offered at all.
+    pub enabled: bool,
+    /// The audience tokens must be issued for (PyPI: `pypi`; Wharf: `wharf`).
+    pub audience: String,
+    /// Lifetime of minted tokens unless a publisher sets its own (PyPI: 15 minutes).
+    pub default_token_ttl: Duration,
+    /// The longest lifetime a publisher may set.
+    pub max_token_ttl: Duration,
+    /// The macaroon location written into minted tokens.
+    pub location: String,
+}
+
+impl Default for OidcSettings {
+    fn default() -> Self {
+        OidcSettings {
+            enabled: true,
+            audience: "wharf".to_owned(),
+            default_token_ttl: Duration::from_secs(900),
+            max_token_ttl: Duration::from_secs(6 * 3600),
+            location: "wharf".to_owned(),
+        }
+    }
+}
+
+/// A minted token and its expiry (unix seconds).
+#[derive(Debug, Clone)]
+pub struct Minted {
+    pub token: String,
+    pub expires: i64,
+}
+
+/// Trusted publishing state: settings, the JWKS cache, and where audit events go.
+pub(crate) struct TrustedPublishing {
+    pub(crate) settings: OidcSettings,
+    pub(crate) keys: Arc<KeyStore>,
+    pub(crate) events: Option<Arc<dyn UploadBus>>,
+}
+
+impl std::fmt::Debug for TrustedPublishing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrustedPublishing")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The publisher a token matched, parsed.
+struct MatchedPublisher {
+    record: PublisherRecord,
+    matched: wharf_oidc::Matched,
+}
+
+fn refusal(code: ErrorCode, description: impl Into<String>) -> MintError {
+    MintError {
+        code,
+        description: description.into(),
+    }
+}
+
+/// A label for explain mode and `publisher list`, from the policy alone.
+pub fn publisher_label(policy: &PublisherPolicy) -> String {
+    match policy {
+        PublisherPolicy::GitHub(github) => format!(
+            "github:{}/{} {}",
+            github.owner, github.repository, github.workflow
+        ),
+        PublisherPolicy::GitLab(gitlab) => format!(
+            "gitlab:{}/{} {}",
+            gitlab.namespace, gitlab.project, gitlab.workflow_filepath
+        ),
+        PublisherPolicy::Google(google) => format!("google:{}", google.email),
+        PublisherPolicy::ActiveState(state) => {
+            format!("activestate:{}/{}", state.organization, state.project)
+        }
+        PublisherPolicy::Generic(generic) => {
+            let sub = generic.claims().get("sub").map_or("", String::as_str);
+            format!("generic:{sub}")
+        }
+    }
+}
+
+impl TrustedPublishing {
+    /// The issuers tokens are accepted from: the built-in ones, then the operator's (read on
+    /// every exchange, so adding or removing one needs no restart).
+    async fn issuers(&self, index: &dyn IndexRepo) -> Result<Vec<Issuer>, IndexError> {
+        let mut issuers = wharf_oidc::builtin_issuers();
+        for record in index.list_issuers().await? {
+            let Ok(kind) = record.kind.parse::<IssuerKind>() else {
+                tracing::warn!(issuer = %record.name, kind = %record.kind, "skipping issuer of unknown kind");
+                continue;
+            };
+            issuers.push(Issuer {
+                name: record.name,
+                kind,
+                url: record.url,
+                allow_http: record.allow_http,
+                builtin: false,
+            });
+        }
+        Ok(issuers)
+    }
+
+    async fn audit(&self, index: &dyn IndexRepo, kind: &str, detail: serde_json::Value) {
+        let now = jiff::Timestamp::now().as_microsecond();
+        let detail = detail.to_string();
+        if let Err(error) = index.record_audit(kind, &detail, now).await {
+            tracing::warn!(error = %error, kind, "could not record the audit event");
+        }
+        if let Some(bus) = &self.events {
+            let event = PublicEvent {
+                subject: format!("wharf.events.{kind}"),
+                payload: detail.into_bytes().into(),
+            };
+            if let Err(error) = bus.publish_event(event).await {
+                tracing::warn!(error = %error, kind, "could not publish the audit event");
+            }
+        }
+    }
+
+    /// Exchanges an OIDC token for an API token, or says why not (PyPI's codes and texts).
+    #[instrument(skip_all, name = "verifier.mint_token", fields(wharf.oidc.publisher = tracing::field::Empty, wharf.oidc.error = tracing::field::Empty))]
+    pub(crate) async fn mint(
+        &self,
+        index: &dyn IndexRepo,
+        settings: &crate::VerifierSettings,
+        jwt: &str,
+    ) -> Result<Result<Minted, MintError>, VerifierError> {
+        let result = self.try_mint(index, settings, jwt).await?;
+        match &result {
+            Ok(_) => {}
+            Err(error) => {
+                tracing::Span::current().record("wharf.oidc.error", error.code.as_str());
+                self.audit(
+                    index,
+                    "oidc.mint_refused",
+                    json!({ "code": error.code.as_str(), "description": error.description }),
+                )
+                .await;
+            }
+        }
+        Ok(result)
+    }
+
+    async fn try_mint(
+        &self,
+        index: &dyn IndexRepo,
+        settings: &crate::VerifierSettings,
+        jwt: &str,
+    ) -> Result<Result<Minted, MintError>, VerifierError> {
+        if !self.settings.enabled {
+            return Ok(Err(refusal(
+                ErrorCode::NotEnabled,
+                "trusted publishing functionality not enabled",
+            )));
+        }
+        let unverified = match wharf_oidc::peek_unverified(jwt) {
+            Ok(unverified) => unverified,
+            Err(error) => return Ok(Err(error)),
+        };
+        let issuers = self.issuers(index).await?;
+        let Some(issuer) = issuers
+            .into_iter()
+            .find(|issuer| issuer.url == unverified.issuer)
+        else {
+            return Ok(Err(refusal(
+                ErrorCode::InvalidPayload,
+                "unknown trusted publishing issuer",
+            )));
+        };
+        let now = jiff::Timestamp::now().as_second();
+        let claims =
+            match wharf_oidc::verify_token(jwt, &issuer, &self.settings.audience, &self.keys, now)
+                .await
+            {
+                Ok(claims) => claims,
+                Err(error) => return Ok(Err(error)),
+            };
+
+        let publishers = index.publishers_for_issuer(&issuer.url).await?;
+        let (pending, active): (Vec<_>, Vec<_>) = publishers
+            .into_iter()
+            .partition(|publisher| publisher.pending_project_name.is_some());
+
+        // PyPI searches the pending publishers first.
+        if let Ok(found) = find_publisher(&pending, &issuer, &claims) {
+            if let Err(error) = self.claim_jti(index, &issuer, &claims, now).await? {
+                return Ok(Err(error));
+            }
+            let project_name = found
+                .record
+                .pending_project_name
+                .clone()
+                .unwrap_or_default();
+            if let Err(rejection) =
+                name::check_new_project_name(&project_name, &settings.prohibited_names)
+            {
+                return Ok(Err(refusal(ErrorCode::InvalidPayload, rejection.message)));
+            }
+            let ultranormalized = name::ultranormalize(&project_name);
+            let similar = index
+                .find_projects_by_ultranormalized(&ultranormalized)
+                .await?;
+            if similar
+                .iter()
+                .any(|project| project.normalized_name != name::normalize(&project_name))
+            {
+                return Ok(Err(refusal(
+                    ErrorCode::InvalidPayload,
+                    name::too_similar_rejection(&project_name).message,
+                )));
+            }
+            let target = ProjectTarget {
+                name: project_name.clone(),
+                normalized_name: name::normalize(&project_name),
+                ultranormalized_name: ultranormalized,
+                create_with_owner: found.record.pending_user_id.clone(),
+            };
+            let now_micros = jiff::Timestamp::now().as_microsecond();
+            match index
+                .reify_pending_publisher(&found.record.id, &target, now_micros)
+                .await?
+            {
+                ReifyResult::ProjectExists => {
+                    return Ok(Err(refusal(
+                        ErrorCode::InvalidPendingPublisher,
+                        "valid token, but project already exists",
+                    )));
+                }
+                ReifyResult::Created { project_id } => {
+                    self.audit(
+                        index,
+                        "oidc.publisher_activated",
+                        json!({ "publisher": found.record.id, "project": project_name, "project_id": project_id }),
+                    )
+                    .await;
+                }
+            }
+            let Some(record) = index.find_publisher(&found.record.id).await? else {
+                return Ok(Err(refusal(
+                    ErrorCode::InvalidPublisher,
+                    "valid token, but no corresponding publisher (the publisher was removed)",
+                )));
+            };
+            let found = MatchedPublisher {
+                record,
+                matched: found.matched,
+            };
+            return self.issue(index, found, now).await.map(Ok);
+        }
+
+        let found = match find_publisher(&active, &issuer, &claims) {
+            Ok(found) => found,
+            Err(error) => return Ok(Err(error)),
+        };
+        if let Err(error) = self.claim_jti(index, &issuer, &claims, now).await? {
+            return Ok(Err(error));
+        }
+        self.issue(index, found, now).await.map(Ok)
+    }
+
+    /// Claims the token's `jti` so that the same JWT is never exchanged twice.
+    async fn claim_jti(
+        &self,
+        index: &dyn IndexRepo,
+        issuer: &Issuer,
+        claims: &Claims,
+        now: i64,
+    ) -> Result<Result<(), MintError>, VerifierError> {
+        let Some(jti) = wharf_oidc::jti_of(claims) else {
+            return Ok(Ok(()));
+        };
+        // Kept until the token could no longer pass verification (exp + leeway + margin).
+        let keep_until = wharf_oidc::expires_at(claims).unwrap_or(now) + 30 + 5;
+        if index.claim_jti(&issuer.url, jti, keep_until, now).await? {
+            Ok(Ok(()))
+        } else {
+            Ok(Err(refusal(
+                ErrorCode::InvalidReuseToken,
+                "invalid token: already used",
+            )))
+        }
+    }
+
+    /// Mints the API token for a matched, active publisher.
+    async fn issue(
+        &self,
+        index: &dyn IndexRepo,
+        found: MatchedPublisher,
+        now: i64,
+    ) -> Result<Minted, VerifierError> {
+        let MatchedPublisher { record, matched } = found;
+        tracing::Span::current().record("wharf.oidc.publisher", record.id.as_str());
+        if let Some(owner_id) = &matched.pin_owner_id
+            && let Ok(PublisherPolicy::GitHub(mut github)) =
+                serde_json::from_str::<PublisherPolicy>(&record.policy)
+            && github.owner_id.is_none()
+        {
+            // First successful exchange: from now on only this owner id is accepted, which
+            // defeats a re-registered (resurrected) account of the same name.
+            github.owner_id = Some(owner_id.clone());
+            let policy = PublisherPolicy::GitHub(github);
+            if let Ok(policy_json) = serde_json::to_string(&policy) {
+                index
+                    .update_publisher_policy(&record.id, &policy_json, &record.label)
+                    .await?;
+                self.audit(
+                    index,
+                    "oidc.publisher_pinned",
+                    json!({ "publisher": record.id, "owner_id": owner_id }),
+                )
+                .await;
+            }
+        }
+
+        let requested = record
+            .token_ttl_seconds
+            .and_then(|seconds| u64::try_from(seconds).ok())
+            .map_or(self.settings.default_token_ttl, Duration::from_secs);
+        let ttl = requested.min(self.settings.max_token_ttl);
+        let expires = now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX));
+        let caveats = [
+            Caveat::OidcPublisher {
+                publisher_id: record.id.clone(),
+                oidc_claims: None,
+            },
+            Caveat::ProjectId(record.project_ids.clone()),
+            Caveat::Expiration {
+                expires_at: expires,
+                not_before: now,
+            },
+        ];
+        let token_id = uuid::Uuid::new_v4().to_string();
+        let mut root_key = vec![0u8; 32];
+        rand::rng().fill_bytes(&mut root_key);
+        let token = wharf_macaroon::mint(&self.settings.location, &token_id, &root_key, &caveats);
+        index
+            .insert_token(&NewToken {
+                id: token_id.clone(),
+                user_id: None,
+                publisher_id: Some(record.id.clone()),
+                additional: Some(json!({ "oidc": matched.stored_claims }).to_string()),
+                description: format!("trusted publishing: {}", record.label),
+                root_key,
+                caveats: Vec::new(),
+                created_at: now.saturating_mul(1_000_000),
+                expires_at: Some(expires),
+            })
+            .await?;
+        self.audit(
+            index,
+            "oidc.minted",
+            json!({
+                "publisher": record.id,
+                "label": record.label,
+                "token_id": token_id,
+                "projects": record.project_ids,
+                "expires": expires,
+                "publisher_url": matched.publisher_url,
+            }),
+        )
+        .await;
+        Ok(Minted { token, expires })
+    }
+
+    /// Revokes a minted token; answers nothing either way (PyPI always says 202).
+    #[instrument(skip_all, name = "verifier.burn_token")]
+    pub(crate) async fn burn(
+        &self,
+        index: &dyn IndexRepo,
+        token: &str,
+    ) -> Result<(), VerifierError> {
+        let Ok(macaroon) = wharf_macaroon::decode_token(token, TOKEN_PREFIX) else {
+            return Ok(());
+        };
+        let Ok(identifier) = std::str::from_utf8(macaroon.identifier()) else {
+            return Ok(());
+        };
+        if index.delete_publisher_token(identifier).await? {
+            self.audit(index, "oidc.burned", json!({ "token_id": identifier }))
+                .await;
+        }
+        Ok(())
+    }
+}
+
+/// Matches claims against publishers (skipping any whose stored policy cannot be read).
+fn find_publisher(
+    publishers: &[PublisherRecord],
+    issuer: &Issuer,
+    claims: &Claims,
+) -> Result<MatchedPublisher, MintError> {
+    let policies: Vec<(usize, PublisherPolicy)> = publishers
+        .iter()
+        .enumerate()
+        .filter_map(|(position, publisher)| {
+            match serde_json::from_str::<PublisherPolicy>(&publisher.policy) {
+                Ok(policy) => Some((position, policy)),
+                Err(error) => {
+                    tracing::error!(publisher = %publisher.id, error = %error, "unreadable publisher policy");
+                    None
+                }
+            }
+        })
+        .collect();
+    let candidates: Vec<Candidate<'_>> = policies
+        .iter()
+        .map(|(position, policy)| Candidate {
+            id: &publishers[*position].id,
+            label: &publishers[*position].label,
+            policy,
+        })
+        .collect();
+    let matched = wharf_oidc::match_publisher(&candidates, issuer, claims)?;
+    let record = publishers
+        .iter()
+        .find(|publisher| publisher.id == matched.id)
+        .cloned()
+        .ok_or_else(|| {
+            refusal(
+                ErrorCode::InvalidPublisher,
+                "valid token, but no corresponding publisher",
+            )
+        })?;
+    Ok(MatchedPublisher { record, matched })
+}
