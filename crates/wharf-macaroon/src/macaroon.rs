@@ -14,7 +14,7 @@
 //! where every field except EOS is `uvarint(type) uvarint(len) bytes`, and EOS
 //! is the single byte `0x00`.
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 use crate::error::MacaroonError;
