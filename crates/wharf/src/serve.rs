@@ -219,10 +219,9 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         // X-Forwarded-Proto, else http: on a TLS listener it is https, whatever a client says.
         router = router.layer(tower::util::MapRequestLayer::new(
             |mut request: http::Request<axum::body::Body>| {
-                request.headers_mut().insert(
-                    "x-forwarded-proto",
-                    http::HeaderValue::from_static("https"),
-                );
+                request
+                    .headers_mut()
+                    .insert("x-forwarded-proto", http::HeaderValue::from_static("https"));
                 request
             },
         ));
