@@ -8,10 +8,12 @@
 #![allow(clippy::print_stderr)] // Test diagnostics go to stderr, where cargo shows them.
 
 pub mod dist;
+pub mod oidc_issuer;
 pub mod raw_http;
+pub mod tls;
 
 use std::io::Write;
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -114,6 +116,8 @@ pub struct Registry {
     data_dir: tempfile::TempDir,
     port: u16,
     log_path: PathBuf,
+    /// Serving HTTPS (`--tls-cert` given): URLs are `https://`, readiness is a TCP connect.
+    tls: bool,
 }
 
 impl Registry {
@@ -125,6 +129,9 @@ impl Registry {
     /// Starts `wharf serve` on `data_dir` (its `data` subdirectory holds the registry).
     fn start_in(mut data_dir: tempfile::TempDir, extra_args: &[&str]) -> Registry {
         let log_path = data_dir.path().join("serve.log");
+        let tls = extra_args
+            .iter()
+            .any(|arg| *arg == "--tls-cert" || arg.starts_with("--tls-cert="));
         // A port taken between probing and binding makes the server exit; try a few.
         for _attempt in 0..5 {
             let port = free_port();
@@ -147,6 +154,7 @@ impl Registry {
                 data_dir,
                 port,
                 log_path: log_path.clone(),
+                tls,
             };
             if registry.wait_ready(Duration::from_secs(30)) {
                 return registry;
@@ -158,6 +166,14 @@ impl Registry {
             "wharf serve did not become ready; log:\n{}",
             std::fs::read_to_string(&log_path).unwrap_or_default()
         );
+    }
+
+    /// Starts `wharf serve` over HTTPS with `ca`'s server certificate, plus `extra_args`.
+    pub fn start_tls(ca: &tls::TestCa, extra_args: &[&str]) -> Registry {
+        let tls_args = ca.serve_args();
+        let mut args: Vec<&str> = tls_args.iter().map(String::as_str).collect();
+        args.extend_from_slice(extra_args);
+        Registry::start_with(&args)
     }
 
     /// Starts `wharf serve` with the default settings.
@@ -191,7 +207,14 @@ impl Registry {
             {
                 return false;
             }
-            if let Ok(response) = ureq::get(&format!("{}/readyz", self.url())).call()
+            if self.tls {
+                // ureq is built without TLS here: a listening socket is the readiness signal
+                // (the server binds only once its index is open).
+                let address = SocketAddr::from(([127, 0, 0, 1], self.port));
+                if TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok() {
+                    return true;
+                }
+            } else if let Ok(response) = ureq::get(&format!("{}/readyz", self.url())).call()
                 && response.status() == 200
             {
                 return true;
@@ -201,9 +224,10 @@ impl Registry {
         false
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>` (`https://` when serving TLS).
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// `127.0.0.1:<port>`, the address the server listens on.
