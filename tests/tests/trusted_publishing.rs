@@ -784,7 +784,7 @@ fn the_attack_matrix_is_refused_with_pypis_codes() {
     let response = raw_http::request(&registry.url(), "GET", "/readyz", &[], b"");
     assert_eq!(response.status, 200);
 
-    // Refusals the verifier decided are audited with their code; no JWT (every one starts
+    // Refusals are audited with their code; no JWT (every one starts
     // with `eyJ`, base64url of `{"`) reaches the audit trail or the log.
     let events = audit_events(&registry);
     let codes: std::collections::BTreeSet<&str> = events
@@ -801,6 +801,19 @@ fn the_attack_matrix_is_refused_with_pypis_codes() {
         assert!(
             codes.contains(code),
             "no audited refusal with {code}: {codes:?}"
+        );
+    }
+    // Bodies the gateway could not read are audited too, with the text the client saw.
+    for description in [
+        "token: Field required",
+        "token: Input should be a valid string",
+    ] {
+        assert!(
+            events
+                .iter()
+                .any(|(kind, detail)| kind == "oidc.mint_refused"
+                    && detail["description"] == description),
+            "the refusal '{description}' was not audited"
         );
     }
     assert!(

@@ -83,15 +83,20 @@ pub(crate) async fn audience(State(gateway): State<Gateway>) -> Response {
 /// `POST /_/oidc/mint-token` (and the legacy `/_/oidc/github/mint-token` alias).
 #[instrument(skip_all, name = "gateway.oidc_mint_token", fields(wharf.oidc.error = tracing::field::Empty))]
 pub(crate) async fn mint_token(State(gateway): State<Gateway>, body: Bytes) -> Response {
-    let oidc_token = match token_from_body(&body) {
-        Ok(token) => token,
-        Err(description) => {
-            tracing::Span::current().record("wharf.oidc.error", "invalid-payload");
-            return mint_failure("invalid-payload", &description);
-        }
+    // A body without a token is refused by the verifier too, so that every refusal is
+    // audited in one place.
+    let request = match token_from_body(&body) {
+        Ok(oidc_token) => MintTokenRequest {
+            oidc_token,
+            payload_error: String::new(),
+        },
+        Err(payload_error) => MintTokenRequest {
+            oidc_token: String::new(),
+            payload_error,
+        },
     };
     let mut verifier = gateway.verifier.clone();
-    let response = match verifier.mint_token(MintTokenRequest { oidc_token }).await {
+    let response = match verifier.mint_token(request).await {
         Ok(response) => response.into_inner(),
         Err(status) => return verifier_unavailable(&status),
     };

@@ -357,10 +357,17 @@ impl Verifier for VerifierService {
         &self,
         request: Request<MintTokenRequest>,
     ) -> Result<Response<MintTokenResponse>, Status> {
-        let result = match self
-            .exchange_oidc_token(&request.get_ref().oidc_token)
-            .await?
-        {
+        let request = request.into_inner();
+        let exchanged = if request.payload_error.is_empty() {
+            self.exchange_oidc_token(&request.oidc_token).await?
+        } else {
+            let refusal = wharf_oidc::MintError::invalid_payload(request.payload_error);
+            self.trusted
+                .record_refusal(self.index.as_ref(), &refusal)
+                .await;
+            Err(refusal)
+        };
+        let result = match exchanged {
             Ok(minted) => mint_token_response::Result::Minted(MintedToken {
                 token: minted.token,
                 expires: minted.expires,

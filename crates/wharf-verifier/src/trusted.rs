@@ -148,19 +148,21 @@ impl TrustedPublishing {
         jwt: &str,
     ) -> Result<Result<Minted, MintError>, VerifierError> {
         let result = self.try_mint(index, settings, jwt).await?;
-        match &result {
-            Ok(_) => {}
-            Err(error) => {
-                tracing::Span::current().record("wharf.oidc.error", error.code.as_str());
-                self.audit(
-                    index,
-                    "oidc.mint_refused",
-                    json!({ "code": error.code.as_str(), "description": error.description }),
-                )
-                .await;
-            }
+        if let Err(error) = &result {
+            self.record_refusal(index, error).await;
         }
         Ok(result)
+    }
+
+    /// Audits a refused exchange (with its PyPI error code).
+    pub(crate) async fn record_refusal(&self, index: &dyn IndexRepo, error: &MintError) {
+        tracing::Span::current().record("wharf.oidc.error", error.code.as_str());
+        self.audit(
+            index,
+            "oidc.mint_refused",
+            json!({ "code": error.code.as_str(), "description": error.description }),
+        )
+        .await;
     }
 
     async fn try_mint(
