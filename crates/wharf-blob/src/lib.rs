@@ -44,6 +44,18 @@ impl BlobError {
     }
 }
 
+/// S3 settings that override the `AWS_*` environment.
+#[derive(Debug, Clone, Default)]
+pub struct S3Options {
+    /// Endpoint of an S3-compatible server (`http://127.0.0.1:9000`).
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    /// Allow a plain-HTTP endpoint.
+    pub allow_http: bool,
+    /// Address buckets as `endpoint/bucket` rather than `bucket.endpoint`.
+    pub path_style: bool,
+}
+
 /// The object store with Wharf's key layout.
 #[derive(Debug, Clone)]
 pub struct BlobStore {
@@ -61,6 +73,53 @@ impl BlobStore {
             .with_fsync(true)
             .with_automatic_cleanup(true);
         Ok(BlobStore::from_store(Arc::new(store)))
+    }
+
+    /// A store from a URL: `file:///absolute/dir`, `memory://`, or `s3://bucket[/prefix]`.
+    /// S3 settings (credentials, region, endpoint, plain HTTP for a local server) come from
+    /// the standard `AWS_*` environment variables, overridden by `s3`.
+    pub fn from_url(url: &str, s3: &S3Options) -> Result<BlobStore, BlobError> {
+        if let Some(path) = url.strip_prefix("file://") {
+            if !path.starts_with('/') {
+                return Err(BlobError::InvalidKey(format!(
+                    "a file:// store needs an absolute path, got '{url}'"
+                )));
+            }
+            return BlobStore::local(std::path::Path::new(path));
+        }
+        if url == "memory://" || url == "memory:" {
+            return Ok(BlobStore::memory());
+        }
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(BlobError::InvalidKey(format!("no bucket in '{url}'")));
+            }
+            let mut builder =
+                object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
+            if let Some(endpoint) = &s3.endpoint {
+                builder = builder.with_endpoint(endpoint);
+            }
+            if let Some(region) = &s3.region {
+                builder = builder.with_region(region);
+            }
+            if s3.allow_http {
+                builder = builder.with_allow_http(true);
+            }
+            if s3.path_style {
+                builder = builder.with_virtual_hosted_style_request(false);
+            }
+            let store: Arc<dyn ObjectStore> = Arc::new(builder.build()?);
+            let prefix = prefix.trim_matches('/');
+            if prefix.is_empty() {
+                return Ok(BlobStore::from_store(store));
+            }
+            let prefixed = object_store::prefix::PrefixStore::new(store, Path::from(prefix));
+            return Ok(BlobStore::from_store(Arc::new(prefixed)));
+        }
+        Err(BlobError::InvalidKey(format!(
+            "unsupported store URL '{url}': use file:///dir, memory:// or s3://bucket[/prefix]"
+        )))
     }
 
     /// A store in memory (tests).
@@ -380,6 +439,25 @@ mod tests {
             stored.bytes().await.expect("bytes").as_ref(),
             b"wheel bytes"
         );
+    }
+
+    #[test]
+    fn store_urls() {
+        let options = S3Options::default();
+        assert!(BlobStore::from_url("memory://", &options).is_ok());
+        assert!(BlobStore::from_url("file://relative/dir", &options).is_err());
+        assert!(BlobStore::from_url("ftp://host/x", &options).is_err());
+        assert!(BlobStore::from_url("s3://", &options).is_err());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("file://{}", dir.path().display());
+        assert!(BlobStore::from_url(&url, &options).is_ok());
+        let s3 = S3Options {
+            endpoint: Some("http://127.0.0.1:9".to_owned()),
+            region: Some("us-east-1".to_owned()),
+            allow_http: true,
+            path_style: true,
+        };
+        assert!(BlobStore::from_url("s3://bucket/some/prefix", &s3).is_ok());
     }
 
     #[test]
