@@ -58,6 +58,9 @@ pub struct GatewaySettings {
     pub public_url: Option<String>,
     /// Largest total size of an upload form's text fields, in bytes.
     pub max_form_text_bytes: usize,
+    /// Scheme of absolute links when neither `public_url` nor `X-Forwarded-Proto` says:
+    /// `https` when the gateway itself serves TLS.
+    pub default_scheme: &'static str,
 }
 
 impl Default for GatewaySettings {
@@ -68,6 +71,7 @@ impl Default for GatewaySettings {
             outcome_timeout: Duration::from_secs(300),
             public_url: None,
             max_form_text_bytes: 16 * 1024 * 1024,
+            default_scheme: "http",
         }
     }
 }
@@ -154,6 +158,14 @@ async fn readiness(State(gateway): State<Gateway>) -> Response {
     if let Err(error) = gateway.bus.ping().await {
         tracing::warn!(error = %error, "readiness: bus unavailable");
         failures.push("bus");
+    }
+    let mut verifier = gateway.verifier.clone();
+    if let Err(status) = verifier
+        .oidc_audience(wharf_proto::v1::OidcAudienceRequest {})
+        .await
+    {
+        tracing::warn!(code = ?status.code(), "readiness: verifier unavailable");
+        failures.push("verifier");
     }
     if failures.is_empty() {
         (StatusCode::OK, "ready").into_response()

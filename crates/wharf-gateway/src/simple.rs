@@ -36,7 +36,7 @@ pub(crate) fn base_url(gateway: &Gateway, headers: &HeaderMap) -> String {
         .get("x-forwarded-proto")
         .and_then(|value| value.to_str().ok())
         .filter(|scheme| *scheme == "https" || *scheme == "http")
-        .unwrap_or("http");
+        .unwrap_or(gateway.settings.default_scheme);
     format!("{scheme}://{host}")
 }
 

@@ -39,7 +39,8 @@ impl TelemetryGuard {
 
 /// Installs the global subscriber for `service_name`. Call once, first thing in `main`.
 pub fn init(service_name: &str) -> TelemetryGuard {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     let registry = tracing_subscriber::registry().with(filter);
     let result = match LogFormat::from_env() {
         LogFormat::Json => registry

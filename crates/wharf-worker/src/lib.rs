@@ -22,6 +22,9 @@ use wharf_index::IndexRepo;
 
 pub use process::ProcessError;
 
+/// How often a delivery in progress extends its redelivery deadline.
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+
 /// Operator settings of the worker.
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
@@ -98,7 +101,25 @@ impl StorageWorker {
             messaging.message.delivery_count = delivery_count,
         );
         async move {
-            let outcome = match self.process(&event).await {
+            let processed = {
+                // Tell the bus the message is still being worked on, so a big file is not
+                // redelivered to another worker while this one hashes it.
+                let processing = self.process(&event);
+                tokio::pin!(processing);
+                let mut progress = tokio::time::interval(PROGRESS_EVERY);
+                progress.tick().await;
+                loop {
+                    tokio::select! {
+                        result = &mut processing => break result,
+                        _ = progress.tick() => {
+                            if let Err(error) = settle.in_progress().await {
+                                tracing::warn!(error = %error, "could not extend the ack deadline");
+                            }
+                        }
+                    }
+                }
+            };
+            let outcome = match processed {
                 Ok(outcome) => outcome,
                 Err(error) if error.is_transient() && delivery_count < self.settings.max_deliveries => {
                     let delay = Duration::from_millis(250 * 2u64.pow(delivery_count.min(6)));

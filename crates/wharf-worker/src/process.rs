@@ -3,11 +3,12 @@
 use std::io::Read;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use prost::Message;
 use tracing::{Instrument, info_span, instrument};
 use wharf_archive::digest::{Digests, MultiHasher, hex_digest_matches, storage_path};
 use wharf_archive::{ArchiveError, sdist, wheel};
-use wharf_blob::{BlobError, BlobStore, ObjectPath};
+use wharf_blob::{BlobError, BlobStore, GetResultPayload, ObjectPath};
 use wharf_bus::{PublicEvent, SUBJECT_FILE_PUBLISHED};
 use wharf_core::core_metadata;
 use wharf_core::error::Rejection;
@@ -392,17 +393,41 @@ impl StorageWorker {
         staging_key: &ObjectPath,
         size: u64,
     ) -> Result<Digests, ProcessError> {
-        let reader = self.blobs.blocking_reader(
-            staging_key.clone(),
-            size,
-            tokio::runtime::Handle::current(),
-        );
         let span = info_span!("worker.hash", size);
-        let digests = tokio::task::spawn_blocking(move || {
-            let _entered = span.enter();
-            hash_reader(reader)
-        })
-        .await??;
+        let Some(staged) = self.blobs.get(staging_key, None).await? else {
+            return Err(ProcessError::StagingGone);
+        };
+        let digests = match staged.payload {
+            // A local file: read it directly on a blocking thread, in large chunks.
+            GetResultPayload::File(file, _) => {
+                tokio::task::spawn_blocking(move || {
+                    let _entered = span.enter();
+                    hash_reader(file)
+                })
+                .await??
+            }
+            // A remote object: one streamed GET, hashed on a blocking thread while the next
+            // chunks arrive.
+            GetResultPayload::Stream(mut stream) => {
+                let (chunks, mut received) = tokio::sync::mpsc::channel::<Bytes>(8);
+                let hasher = tokio::task::spawn_blocking(move || {
+                    let _entered = span.enter();
+                    let mut hasher = MultiHasher::default();
+                    while let Some(chunk) = received.blocking_recv() {
+                        hasher.update(&chunk);
+                    }
+                    hasher.finalize()
+                });
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk.map_err(BlobError::from)?;
+                    if chunks.send(chunk).await.is_err() {
+                        break;
+                    }
+                }
+                drop(chunks);
+                hasher.await?
+            }
+        };
         Ok(digests)
     }
 
