@@ -1,9 +1,11 @@
 //! Wharf's event bus: gateways publish [`FileStaged`] work, storage workers consume it and
 //! answer with an [`UploadOutcome`], and everyone may publish public events.
 //!
-//! Services only see the [`UploadBus`] trait; [`InProcessBus`] serves the embedded mode.
+//! Services only see the [`UploadBus`] trait; [`InProcessBus`] serves the embedded mode and
+//! [`NatsBus`] (NATS JetStream) the scaled mode.
 
 mod in_process;
+mod nats;
 
 use std::time::Duration;
 
@@ -13,6 +15,7 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
 pub use in_process::InProcessBus;
+pub use nats::{NatsBus, NatsConfig};
 pub use wharf_proto::v1::{FileStaged, UploadOutcome};
 
 /// Subject of the upload work queue.
@@ -61,7 +64,7 @@ pub trait UploadBus: Send + Sync + std::fmt::Debug {
     /// Publishes a public event.
     async fn publish_event(&self, event: PublicEvent) -> Result<(), BusError>;
     /// The work queue as this worker sees it. Each delivery must be settled with
-    /// [`Delivery::ack`], [`Delivery::retry_later`] or [`Delivery::reject`]; one dropped
+    /// [`Settle::ack`], [`Settle::retry_later`] or [`Settle::reject`]; one dropped
     /// unsettled is delivered again.
     async fn staged_deliveries(&self) -> Result<BoxStream<'static, Delivery>, BusError>;
 }
