@@ -4,14 +4,15 @@
 CARGO  ?= cargo
 PYTHON ?= python3
 VENV   := tests/.venv
+DEPLOY_VENV := deploy/.venv
 LISTEN ?= 127.0.0.1:8080
 DATA   ?= ./wharf-data
 
 .DEFAULT_GOAL := help
-.PHONY: help run build test lint fmt fmt-check clippy venv clean
+.PHONY: help run build test lint fmt fmt-check clippy venv services clean k8s-lint cluster
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 run: ## Build and run the registry (embedded: SQLite, local files, in-process bus)
 	$(CARGO) build --release -p wharf
@@ -27,6 +28,9 @@ $(VENV)/.installed: tests/python/requirements.txt
 	$(VENV)/bin/python -m pip install --disable-pip-version-check --quiet -r tests/python/requirements.txt
 	touch $@
 
+services: ## Start (or install) PostgreSQL and NATS for the scaled-mode tests
+	./scripts/ensure-services.sh
+
 fmt: ## Format the code
 	$(CARGO) fmt --all
 
@@ -36,13 +40,24 @@ fmt-check:
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-lint: fmt-check clippy ## Check formatting and clippy (warnings are errors)
+lint: fmt-check clippy k8s-lint ## Check formatting, clippy (warnings are errors) and deploy/k8s
+
+k8s-lint: $(DEPLOY_VENV)/.installed ## Validate deploy/k8s against the Kubernetes schemas (offline)
+	$(DEPLOY_VENV)/bin/python deploy/k8s-lint.py deploy/k8s
+
+$(DEPLOY_VENV)/.installed: deploy/requirements.txt
+	$(PYTHON) -m venv $(DEPLOY_VENV)
+	$(DEPLOY_VENV)/bin/python -m pip install --disable-pip-version-check --quiet -r deploy/requirements.txt
+	touch $@
+
+cluster: build venv ## Run the scaled topology as local processes (PostgreSQL, NATS, moto S3)
+	./scripts/cluster.sh
 
 # The end-to-end tests run the debug binary, which shares its build with `cargo test`.
-test: venv lint ## Lint, then run every unit, integration and end-to-end test
+test: venv services lint ## Lint, then run every unit, integration and end-to-end test
 	$(CARGO) build -p wharf
 	WHARF_BIN=$(CURDIR)/target/debug/wharf $(CARGO) test --workspace
 
 clean: ## Remove build output and the test venv
 	$(CARGO) clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(DEPLOY_VENV)

@@ -1,14 +1,17 @@
 //! Wharf's index database: projects, releases, files, users, API tokens and the journal.
 //!
 //! Services talk to the index through the [`IndexRepo`] trait only; each database backend is an
-//! adapter implementing it ([`SqliteIndex`] for the embedded mode). Every write that makes a file
-//! visible happens in one transaction ([`IndexRepo::commit_upload`]).
+//! adapter implementing it ([`SqliteIndex`] for the embedded mode, [`PgIndex`] for the scaled
+//! mode), each with its own migrations. Every write that makes a file visible happens in one
+//! transaction ([`IndexRepo::commit_upload`]).
 
+mod postgres;
 mod records;
 mod sqlite;
 
 use async_trait::async_trait;
 
+pub use postgres::PgIndex;
 pub use records::*;
 pub use sqlite::SqliteIndex;
 
@@ -31,28 +34,58 @@ pub enum IndexError {
 
 impl IndexError {
     /// Tells whether retrying the same operation later may succeed (lost connection, busy
-    /// database), as opposed to a permanent failure.
+    /// database, server restarting, lost race), as opposed to a permanent failure.
     pub fn is_transient(&self) -> bool {
         match self {
-            IndexError::Database(error) => match error {
-                sqlx::Error::Io(_)
-                | sqlx::Error::PoolTimedOut
-                | sqlx::Error::PoolClosed
-                | sqlx::Error::WorkerCrashed => true,
-                sqlx::Error::Database(db) => {
-                    // SQLITE_BUSY (5) and SQLITE_LOCKED (6), including extended codes.
-                    db.code()
-                        .and_then(|code| code.parse::<u32>().ok())
-                        .is_some_and(|code| {
-                            let primary = code & 0xff;
-                            primary == 5 || primary == 6
-                        })
-                }
-                _ => false,
-            },
+            IndexError::Database(error) => sqlx_error_is_transient(error),
+            IndexError::Migrate(
+                sqlx::migrate::MigrateError::Execute(error)
+                | sqlx::migrate::MigrateError::ExecuteMigration(error, _),
+            ) => sqlx_error_is_transient(error),
             IndexError::Migrate(_) | IndexError::Conflict(_) | IndexError::Corrupt(_) => false,
         }
     }
+}
+
+fn sqlx_error_is_transient(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                pg_code_is_transient(pg.code())
+            } else {
+                // SQLITE_BUSY (5) and SQLITE_LOCKED (6), including extended codes.
+                db.code()
+                    .and_then(|code| code.parse::<u32>().ok())
+                    .is_some_and(|code| {
+                        let primary = code & 0xff;
+                        primary == 5 || primary == 6
+                    })
+            }
+        }
+        _ => false,
+    }
+}
+
+/// PostgreSQL SQLSTATEs after which the same operation may succeed later.
+fn pg_code_is_transient(code: &str) -> bool {
+    matches!(
+        code,
+        // serialization_failure, deadlock_detected: the transaction lost a race.
+        "40001" | "40P01"
+        // lock_not_available (lock_timeout), query_canceled (statement_timeout).
+        | "55P03" | "57014"
+        // admin_shutdown, crash_shutdown, cannot_connect_now: the server is restarting.
+        | "57P01" | "57P02" | "57P03"
+        // read_only_sql_transaction: connected to a standby during a failover.
+        | "25006"
+        // idle_in_transaction_session_timeout: the session was ended; reconnect.
+        | "25P03"
+    ) || code.starts_with("08") // connection_exception and its subclasses
+        || code.starts_with("53") // insufficient_resources (too many connections, out of memory)
 }
 
 /// The index API every service uses; one adapter per database backend.
@@ -177,4 +210,41 @@ pub trait IndexRepo: Send + Sync + std::fmt::Debug {
     /// [`IndexRepo::check_file`] checks inside the transaction so concurrent uploads of one
     /// filename end with exactly one winner.
     async fn commit_upload(&self, upload: &NewUpload) -> Result<CommitResult, IndexError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pg_transient_codes() {
+        for code in [
+            "40001", "40P01", "57P01", "57P02", "57P03", "08000", "08006", "08001", "53300",
+            "55P03", "57014", "25006",
+        ] {
+            assert!(pg_code_is_transient(code), "{code}");
+        }
+        for code in [
+            "23505", "23503", "42P01", "42601", "22001", "57P04", "XX000",
+        ] {
+            assert!(!pg_code_is_transient(code), "{code}");
+        }
+    }
+
+    #[test]
+    fn io_and_pool_errors_are_transient() {
+        let io = IndexError::Database(sqlx::Error::Io(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused,
+        )));
+        assert!(io.is_transient());
+        assert!(IndexError::Database(sqlx::Error::PoolTimedOut).is_transient());
+        assert!(
+            IndexError::Migrate(sqlx::migrate::MigrateError::Execute(
+                sqlx::Error::PoolTimedOut
+            ))
+            .is_transient()
+        );
+        assert!(!IndexError::Database(sqlx::Error::RowNotFound).is_transient());
+        assert!(!IndexError::Conflict("x".to_owned()).is_transient());
+    }
 }

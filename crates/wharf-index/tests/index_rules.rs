@@ -5,20 +5,25 @@
 //! through the [`Harness`], which each backend implements with raw SQL. The `conformance!`
 //! macro turns every rule into one `#[tokio::test]` per backend, on a fresh database.
 //!
-//! Adding a backend (e.g. PostgreSQL): implement [`Harness`] for it (open a fresh database or
-//! schema, apply migrations, two raw queries) and add one line at the bottom:
-//! `mod postgres { super::conformance!(super::PostgresHarness); }`.
+//! Backends: SQLite on a temp file, and PostgreSQL on a fresh database per test (created
+//! through the admin URL in `WHARF_TEST_POSTGRES_URL`, default
+//! `postgres://postgres@127.0.0.1:5432/test`, and dropped afterwards). The PostgreSQL tests
+//! fail (never skip) when the server is not reachable. Adding a backend: implement
+//! [`Harness`] for it and add one `mod … { conformance!(…); }` line.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use sqlx::ConnectOptions;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
 use wharf_core::Version;
 use wharf_core::name::{normalize, ultranormalize};
 use wharf_index::{
-    CommitResult, FileAdmission, FileCandidate, FileRefusal, IndexError, IndexRepo, NewFile,
-    NewToken, NewUpload, ProjectTarget, ReleaseTarget, User, YankChange,
+    CommitResult, FileAdmission, FileCandidate, FileRefusal, IndexError, IndexRepo, IssuerRecord,
+    NewFile, NewPublisher, NewToken, NewUpload, ProjectTarget, ReifyResult, ReleaseTarget, User,
+    YankChange,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -41,6 +46,11 @@ struct JournalRow {
 trait Harness: Send + Sync {
     /// The index under test (fresh and empty for every test).
     fn index(&self) -> Arc<dyn IndexRepo>;
+    /// Another index instance on the same database, with its own connection pool (as
+    /// another gateway, worker or verifier process would have).
+    async fn another_index(&self) -> Arc<dyn IndexRepo>;
+    /// The audit events as `(kind, detail, created_at)`, oldest first.
+    async fn audit_events(&self) -> Vec<(String, String, i64)>;
     /// Deletes a file row directly (as an administrator removing a file would), keeping the
     /// filename registry untouched.
     async fn delete_file_row(&self, filename: &str);
@@ -51,6 +61,7 @@ trait Harness: Send + Sync {
 /// [`wharf_index::SqliteIndex`] on a temp-file database.
 struct SqliteHarness {
     _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
     index: Arc<wharf_index::SqliteIndex>,
     raw: SqlitePool,
 }
@@ -67,6 +78,7 @@ impl SqliteHarness {
             .expect("raw sqlite pool");
         SqliteHarness {
             _dir: dir,
+            path,
             index: Arc::new(index),
             raw,
         }
@@ -79,8 +91,160 @@ impl Harness for SqliteHarness {
         Arc::clone(&self.index) as Arc<dyn IndexRepo>
     }
 
+    async fn another_index(&self) -> Arc<dyn IndexRepo> {
+        Arc::new(
+            wharf_index::SqliteIndex::open(&self.path)
+                .await
+                .expect("open another sqlite index"),
+        )
+    }
+
+    async fn audit_events(&self) -> Vec<(String, String, i64)> {
+        sqlx::query_as("SELECT kind, detail, created_at FROM audit_events ORDER BY id")
+            .fetch_all(&self.raw)
+            .await
+            .expect("read audit events")
+    }
+
     async fn delete_file_row(&self, filename: &str) {
         let deleted = sqlx::query("DELETE FROM files WHERE filename = ?1")
+            .bind(filename)
+            .execute(&self.raw)
+            .await
+            .expect("delete file row");
+        assert_eq!(deleted.rows_affected(), 1, "no file row {filename}");
+    }
+
+    async fn journal(&self) -> Vec<JournalRow> {
+        let rows: Vec<(i64, String, Option<String>, String, Option<String>)> = sqlx::query_as(
+            "SELECT id, project_name, version, action, submitted_by FROM journal ORDER BY id",
+        )
+        .fetch_all(&self.raw)
+        .await
+        .expect("read journal");
+        rows.into_iter()
+            .map(
+                |(serial, project_name, version, action, submitted_by)| JournalRow {
+                    serial,
+                    project_name,
+                    version,
+                    action,
+                    submitted_by,
+                },
+            )
+            .collect()
+    }
+}
+
+/// The admin URL the PostgreSQL harness creates its databases through.
+fn postgres_admin_url() -> String {
+    std::env::var("WHARF_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// Fails the test with instructions when PostgreSQL cannot be reached (never a silent skip).
+fn postgres_unreachable(url: &str, error: &dyn std::fmt::Display) -> ! {
+    panic!(
+        "PostgreSQL is not reachable at {url} ({error}).\n\
+         The PostgreSQL conformance tests need a server. On this machine start it with\n    \
+         pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start\n\
+         or point WHARF_TEST_POSTGRES_URL at a server where the user may CREATE DATABASE."
+    )
+}
+
+/// [`wharf_index::PgIndex`] on a fresh database `wharf_test_<uuid>`, dropped afterwards.
+struct PgHarness {
+    admin: PgConnectOptions,
+    database: String,
+    url: String,
+    index: Arc<wharf_index::PgIndex>,
+    raw: PgPool,
+}
+
+impl PgHarness {
+    async fn new() -> PgHarness {
+        let admin_url = postgres_admin_url();
+        let admin: PgConnectOptions = admin_url
+            .parse()
+            .unwrap_or_else(|error| panic!("WHARF_TEST_POSTGRES_URL {admin_url}: {error}"));
+        let mut conn =
+            match tokio::time::timeout(std::time::Duration::from_secs(10), admin.connect()).await {
+                Ok(Ok(conn)) => conn,
+                Ok(Err(error)) => postgres_unreachable(&admin_url, &error),
+                Err(_) => postgres_unreachable(&admin_url, &"no answer within 10 s"),
+            };
+        let database = format!("wharf_test_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|error| panic!("CREATE DATABASE {database} via {admin_url}: {error}"));
+        let url = admin.clone().database(&database).to_url_lossy().to_string();
+        let index = wharf_index::PgIndex::connect(&url)
+            .await
+            .expect("connect PgIndex");
+        let raw = PgPoolOptions::new()
+            .max_connections(2)
+            .connect(&url)
+            .await
+            .expect("raw postgres pool");
+        PgHarness {
+            admin,
+            database,
+            url,
+            index: Arc::new(index),
+            raw,
+        }
+    }
+}
+
+impl Drop for PgHarness {
+    /// Drops the test database, best effort (`WITH (FORCE)` ends the pools' sessions).
+    fn drop(&mut self) {
+        let admin = self.admin.clone();
+        let statement = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.database);
+        let dropper = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async move {
+                if let Ok(mut conn) = admin.connect().await {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(statement))
+                        .execute(&mut conn)
+                        .await;
+                }
+            });
+        });
+        let _ = dropper.join();
+    }
+}
+
+#[async_trait]
+impl Harness for PgHarness {
+    fn index(&self) -> Arc<dyn IndexRepo> {
+        Arc::clone(&self.index) as Arc<dyn IndexRepo>
+    }
+
+    async fn another_index(&self) -> Arc<dyn IndexRepo> {
+        let options: PgConnectOptions = self.url.parse().expect("test database URL");
+        Arc::new(
+            wharf_index::PgIndex::connect_with(options, PgPoolOptions::new().max_connections(2))
+                .await
+                .expect("connect another PgIndex"),
+        )
+    }
+
+    async fn audit_events(&self) -> Vec<(String, String, i64)> {
+        sqlx::query_as("SELECT kind, detail, created_at FROM audit_events ORDER BY id")
+            .fetch_all(&self.raw)
+            .await
+            .expect("read audit events")
+    }
+
+    async fn delete_file_row(&self, filename: &str) {
+        let deleted = sqlx::query("DELETE FROM files WHERE filename = $1")
             .bind(filename)
             .execute(&self.raw)
             .await
@@ -133,6 +297,17 @@ macro_rules! conformance {
             race_conflicting_uploads_have_one_winner,
             race_identical_uploads_publish_once,
             race_new_project_is_created_once,
+            race_one_filename_across_pools,
+            race_sdists_of_one_release_have_one_winner,
+            race_new_project_across_pools,
+            race_yanks_and_uploads_keep_serials_in_order,
+            issuers_insert_list_delete,
+            publishers_insert_find_update_delete,
+            reify_pending_publisher,
+            race_reify_once,
+            claim_jti_once_until_expiry,
+            race_claim_jti_one_winner,
+            audit_events_are_recorded,
         );
     };
     (@tests $harness:ty; $($rule:ident),* $(,)?) => {
@@ -148,6 +323,10 @@ macro_rules! conformance {
 
 mod sqlite {
     conformance!(super::SqliteHarness);
+}
+
+mod postgres {
+    conformance!(super::PgHarness);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1413,4 +1592,789 @@ async fn race_new_project_is_created_once(h: &dyn Harness) {
     assert_eq!(count("create"), 1);
     assert_eq!(count("new release"), 3);
     assert_eq!(journal.len(), 2 + 3 + 8);
+}
+
+/// `count` more index instances on the same database, each with its own pool.
+async fn other_indexes(h: &dyn Harness, count: usize) -> Vec<Arc<dyn IndexRepo>> {
+    let mut indexes = Vec::with_capacity(count);
+    for _ in 0..count {
+        indexes.push(h.another_index().await);
+    }
+    indexes
+}
+
+/// Runs `uploads[i]` on `indexes[i]`, all at once.
+async fn commit_across(indexes: &[Arc<dyn IndexRepo>], uploads: Vec<Upload>) -> Vec<CommitResult> {
+    assert_eq!(indexes.len(), uploads.len());
+    let barrier = Arc::new(tokio::sync::Barrier::new(uploads.len()));
+    let tasks: Vec<_> = uploads
+        .into_iter()
+        .zip(indexes.iter().cloned())
+        .map(|(up, index)| {
+            let barrier = Arc::clone(&barrier);
+            tokio::spawn(async move {
+                let new_upload = up.new_upload();
+                barrier.wait().await;
+                index.commit_upload(&new_upload).await
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.expect("task").expect("commit_upload"));
+    }
+    results
+}
+
+/// Sixteen processes commit one filename at once, some with the same bytes: one winner, the
+/// same bytes are `Identical`, other bytes `FileExists`.
+async fn race_one_filename_across_pools(h: &dyn Harness) {
+    let index = h.index();
+    let alice = user(index.as_ref(), "alice").await;
+    let indexes = other_indexes(h, 16).await;
+    let base = Upload::wheel("racy", "1.0", &alice);
+    let uploads: Vec<Upload> = (0..16)
+        .map(|i| base.clone().content(&format!("contender {}", i % 4)))
+        .collect();
+    let results = commit_across(&indexes, uploads.clone()).await;
+
+    let winners: Vec<usize> = results
+        .iter()
+        .enumerate()
+        .filter(|(_, result)| matches!(result, CommitResult::Published { .. }))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(winners.len(), 1, "{results:?}");
+    let winner = &uploads[winners[0]];
+    let id = project_id(index.as_ref(), "racy").await;
+    let files = index.project_files(&id).await.expect("files");
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0].sha256_digest, winner.sha256());
+    for (i, result) in results.iter().enumerate() {
+        if i == winners[0] {
+            continue;
+        }
+        if uploads[i].content == winner.content {
+            assert_eq!(*result, CommitResult::Identical(Box::new(files[0].clone())));
+        } else {
+            assert_eq!(*result, CommitResult::Refused(uploads[i].file_exists()));
+        }
+    }
+    assert_eq!(index.list_projects().await.expect("list").len(), 1);
+    assert_eq!(h.journal().await.len(), 4);
+}
+
+/// Eight processes upload different sdists of one (new) release at once: one sdist per
+/// release holds although no unique constraint enforces it.
+async fn race_sdists_of_one_release_have_one_winner(h: &dyn Harness) {
+    let index = h.index();
+    let alice = user(index.as_ref(), "alice").await;
+    let indexes = other_indexes(h, 8).await;
+    // All spell release 1 (canonical "1"), each under its own filename.
+    let uploads: Vec<Upload> = [
+        "1", "1.0", "1.0.0", "1.0.0.0", "1.00", "1.000", "01", "1.0.00",
+    ]
+    .into_iter()
+    .map(|version| Upload::sdist("demo", version, &alice))
+    .collect();
+    let results = commit_across(&indexes, uploads).await;
+    let published = results
+        .iter()
+        .filter(|result| matches!(result, CommitResult::Published { .. }))
+        .count();
+    assert_eq!(published, 1, "{results:?}");
+    assert!(
+        results.iter().all(|result| matches!(
+            result,
+            CommitResult::Published { .. } | CommitResult::Refused(FileRefusal::OneSdistPerRelease)
+        )),
+        "{results:?}"
+    );
+    let id = project_id(index.as_ref(), "demo").await;
+    assert_eq!(index.project_files(&id).await.expect("files").len(), 1);
+    assert_eq!(
+        index.project_releases(&id).await.expect("releases").len(),
+        1
+    );
+}
+
+/// Sixteen processes upload different files of one new project at once: the project and
+/// each release are created once, every file is published, serials are distinct.
+async fn race_new_project_across_pools(h: &dyn Harness) {
+    let index = h.index();
+    let alice = user(index.as_ref(), "alice").await;
+    let indexes = other_indexes(h, 16).await;
+    let uploads: Vec<Upload> = (0..16)
+        .map(|i| {
+            let version = format!("2.{}", i % 4);
+            let filename = format!("fresh-{version}-py3{i}-none-any.whl");
+            Upload::wheel("fresh", &version, &alice)
+                .content(&format!("bytes of {filename}"))
+                .filename(&filename)
+        })
+        .collect();
+    let results = commit_across(&indexes, uploads).await;
+    let mut created = 0;
+    let mut serials = Vec::new();
+    for result in &results {
+        match result {
+            CommitResult::Published {
+                serial,
+                project_created,
+            } => {
+                created += usize::from(*project_created);
+                serials.push(*serial);
+            }
+            other => panic!("not published: {other:?}"),
+        }
+    }
+    assert_eq!(created, 1, "{results:?}");
+    serials.sort_unstable();
+    serials.dedup();
+    assert_eq!(serials.len(), 16);
+    let project = index
+        .find_project("fresh")
+        .await
+        .expect("find")
+        .expect("project");
+    assert_eq!(project.last_serial, *serials.last().expect("serial"));
+    assert_eq!(
+        index.project_files(&project.id).await.expect("files").len(),
+        16
+    );
+    assert_eq!(
+        index
+            .project_releases(&project.id)
+            .await
+            .expect("releases")
+            .len(),
+        4
+    );
+    let journal = h.journal().await;
+    let count = |action: &str| journal.iter().filter(|row| row.action == action).count();
+    assert_eq!(count("create"), 1);
+    assert_eq!(count("new release"), 4);
+    assert_eq!(journal.len(), 2 + 4 + 16);
+}
+
+/// Concurrent yanks and uploads of several projects: every project's `last_serial` is the
+/// serial of its own latest journal row, and `max_serial` is the journal's last row.
+async fn race_yanks_and_uploads_keep_serials_in_order(h: &dyn Harness) {
+    let index = h.index();
+    let alice = user(index.as_ref(), "alice").await;
+    for project in ["p0", "p1", "p2"] {
+        Upload::wheel(project, "1.0", &alice)
+            .publish(index.as_ref())
+            .await;
+    }
+    let indexes = other_indexes(h, 12).await;
+    let barrier = Arc::new(tokio::sync::Barrier::new(indexes.len()));
+    let tasks: Vec<_> = indexes
+        .into_iter()
+        .enumerate()
+        .map(|(i, index)| {
+            let barrier = Arc::clone(&barrier);
+            let alice = alice.clone();
+            tokio::spawn(async move {
+                let project = format!("p{}", i % 3);
+                barrier.wait().await;
+                if i % 2 == 0 {
+                    let change = YankChange {
+                        normalized_name: &project,
+                        canonical_version: "1",
+                        yank_reason: (i % 4 == 0).then_some("bad"),
+                        submitted_by: "alice",
+                    };
+                    assert!(
+                        index
+                            .set_release_yanked(&change, T0 + 1)
+                            .await
+                            .expect("yank")
+                    );
+                } else {
+                    Upload::wheel(&project, &format!("1.{i}"), &alice)
+                        .publish(index.as_ref())
+                        .await;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task");
+    }
+    let journal = h.journal().await;
+    assert_eq!(journal.len(), 3 * 4 + 6 + 6 * 2);
+    assert_eq!(
+        index.max_serial().await.expect("max_serial"),
+        journal.last().expect("row").serial
+    );
+    for project in ["p0", "p1", "p2"] {
+        let last = journal
+            .iter()
+            .filter(|row| row.project_name == project)
+            .map(|row| row.serial)
+            .max()
+            .expect("journal rows");
+        let found = index
+            .find_project(project)
+            .await
+            .expect("find")
+            .expect("project");
+        assert_eq!(found.last_serial, last, "{project}");
+    }
+}
+
+fn issuer(name: &str, kind: &str, url: &str, created_at: i64) -> IssuerRecord {
+    IssuerRecord {
+        name: name.to_owned(),
+        kind: kind.to_owned(),
+        url: url.to_owned(),
+        allow_http: url.starts_with("http://"),
+        created_at,
+    }
+}
+
+async fn issuers_insert_list_delete(h: &dyn Harness) {
+    let index = h.index();
+    let ghes = issuer("ghes", "github", "https://ghes.example/_services/token", T0);
+    let forgejo = issuer("forgejo", "generic", "http://forgejo.test", T0 + 1);
+    index.insert_issuer(&ghes).await.expect("insert ghes");
+    index.insert_issuer(&forgejo).await.expect("insert forgejo");
+    assert_eq!(
+        index.list_issuers().await.expect("list"),
+        vec![forgejo.clone(), ghes.clone()]
+    );
+    // Names and URLs are unique.
+    for duplicate in [
+        issuer("ghes", "generic", "https://other.example", T0),
+        issuer("other", "generic", &ghes.url, T0),
+    ] {
+        let error = index
+            .insert_issuer(&duplicate)
+            .await
+            .expect_err("duplicate issuer");
+        assert!(matches!(error, IndexError::Conflict(_)), "{error:?}");
+        assert!(!error.is_transient());
+    }
+    assert!(index.delete_issuer("ghes").await.expect("delete"));
+    assert!(!index.delete_issuer("ghes").await.expect("delete again"));
+    assert_eq!(index.list_issuers().await.expect("list"), vec![forgejo]);
+}
+
+const GITHUB: &str = "https://token.actions.githubusercontent.com";
+const GITLAB: &str = "https://gitlab.com";
+
+fn active_publisher(id: &str, issuer_url: &str, project_ids: Vec<String>, at: i64) -> NewPublisher {
+    NewPublisher {
+        id: id.to_owned(),
+        kind: "github".to_owned(),
+        issuer_url: issuer_url.to_owned(),
+        policy: r#"{"repository":"octo/demo","workflow":"release.yml"}"#.to_owned(),
+        label: format!("{id} label"),
+        token_ttl_seconds: Some(900),
+        pending_project_name: None,
+        pending_project_ultranormalized: None,
+        pending_user_id: None,
+        project_ids,
+        created_at: at,
+    }
+}
+
+fn pending_publisher(id: &str, project: &str, owner: &User, at: i64) -> NewPublisher {
+    NewPublisher {
+        pending_project_name: Some(project.to_owned()),
+        pending_project_ultranormalized: Some(ultranormalize(project)),
+        pending_user_id: Some(owner.id.clone()),
+        token_ttl_seconds: None,
+        ..active_publisher(id, GITHUB, Vec::new(), at)
+    }
+}
+
+fn publisher_token(id: &str, publisher_id: Option<&str>, user: Option<&User>) -> NewToken {
+    NewToken {
+        id: id.to_owned(),
+        user_id: user.map(|user| user.id.clone()),
+        publisher_id: publisher_id.map(str::to_owned),
+        additional: publisher_id.map(|_| r#"{"sub":"repo:octo/demo"}"#.to_owned()),
+        description: String::new(),
+        root_key: vec![3; 32],
+        caveats: Vec::new(),
+        created_at: T0,
+        expires_at: Some(T0 + 900_000_000),
+    }
+}
+
+async fn publishers_insert_find_update_delete(h: &dyn Harness) {
+    let index = h.index();
+    let index = index.as_ref();
+    let alice = user(index, "alice").await;
+    Upload::wheel("demo", "1.0", &alice).publish(index).await;
+    Upload::wheel("other", "1.0", &alice).publish(index).await;
+    let demo = project_id(index, "demo").await;
+    let other = project_id(index, "other").await;
+    let mut both = vec![demo.clone(), other.clone()];
+    both.sort();
+
+    let active = active_publisher("pub-active", GITHUB, both.clone(), T0);
+    let pending = pending_publisher("pub-pending", "New.Thing", &alice, T0 + 1);
+    let gitlab = active_publisher("pub-gitlab", GITLAB, vec![demo.clone()], T0 + 2);
+    for publisher in [&active, &pending, &gitlab] {
+        index.insert_publisher(publisher).await.expect("insert");
+    }
+
+    let listed = index.list_publishers().await.expect("list");
+    assert_eq!(
+        listed.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
+        vec!["pub-active", "pub-pending", "pub-gitlab"]
+    );
+    let mut first = listed[0].clone();
+    first.project_ids.sort();
+    assert_eq!(first.project_ids, both);
+    assert_eq!(first.kind, "github");
+    assert_eq!(first.issuer_url, GITHUB);
+    assert_eq!(first.policy, active.policy);
+    assert_eq!(first.label, "pub-active label");
+    assert_eq!(first.token_ttl_seconds, Some(900));
+    assert_eq!(first.pending_project_name, None);
+    assert_eq!(first.pending_user_id, None);
+    assert_eq!(first.created_at, T0);
+    let second = &listed[1];
+    assert!(second.project_ids.is_empty());
+    assert_eq!(second.pending_project_name.as_deref(), Some("New.Thing"));
+    assert_eq!(second.pending_user_id.as_deref(), Some(alice.id.as_str()));
+    assert_eq!(second.token_ttl_seconds, None);
+
+    let for_github = index.publishers_for_issuer(GITHUB).await.expect("github");
+    assert_eq!(
+        for_github.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
+        vec!["pub-active", "pub-pending"]
+    );
+    let for_gitlab = index.publishers_for_issuer(GITLAB).await.expect("gitlab");
+    assert_eq!(for_gitlab.len(), 1);
+    assert_eq!(for_gitlab[0].project_ids, vec![demo.clone()]);
+    assert!(
+        index
+            .publishers_for_issuer("https://nope.example")
+            .await
+            .expect("none")
+            .is_empty()
+    );
+    assert_eq!(
+        index.find_publisher("pub-gitlab").await.expect("find"),
+        Some(listed[2].clone())
+    );
+    assert_eq!(index.find_publisher("pub-nope").await.expect("find"), None);
+
+    index
+        .update_publisher_policy("pub-active", r#"{"repository":"octo/demo2"}"#, "new label")
+        .await
+        .expect("update");
+    let updated = index
+        .find_publisher("pub-active")
+        .await
+        .expect("find")
+        .expect("publisher");
+    assert_eq!(updated.policy, r#"{"repository":"octo/demo2"}"#);
+    assert_eq!(updated.label, "new label");
+
+    // Publisher tokens: only they can be burnt through delete_publisher_token.
+    index
+        .insert_token(&publisher_token("tok-user", None, Some(&alice)))
+        .await
+        .expect("user token");
+    index
+        .insert_token(&publisher_token("tok-pub-1", Some("pub-active"), None))
+        .await
+        .expect("publisher token");
+    index
+        .insert_token(&publisher_token("tok-pub-2", Some("pub-active"), None))
+        .await
+        .expect("publisher token");
+    let minted = index
+        .find_token("tok-pub-1")
+        .await
+        .expect("find")
+        .expect("token");
+    assert_eq!(minted.publisher_id.as_deref(), Some("pub-active"));
+    assert_eq!(minted.user_id, None);
+    assert!(
+        !index
+            .delete_publisher_token("tok-user")
+            .await
+            .expect("burn")
+    );
+    assert!(index.find_token("tok-user").await.expect("find").is_some());
+    assert!(
+        index
+            .delete_publisher_token("tok-pub-1")
+            .await
+            .expect("burn")
+    );
+    assert!(
+        !index
+            .delete_publisher_token("tok-pub-1")
+            .await
+            .expect("burn")
+    );
+    assert!(index.find_token("tok-pub-1").await.expect("find").is_none());
+
+    // Deleting a publisher deletes the tokens minted for it, nothing else.
+    assert!(index.delete_publisher("pub-active").await.expect("delete"));
+    assert!(!index.delete_publisher("pub-active").await.expect("again"));
+    assert_eq!(
+        index.find_publisher("pub-active").await.expect("find"),
+        None
+    );
+    assert!(index.find_token("tok-pub-2").await.expect("find").is_none());
+    assert!(index.find_token("tok-user").await.expect("find").is_some());
+    assert_eq!(index.list_publishers().await.expect("list").len(), 2);
+    assert!(index.find_project("demo").await.expect("find").is_some());
+}
+
+fn reify_target(name: &str) -> ProjectTarget {
+    ProjectTarget {
+        name: name.to_owned(),
+        normalized_name: normalize(name),
+        ultranormalized_name: ultranormalize(name),
+        create_with_owner: None,
+    }
+}
+
+async fn reify_pending_publisher(h: &dyn Harness) {
+    let index = h.index();
+    let index = index.as_ref();
+    let alice = user(index, "alice").await;
+    let bob = user(index, "bob").await;
+    Upload::wheel("demo", "1.0", &alice).publish(index).await;
+    let journal_before = h.journal().await.len();
+
+    index
+        .insert_publisher(&pending_publisher("pub-a", "New.Thing", &alice, T0))
+        .await
+        .expect("insert");
+    // Look-alikes: bob's goes away when alice's project appears; alice's own stays.
+    index
+        .insert_publisher(&pending_publisher("pub-bob", "newthing", &bob, T0 + 1))
+        .await
+        .expect("insert");
+    index
+        .insert_publisher(&pending_publisher("pub-a2", "new_th1ng", &alice, T0 + 2))
+        .await
+        .expect("insert");
+    index
+        .insert_publisher(&pending_publisher("pub-late", "Demo", &bob, T0 + 3))
+        .await
+        .expect("insert");
+
+    let result = index
+        .reify_pending_publisher("pub-a", &reify_target("New.Thing"), T0 + 10)
+        .await
+        .expect("reify");
+    let ReifyResult::Created {
+        project_id: created,
+    } = result
+    else {
+        panic!("not created: {result:?}");
+    };
+    let project = index
+        .find_project("new-thing")
+        .await
+        .expect("find")
+        .expect("project");
+    assert_eq!(project.id, created);
+    assert_eq!(project.name, "New.Thing");
+    assert_eq!(project.created_at, T0 + 10);
+    assert_eq!(
+        index.project_roles(&created).await.expect("roles"),
+        vec![("Owner".to_owned(), "alice".to_owned())]
+    );
+    let journal = h.journal().await;
+    assert_eq!(
+        actions(&journal[journal_before..]),
+        vec!["create", "add Owner alice"]
+    );
+    assert!(
+        journal[journal_before..]
+            .iter()
+            .all(|row| row.submitted_by.as_deref() == Some("alice")
+                && row.project_name == "New.Thing")
+    );
+    let publisher = index
+        .find_publisher("pub-a")
+        .await
+        .expect("find")
+        .expect("publisher");
+    assert_eq!(publisher.project_ids, vec![created.clone()]);
+    assert_eq!(publisher.pending_project_name, None);
+    assert_eq!(publisher.pending_user_id, None);
+    assert_eq!(index.find_publisher("pub-bob").await.expect("find"), None);
+    assert!(
+        index
+            .find_publisher("pub-a2")
+            .await
+            .expect("find")
+            .is_some()
+    );
+
+    // Not pending any more.
+    let error = index
+        .reify_pending_publisher("pub-a", &reify_target("New.Thing"), T0 + 11)
+        .await
+        .expect_err("reify twice");
+    assert!(matches!(error, IndexError::Conflict(_)), "{error:?}");
+    assert!(!error.is_transient());
+    let error = index
+        .reify_pending_publisher("pub-nope", &reify_target("Nope"), T0 + 11)
+        .await
+        .expect_err("unknown publisher");
+    assert!(matches!(error, IndexError::Conflict(_)), "{error:?}");
+
+    // The project exists already: the pending publisher is dropped, nothing else changes.
+    let journal = h.journal().await;
+    assert_eq!(
+        index
+            .reify_pending_publisher("pub-late", &reify_target("Demo"), T0 + 12)
+            .await
+            .expect("reify"),
+        ReifyResult::ProjectExists
+    );
+    assert_eq!(index.find_publisher("pub-late").await.expect("find"), None);
+    assert_eq!(h.journal().await, journal);
+    let demo = project_id(index, "demo").await;
+    assert_eq!(
+        index.project_roles(&demo).await.expect("roles"),
+        vec![("Owner".to_owned(), "alice".to_owned())]
+    );
+}
+
+/// Eight verifiers reify one pending publisher at once: one creates the project, the others
+/// find it no longer pending.
+async fn race_reify_once(h: &dyn Harness) {
+    let index = h.index();
+    let alice = user(index.as_ref(), "alice").await;
+    index
+        .insert_publisher(&pending_publisher("pub-a", "racy-thing", &alice, T0))
+        .await
+        .expect("insert");
+    let indexes = other_indexes(h, 8).await;
+    let barrier = Arc::new(tokio::sync::Barrier::new(indexes.len()));
+    let tasks: Vec<_> = indexes
+        .into_iter()
+        .map(|index| {
+            let barrier = Arc::clone(&barrier);
+            tokio::spawn(async move {
+                barrier.wait().await;
+                index
+                    .reify_pending_publisher("pub-a", &reify_target("racy-thing"), T0 + 1)
+                    .await
+            })
+        })
+        .collect();
+    let mut created = 0;
+    for task in tasks {
+        match task.await.expect("task") {
+            Ok(ReifyResult::Created { .. }) => created += 1,
+            Err(IndexError::Conflict(_)) => {}
+            other => panic!("unexpected: {other:?}"),
+        }
+    }
+    assert_eq!(created, 1);
+    assert_eq!(index.list_projects().await.expect("list").len(), 1);
+    assert_eq!(h.journal().await.len(), 2);
+}
+
+async fn claim_jti_once_until_expiry(h: &dyn Harness) {
+    let index = h.index();
+    let claim = |issuer: &'static str, jti: &'static str, expires_at: i64, now: i64| {
+        let index = Arc::clone(&index);
+        async move {
+            index
+                .claim_jti(issuer, jti, expires_at, now)
+                .await
+                .expect("claim_jti")
+        }
+    };
+    assert!(claim(GITHUB, "jti-1", T0 + 100, T0).await);
+    assert!(!claim(GITHUB, "jti-1", T0 + 100, T0 + 1).await, "replay");
+    // Still claimed at the very expiry instant.
+    assert!(!claim(GITHUB, "jti-1", T0 + 200, T0 + 100).await, "replay");
+    // Token ids are per issuer.
+    assert!(claim(GITLAB, "jti-1", T0 + 100, T0 + 1).await);
+    assert!(claim(GITHUB, "jti-2", T0 + 100, T0 + 1).await);
+    assert!(!claim(GITHUB, "jti-2", T0 + 300, T0 + 100).await, "replay");
+    // Once expired, a claim may be made again (and then holds until its own expiry).
+    assert!(claim(GITHUB, "jti-1", T0 + 300, T0 + 101).await);
+    assert!(!claim(GITHUB, "jti-1", T0 + 300, T0 + 250).await, "replay");
+    assert!(claim(GITHUB, "jti-2", T0 + 300, T0 + 250).await);
+}
+
+/// Sixteen verifiers see the same OIDC token at once: exactly one claim wins.
+async fn race_claim_jti_one_winner(h: &dyn Harness) {
+    let index = h.index();
+    // An expired claim of the same id must not let two of them through either.
+    assert!(
+        index
+            .claim_jti(GITHUB, "jti-race", T0 - 10, T0 - 100)
+            .await
+            .expect("claim")
+    );
+    let indexes = other_indexes(h, 16).await;
+    let barrier = Arc::new(tokio::sync::Barrier::new(indexes.len()));
+    let tasks: Vec<_> = indexes
+        .into_iter()
+        .map(|index| {
+            let barrier = Arc::clone(&barrier);
+            tokio::spawn(async move {
+                barrier.wait().await;
+                index.claim_jti(GITHUB, "jti-race", T0 + 900, T0).await
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for task in tasks {
+        won += usize::from(task.await.expect("task").expect("claim_jti"));
+    }
+    assert_eq!(won, 1);
+    assert!(
+        !index
+            .claim_jti(GITHUB, "jti-race", T0 + 900, T0 + 1)
+            .await
+            .expect("claim")
+    );
+}
+
+async fn audit_events_are_recorded(h: &dyn Harness) {
+    let index = h.index();
+    index
+        .record_audit("token.minted", r#"{"publisher":"pub-1"}"#, T0)
+        .await
+        .expect("audit");
+    index
+        .record_audit("token.refused", "no matching publisher", T0 + 1)
+        .await
+        .expect("audit");
+    assert_eq!(
+        h.audit_events().await,
+        vec![
+            (
+                "token.minted".to_owned(),
+                r#"{"publisher":"pub-1"}"#.to_owned(),
+                T0
+            ),
+            (
+                "token.refused".to_owned(),
+                "no matching publisher".to_owned(),
+                T0 + 1
+            ),
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL only
+// ---------------------------------------------------------------------------------------------
+
+mod postgres_only {
+    use super::*;
+
+    /// Several processes starting at once on an empty database: the migrator's advisory lock
+    /// lets each of them connect, and the schema is applied once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_startups_migrate_once() {
+        // A fresh database with the schema removed again, i.e. not migrated yet.
+        let fresh = PgHarness::new().await;
+        sqlx::query("DROP SCHEMA public CASCADE")
+            .execute(&fresh.raw)
+            .await
+            .expect("drop schema");
+        sqlx::query("CREATE SCHEMA public")
+            .execute(&fresh.raw)
+            .await
+            .expect("create schema");
+        let url = fresh.url.clone();
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let url = url.clone();
+                tokio::spawn(async move { wharf_index::PgIndex::connect(&url).await })
+            })
+            .collect();
+        for task in tasks {
+            let index = task.await.expect("task").expect("connect");
+            index.ping().await.expect("ping");
+        }
+        let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+            .fetch_one(&fresh.raw)
+            .await
+            .expect("migrations");
+        assert_eq!(applied, 2);
+    }
+
+    /// An unreachable server is a transient error (the services answer 503 and retry).
+    #[tokio::test]
+    async fn unreachable_server_is_transient() {
+        let error = wharf_index::PgIndex::connect("postgres://wharf@127.0.0.1:1/wharf")
+            .await
+            .expect_err("nothing listens on port 1");
+        assert!(error.is_transient(), "{error:?}");
+    }
+
+    /// The server ends every session (restart, failover): the index serves again by itself.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn recovers_after_sessions_are_terminated() {
+        let harness = PgHarness::new().await;
+        let index = harness.index();
+        let alice = user(index.as_ref(), "alice").await;
+        Upload::wheel("demo", "1.0", &alice)
+            .publish(index.as_ref())
+            .await;
+        let terminated: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .fetch_all(&harness.raw)
+        .await
+        .expect("terminate sessions");
+        assert!(!terminated.is_empty());
+        // Errors on the way back must be transient; then service resumes.
+        let mut recovered = false;
+        for _ in 0..50 {
+            match index.find_project("demo").await {
+                Ok(project) => {
+                    assert!(project.is_some());
+                    recovered = true;
+                    break;
+                }
+                Err(error) => {
+                    assert!(error.is_transient(), "{error:?}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+        }
+        assert!(recovered);
+        Upload::sdist("demo", "1.0", &alice)
+            .publish(index.as_ref())
+            .await;
+    }
+
+    /// A unique violation the locks did not prevent (a colliding upload id in another
+    /// project) is retried, then reported as the database error it is.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn colliding_upload_id_is_an_error_not_a_second_file() {
+        let harness = PgHarness::new().await;
+        let index = harness.index();
+        let alice = user(index.as_ref(), "alice").await;
+        let first = Upload::wheel("demo", "1.0", &alice).new_upload();
+        index.commit_upload(&first).await.expect("first");
+        let mut second = Upload::wheel("other", "1.0", &alice).new_upload();
+        second.upload_id = first.upload_id.clone();
+        let error = index
+            .commit_upload(&second)
+            .await
+            .expect_err("same upload id");
+        assert!(
+            matches!(&error, IndexError::Database(sqlx::Error::Database(db)) if db.is_unique_violation()),
+            "{error:?}"
+        );
+        assert!(index.find_project("other").await.expect("find").is_none());
+    }
 }

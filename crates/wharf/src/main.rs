@@ -6,7 +6,10 @@
 
 mod admin;
 mod admin_oidc;
+mod args;
+mod runtime;
 mod serve;
+mod services;
 mod units;
 
 use std::path::PathBuf;
@@ -30,6 +33,13 @@ enum Command {
     /// Run the registry in one process: gateway, verifier and storage worker, with SQLite,
     /// a local directory and an in-process bus.
     Serve(serve::ServeArgs),
+    /// Run a gateway (scaled mode): the public HTTP API, asking a verifier over gRPC and
+    /// handing uploads to workers over NATS JetStream.
+    Gateway(services::GatewayArgs),
+    /// Run a verifier (scaled mode): the gRPC service that answers every credential question.
+    Verifier(services::VerifierArgs),
+    /// Run a storage worker (scaled mode): consumes staged uploads from NATS JetStream.
+    Worker(services::WorkerArgs),
     /// Create or upgrade the index database, then exit.
     Migrate(IndexArgs),
     /// Manage users, API tokens and projects.
@@ -42,7 +52,8 @@ pub(crate) struct IndexArgs {
     /// Data directory: the SQLite index and the stored files.
     #[arg(long, env = "WHARF_DATA_DIR", default_value = "./wharf-data")]
     pub(crate) data_dir: PathBuf,
-    /// Index database URL (`sqlite://PATH`); defaults to `<data-dir>/index.sqlite3`.
+    /// Index database URL (`postgres://…` or `sqlite://PATH`); defaults to
+    /// `<data-dir>/index.sqlite3`.
     #[arg(long, env = "WHARF_DATABASE_URL")]
     pub(crate) database_url: Option<String>,
 }
@@ -57,10 +68,17 @@ impl IndexArgs {
                     .with_context(|| format!("failed to open the index database {url}"))?;
                 Ok(Arc::new(index))
             }
-            Some(url) => anyhow::bail!(
-                "unsupported database URL '{}': this build supports sqlite:// URLs",
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                let index = wharf_index::PgIndex::connect(url)
+                    .await
+                    .context("failed to open the PostgreSQL index database")?;
+                Ok(Arc::new(index))
+            }
+            Some(url) => Err(ConfigError(format!(
+                "unsupported database URL scheme '{}': use postgres:// or sqlite://",
                 url.split(':').next().unwrap_or_default()
-            ),
+            ))
+            .into()),
             None => {
                 std::fs::create_dir_all(&self.data_dir).with_context(|| {
                     format!(
@@ -81,10 +99,18 @@ impl IndexArgs {
 /// Exit code for bad configuration (sysexits' EX_USAGE).
 const EXIT_USAGE: u8 = 64;
 
+/// A configuration error: reported with exit code 64 before anything listens.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct ConfigError(pub(crate) String);
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let service = match &cli.command {
         Command::Serve(_) => "wharf",
+        Command::Gateway(_) => "wharf-gateway",
+        Command::Verifier(_) => "wharf-verifier",
+        Command::Worker(_) => "wharf-worker",
         Command::Migrate(_) | Command::Admin(_) => "wharf-admin",
     };
     let _telemetry = wharf_telemetry::init(service);
@@ -101,6 +127,9 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
+            Command::Gateway(args) => services::run_gateway(args).await,
+            Command::Verifier(args) => services::run_verifier(args).await,
+            Command::Worker(args) => services::run_worker(args).await,
             Command::Migrate(args) => {
                 args.open().await?;
                 tracing::info!("index database is up to date");
@@ -113,7 +142,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");
-            if error.downcast_ref::<serve::ConfigError>().is_some() {
+            if error.downcast_ref::<ConfigError>().is_some() {
                 ExitCode::from(EXIT_USAGE)
             } else {
                 ExitCode::FAILURE

@@ -1,0 +1,1094 @@
+//! The PostgreSQL adapter of [`IndexRepo`], used by the scaled mode: any number of gateways,
+//! workers and verifiers share one database.
+//!
+//! # Concurrency
+//!
+//! SQLite serializes every writer (`BEGIN IMMEDIATE`); PostgreSQL runs transactions side by
+//! side, so the adapter serializes exactly the writers whose checks could interfere:
+//!
+//! - Every writing transaction runs at `READ COMMITTED` (set explicitly, whatever the server's
+//!   default), where each statement takes a fresh snapshot. It first takes
+//!   transaction-scoped advisory locks (`pg_advisory_xact_lock`) on what its checks are about:
+//!   the normalized project name (project and release creation, one sdist per release,
+//!   closed releases, display-name updates, yanks, reifying a pending publisher), the
+//!   filename, and both digests. Only then does it run the checks, so a contender that waited
+//!   for the lock sees the winner's committed rows and answers `Identical` or
+//!   `Refused(FileExists)` just as SQLite would.
+//! - Locks are taken in ascending key order, so two transactions never wait for each other in
+//!   a cycle.
+//! - Before its first write, a transaction also takes one global "journal" lock, held until
+//!   commit. Serials (journal ids) are therefore handed out in commit order: a reader that sees
+//!   serial `n` also sees every change with a smaller serial, as with SQLite. The lock covers
+//!   only the short write phase; the checks of different files still run in parallel.
+//! - The unique constraints stay the last line of defence. A unique violation (`23505`), a
+//!   serialization failure (`40001`) or a deadlock (`40P01`) rolls the transaction back and
+//!   retries it (bounded); the retry's checks then see the committed winner, so such a race
+//!   ends in the same result SQLite gives, never in an error.
+//! - `claim_jti` is one `INSERT … ON CONFLICT DO UPDATE … WHERE expired` statement: the
+//!   primary key decides among concurrent claims, exactly one inserts (or takes over an
+//!   expired claim). The sweep of expired claims skips rows other sweepers hold
+//!   (`FOR UPDATE SKIP LOCKED`), so claims never wait on one another's clean-up.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use uuid::Uuid;
+
+use crate::{
+    CommitResult, FileAdmission, FileCandidate, FileRecord, FileRefusal, IndexError, IndexRepo,
+    IssuerRecord, NewPublisher, NewToken, NewUpload, Project, ProjectTarget, PublisherRecord,
+    ReifyResult, Release, TokenRecord, TokenSummary, User, YankChange,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// How often a writing transaction is attempted when it loses a race the locks did not
+/// prevent (unique violation, serialization failure, deadlock).
+const MAX_ATTEMPTS: u32 = 4;
+
+/// Explicit, because the checks-after-locking design needs a fresh snapshot per statement.
+const BEGIN: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
+
+/// Selects a [`FileRecord`]: the file joined with its release. Callers append the `WHERE`.
+macro_rules! select_file_record {
+    () => {
+        "SELECT f.id, f.release_id, r.version, f.filename, f.packagetype, f.python_version, \
+         f.size, f.md5_digest, f.sha256_digest, f.blake2_256_digest, f.path, f.upload_time, \
+         f.comment_text, f.requires_python, f.metadata_sha256, f.metadata_blake2_256, \
+         r.yanked, r.yanked_reason \
+         FROM files f JOIN releases r ON r.id = f.release_id "
+    };
+}
+
+macro_rules! select_project {
+    () => {
+        "SELECT id, name, normalized_name, status, status_reason, total_size, last_serial, \
+         created_at FROM projects "
+    };
+}
+
+macro_rules! select_publisher {
+    () => {
+        "SELECT p.id, p.kind, p.issuer_url, p.policy, p.label, p.token_ttl_seconds, \
+         p.pending_project_name, p.pending_user_id, \
+         ARRAY(SELECT pp.project_id FROM publisher_projects pp \
+               WHERE pp.publisher_id = p.id ORDER BY pp.project_id COLLATE \"C\") AS project_ids, \
+         p.created_at \
+         FROM publishers p "
+    };
+}
+
+/// The index on a PostgreSQL database.
+#[derive(Debug, Clone)]
+pub struct PgIndex {
+    pool: PgPool,
+}
+
+impl PgIndex {
+    /// Connects to a `postgres://…` URL and applies the migrations (under the migrator's
+    /// advisory lock, so several processes may start at once).
+    pub async fn connect(url: &str) -> Result<PgIndex, IndexError> {
+        let options = PgConnectOptions::from_str(url)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(10)
+            // A request waiting for a connection to an unreachable database fails (as a
+            // transient error, i.e. 503) within seconds instead of hanging.
+            .acquire_timeout(Duration::from_secs(5));
+        PgIndex::connect_with(options, pool).await
+    }
+
+    /// Connects with explicit connection and pool options and applies the migrations.
+    ///
+    /// Unless the options say otherwise, sessions are named `wharf`, a lock wait gives up
+    /// after 30 s (`55P03`, transient) and a session idle inside a transaction for 60 s is
+    /// ended by the server (so a vanished client cannot hold locks forever).
+    pub async fn connect_with(
+        options: PgConnectOptions,
+        pool: PgPoolOptions,
+    ) -> Result<PgIndex, IndexError> {
+        let mut options = options;
+        if options.get_application_name().is_none() {
+            options = options.application_name("wharf");
+        }
+        let configured = options.get_options().unwrap_or_default().to_owned();
+        let mut settings = Vec::new();
+        if !configured.contains("lock_timeout") {
+            settings.push(("lock_timeout", "30s"));
+        }
+        if !configured.contains("idle_in_transaction_session_timeout") {
+            settings.push(("idle_in_transaction_session_timeout", "60s"));
+        }
+        if !settings.is_empty() {
+            options = options.options(settings);
+        }
+        let pool = pool.connect_with(options).await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(PgIndex { pool })
+    }
+}
+
+/// A stable 64-bit key for `pg_advisory_xact_lock` (FNV-1a over `namespace`, NUL, `value`).
+/// Stable across processes and releases, since every replica must compute the same key.
+fn lock_key(namespace: &str, value: &str) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in namespace.bytes().chain([0]).chain(value.bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    i64::from_ne_bytes(hash.to_ne_bytes())
+}
+
+fn project_key(normalized_name: &str) -> i64 {
+    lock_key("wharf.project", normalized_name)
+}
+
+/// Takes transaction-scoped advisory locks on `keys`, in ascending order (no lock cycles).
+async fn lock_keys(conn: &mut PgConnection, mut keys: Vec<i64>) -> Result<(), IndexError> {
+    keys.sort_unstable();
+    keys.dedup();
+    for key in keys {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(key)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Takes the journal lock: from here to the commit, this is the only transaction writing
+/// journal rows, so serials become visible in order. Always taken after [`lock_keys`].
+async fn lock_journal(conn: &mut PgConnection) -> Result<(), IndexError> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(lock_key("wharf.journal", ""))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Whether a failed transaction lost a race and should run again: a unique violation
+/// (another transaction committed the same key first), a serialization failure or a deadlock.
+fn lost_race(error: &IndexError) -> bool {
+    let IndexError::Database(sqlx::Error::Database(db)) = error else {
+        return false;
+    };
+    matches!(db.code().as_deref(), Some("23505" | "40001" | "40P01"))
+}
+
+/// Runs `$attempt` (an expression producing a `Result` future) until it does not lose a race,
+/// at most [`MAX_ATTEMPTS`] times.
+macro_rules! retry_races {
+    ($what:literal, $attempt:expr) => {{
+        let mut attempt = 1;
+        loop {
+            match $attempt.await {
+                Err(error) if attempt < MAX_ATTEMPTS && lost_race(&error) => {
+                    tracing::debug!(
+                        attempt,
+                        what = $what,
+                        error = ?error,
+                        "index transaction lost a race; retrying"
+                    );
+                    attempt += 1;
+                }
+                result => break result,
+            }
+        }
+    }};
+}
+
+async fn check_file_on(
+    conn: &mut PgConnection,
+    candidate: &FileCandidate<'_>,
+) -> Result<FileAdmission, IndexError> {
+    let existing: Option<FileRecord> = sqlx::query_as(concat!(
+        select_file_record!(),
+        "WHERE f.filename = $1 OR f.blake2_256_digest = $2 OR f.sha256_digest = $3 LIMIT 1"
+    ))
+    .bind(candidate.filename)
+    .bind(candidate.blake2_256_digest)
+    .bind(candidate.sha256_digest)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(existing) = existing {
+        let identical = existing.filename == candidate.filename
+            && existing.sha256_digest == candidate.sha256_digest
+            && existing.blake2_256_digest == candidate.blake2_256_digest;
+        return Ok(if identical {
+            FileAdmission::Identical(Box::new(existing))
+        } else {
+            FileAdmission::Refused(FileRefusal::FileExists {
+                filename: candidate.filename.to_owned(),
+                blake2_256_digest: candidate.blake2_256_digest.to_owned(),
+            })
+        });
+    }
+
+    let previously_used: Option<String> =
+        sqlx::query_scalar("SELECT filename FROM file_registry WHERE filename = $1")
+            .bind(candidate.filename)
+            .fetch_optional(&mut *conn)
+            .await?;
+    if previously_used.is_some() {
+        return Ok(FileAdmission::Refused(FileRefusal::FilenamePreviouslyUsed));
+    }
+
+    let release: Option<(String, i64)> = sqlx::query_as(
+        "SELECT r.id, r.created_at FROM releases r JOIN projects p ON p.id = r.project_id \
+         WHERE p.normalized_name = $1 AND r.canonical_version = $2",
+    )
+    .bind(candidate.normalized_name)
+    .bind(candidate.canonical_version)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some((release_id, created_at)) = release {
+        if let Some(window) = candidate.closed_release_after_micros
+            && candidate.now_micros.saturating_sub(created_at) > window
+        {
+            return Ok(FileAdmission::Refused(FileRefusal::ReleaseClosed));
+        }
+        if candidate.packagetype == "sdist" {
+            let sdists: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM files WHERE release_id = $1 AND packagetype = 'sdist'",
+            )
+            .bind(&release_id)
+            .fetch_one(&mut *conn)
+            .await?;
+            if sdists > 0 {
+                return Ok(FileAdmission::Refused(FileRefusal::OneSdistPerRelease));
+            }
+        }
+    }
+    Ok(FileAdmission::New)
+}
+
+/// Appends a journal row and returns its serial. The caller holds the journal lock.
+async fn append_journal(
+    conn: &mut PgConnection,
+    project_name: &str,
+    version: Option<&str>,
+    action: &str,
+    submitted_by: &str,
+    now_micros: i64,
+) -> Result<i64, IndexError> {
+    Ok(sqlx::query_scalar(
+        "INSERT INTO journal (project_name, version, action, submitted_by, created_at) \
+         VALUES ($1, $2, $3, $4, $5) RETURNING id",
+    )
+    .bind(project_name)
+    .bind(version)
+    .bind(action)
+    .bind(submitted_by)
+    .bind(now_micros)
+    .fetch_one(&mut *conn)
+    .await?)
+}
+
+/// Creates a project with `owner_id` as its Owner, and the journal rows PyPI writes. The
+/// caller holds the project's lock and the journal lock.
+async fn create_project_on(
+    conn: &mut PgConnection,
+    project: &ProjectTarget,
+    owner_id: &str,
+    submitted_by: &str,
+    now_micros: i64,
+) -> Result<String, IndexError> {
+    let id = Uuid::new_v4().to_string();
+    sqlx::query(
+        "INSERT INTO projects (id, name, normalized_name, ultranormalized_name, created_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&id)
+    .bind(&project.name)
+    .bind(&project.normalized_name)
+    .bind(&project.ultranormalized_name)
+    .bind(now_micros)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("INSERT INTO roles (project_id, user_id, role) VALUES ($1, $2, 'Owner')")
+        .bind(&id)
+        .bind(owner_id)
+        .execute(&mut *conn)
+        .await?;
+    append_journal(
+        conn,
+        &project.name,
+        None,
+        "create",
+        submitted_by,
+        now_micros,
+    )
+    .await?;
+    let owner_action = format!("add Owner {submitted_by}");
+    append_journal(
+        conn,
+        &project.name,
+        None,
+        &owner_action,
+        submitted_by,
+        now_micros,
+    )
+    .await?;
+    Ok(id)
+}
+
+/// A publisher row with its attached project ids.
+#[derive(sqlx::FromRow)]
+struct PublisherRow {
+    id: String,
+    kind: String,
+    issuer_url: String,
+    policy: String,
+    label: String,
+    token_ttl_seconds: Option<i64>,
+    pending_project_name: Option<String>,
+    pending_user_id: Option<String>,
+    project_ids: Vec<String>,
+    created_at: i64,
+}
+
+impl From<PublisherRow> for PublisherRecord {
+    fn from(row: PublisherRow) -> PublisherRecord {
+        PublisherRecord {
+            id: row.id,
+            kind: row.kind,
+            issuer_url: row.issuer_url,
+            policy: row.policy,
+            label: row.label,
+            token_ttl_seconds: row.token_ttl_seconds,
+            pending_project_name: row.pending_project_name,
+            pending_user_id: row.pending_user_id,
+            project_ids: row.project_ids,
+            created_at: row.created_at,
+        }
+    }
+}
+
+impl PgIndex {
+    async fn try_set_release_yanked(
+        &self,
+        change: &YankChange<'_>,
+        now_micros: i64,
+    ) -> Result<bool, IndexError> {
+        let mut tx = self.pool.begin_with(BEGIN).await?;
+        lock_keys(&mut tx, vec![project_key(change.normalized_name)]).await?;
+        let target: Option<(String, String, String)> = sqlx::query_as(
+            "SELECT r.id, p.id, p.name FROM releases r JOIN projects p ON p.id = r.project_id \
+             WHERE p.normalized_name = $1 AND r.canonical_version = $2",
+        )
+        .bind(change.normalized_name)
+        .bind(change.canonical_version)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((release_id, project_id, project_name)) = target else {
+            let _ = tx.rollback().await;
+            return Ok(false);
+        };
+        lock_journal(&mut tx).await?;
+        sqlx::query("UPDATE releases SET yanked = $2, yanked_reason = $3 WHERE id = $1")
+            .bind(&release_id)
+            .bind(change.yank_reason.is_some())
+            .bind(change.yank_reason.unwrap_or(""))
+            .execute(&mut *tx)
+            .await?;
+        let action = if change.yank_reason.is_some() {
+            "yank release"
+        } else {
+            "unyank release"
+        };
+        let serial = append_journal(
+            &mut tx,
+            &project_name,
+            Some(change.canonical_version),
+            action,
+            change.submitted_by,
+            now_micros,
+        )
+        .await?;
+        sqlx::query("UPDATE projects SET last_serial = $2 WHERE id = $1")
+            .bind(&project_id)
+            .bind(serial)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn try_reify_pending_publisher(
+        &self,
+        publisher_id: &str,
+        project: &ProjectTarget,
+        now_micros: i64,
+    ) -> Result<ReifyResult, IndexError> {
+        let mut tx = self.pool.begin_with(BEGIN).await?;
+        lock_keys(&mut tx, vec![project_key(&project.normalized_name)]).await?;
+        // Reifying deletes other users' pending publishers: taking the journal lock first
+        // serializes reifications as a whole, like SQLite's write lock.
+        lock_journal(&mut tx).await?;
+        let pending: Option<(String, String)> = sqlx::query_as(
+            "SELECT p.pending_user_id, u.name FROM publishers p JOIN users u \
+             ON u.id = p.pending_user_id WHERE p.id = $1 AND p.pending_project_name IS NOT NULL \
+             FOR UPDATE OF p",
+        )
+        .bind(publisher_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((owner_id, owner_name)) = pending else {
+            let _ = tx.rollback().await;
+            return Err(IndexError::Conflict(format!(
+                "publisher {publisher_id} is not pending"
+            )));
+        };
+        let exists: Option<String> =
+            sqlx::query_scalar("SELECT id FROM projects WHERE normalized_name = $1")
+                .bind(&project.normalized_name)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if exists.is_some() {
+            sqlx::query("DELETE FROM publishers WHERE id = $1")
+                .bind(publisher_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            return Ok(ReifyResult::ProjectExists);
+        }
+        let project_id =
+            create_project_on(&mut tx, project, &owner_id, &owner_name, now_micros).await?;
+        sqlx::query(
+            "UPDATE publishers SET pending_project_name = NULL, \
+             pending_project_ultranormalized = NULL, pending_user_id = NULL WHERE id = $1",
+        )
+        .bind(publisher_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("INSERT INTO publisher_projects (publisher_id, project_id) VALUES ($1, $2)")
+            .bind(publisher_id)
+            .bind(&project_id)
+            .execute(&mut *tx)
+            .await?;
+        // Other users' pending publishers for a look-alike name can never succeed now.
+        sqlx::query(
+            "DELETE FROM publishers WHERE pending_project_ultranormalized = $1 \
+             AND pending_user_id IS NOT NULL AND pending_user_id <> $2",
+        )
+        .bind(&project.ultranormalized_name)
+        .bind(&owner_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(ReifyResult::Created { project_id })
+    }
+
+    async fn try_commit_upload(&self, upload: &NewUpload) -> Result<CommitResult, IndexError> {
+        let mut tx = self.pool.begin_with(BEGIN).await?;
+        let file = &upload.file;
+        // Everything the checks below are about; contenders wait here, then see the winner.
+        lock_keys(
+            &mut tx,
+            vec![
+                project_key(&upload.project.normalized_name),
+                lock_key("wharf.filename", &file.filename),
+                lock_key("wharf.sha256", &file.sha256_digest),
+                lock_key("wharf.blake2_256", &file.blake2_256_digest),
+            ],
+        )
+        .await?;
+        let candidate = FileCandidate {
+            normalized_name: &upload.project.normalized_name,
+            canonical_version: &upload.release.canonical_version,
+            filename: &file.filename,
+            packagetype: &file.packagetype,
+            sha256_digest: &file.sha256_digest,
+            blake2_256_digest: &file.blake2_256_digest,
+            closed_release_after_micros: upload.closed_release_after_micros,
+            now_micros: upload.now_micros,
+        };
+        let admission = check_file_on(&mut tx, &candidate).await?;
+        match admission {
+            FileAdmission::New => {}
+            FileAdmission::Identical(existing) => {
+                let _ = tx.rollback().await;
+                return Ok(CommitResult::Identical(existing));
+            }
+            FileAdmission::Refused(refusal) => {
+                let _ = tx.rollback().await;
+                return Ok(CommitResult::Refused(refusal));
+            }
+        }
+
+        let now = upload.now_micros;
+        let project: Option<(String, String)> =
+            sqlx::query_as("SELECT id, name FROM projects WHERE normalized_name = $1")
+                .bind(&upload.project.normalized_name)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if project.is_none() && upload.project.create_with_owner.is_none() {
+            let _ = tx.rollback().await;
+            return Ok(CommitResult::Refused(FileRefusal::ProjectMissing));
+        }
+        lock_journal(&mut tx).await?;
+        let mut project_created = false;
+        let project_id = match (project, &upload.project.create_with_owner) {
+            (Some((id, name)), _) => {
+                if name != upload.project.name {
+                    // PyPI renames the display name to the spelling of the latest upload.
+                    sqlx::query("UPDATE projects SET name = $2 WHERE id = $1")
+                        .bind(&id)
+                        .bind(&upload.project.name)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                id
+            }
+            (None, Some(owner_id)) => {
+                project_created = true;
+                create_project_on(
+                    &mut tx,
+                    &upload.project,
+                    owner_id,
+                    &upload.submitted_by,
+                    now,
+                )
+                .await?
+            }
+            (None, None) => unreachable!("refused above"),
+        };
+
+        let release_id: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM releases WHERE project_id = $1 AND canonical_version = $2",
+        )
+        .bind(&project_id)
+        .bind(&upload.release.canonical_version)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let release_id = match release_id {
+            Some(id) => id,
+            None => {
+                let id = Uuid::new_v4().to_string();
+                sqlx::query(
+                    "INSERT INTO releases (id, project_id, version, canonical_version, \
+                     is_prerelease, requires_python, metadata, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(&id)
+                .bind(&project_id)
+                .bind(&upload.release.version)
+                .bind(&upload.release.canonical_version)
+                .bind(upload.release.is_prerelease)
+                .bind(&upload.release.requires_python)
+                .bind(&upload.release.metadata_json)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                append_journal(
+                    &mut tx,
+                    &upload.project.name,
+                    Some(&upload.release.version),
+                    "new release",
+                    &upload.submitted_by,
+                    now,
+                )
+                .await?;
+                id
+            }
+        };
+
+        sqlx::query(
+            "INSERT INTO files (id, release_id, filename, packagetype, python_version, size, \
+             md5_digest, sha256_digest, blake2_256_digest, path, upload_time, comment_text, \
+             uploaded_via, requires_python, metadata_sha256, metadata_blake2_256, upload_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+        )
+        .bind(Uuid::new_v4().to_string())
+        .bind(&release_id)
+        .bind(&file.filename)
+        .bind(&file.packagetype)
+        .bind(&file.python_version)
+        .bind(file.size)
+        .bind(&file.md5_digest)
+        .bind(&file.sha256_digest)
+        .bind(&file.blake2_256_digest)
+        .bind(&file.path)
+        .bind(now)
+        .bind(&file.comment_text)
+        .bind(&file.uploaded_via)
+        .bind(&file.requires_python)
+        .bind(&file.metadata_sha256)
+        .bind(&file.metadata_blake2_256)
+        .bind(&upload.upload_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("INSERT INTO file_registry (filename) VALUES ($1)")
+            .bind(&file.filename)
+            .execute(&mut *tx)
+            .await?;
+        let action = format!("add {} file {}", file.python_version, file.filename);
+        let serial = append_journal(
+            &mut tx,
+            &upload.project.name,
+            Some(&upload.release.version),
+            &action,
+            &upload.submitted_by,
+            now,
+        )
+        .await?;
+        sqlx::query(
+            "UPDATE projects SET last_serial = $2, total_size = total_size + $3 WHERE id = $1",
+        )
+        .bind(&project_id)
+        .bind(serial)
+        .bind(file.size)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(CommitResult::Published {
+            serial,
+            project_created,
+        })
+    }
+}
+
+#[async_trait]
+impl IndexRepo for PgIndex {
+    async fn ping(&self) -> Result<(), IndexError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn create_user(&self, name: &str, now_micros: i64) -> Result<User, IndexError> {
+        let user = User {
+            id: Uuid::new_v4().to_string(),
+            name: name.to_owned(),
+            created_at: now_micros,
+        };
+        let inserted = sqlx::query(
+            "INSERT INTO users (id, name, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(&user.id)
+        .bind(&user.name)
+        .bind(user.created_at)
+        .execute(&self.pool)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Err(IndexError::Conflict(format!(
+                "user '{name}' already exists"
+            )));
+        }
+        Ok(user)
+    }
+
+    async fn find_user_by_name(&self, name: &str) -> Result<Option<User>, IndexError> {
+        Ok(
+            sqlx::query_as("SELECT id, name, created_at FROM users WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn find_user(&self, id: &str) -> Result<Option<User>, IndexError> {
+        Ok(
+            sqlx::query_as("SELECT id, name, created_at FROM users WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn insert_token(&self, token: &NewToken) -> Result<(), IndexError> {
+        let caveats = serde_json::to_string(&token.caveats)
+            .map_err(|error| IndexError::Corrupt(format!("token caveats: {error}")))?;
+        sqlx::query(
+            "INSERT INTO api_tokens (id, user_id, description, root_key, caveats, created_at, \
+             expires_at, publisher_id, additional) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&token.id)
+        .bind(&token.user_id)
+        .bind(&token.description)
+        .bind(&token.root_key)
+        .bind(caveats)
+        .bind(token.created_at)
+        .bind(token.expires_at)
+        .bind(&token.publisher_id)
+        .bind(&token.additional)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn find_token(&self, id: &str) -> Result<Option<TokenRecord>, IndexError> {
+        Ok(sqlx::query_as(
+            "SELECT t.id, t.user_id, u.name AS user_name, t.publisher_id, t.root_key, t.caveats, \
+             t.expires_at \
+             FROM api_tokens t LEFT JOIN users u ON u.id = t.user_id WHERE t.id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<TokenSummary>, IndexError> {
+        Ok(sqlx::query_as(
+            "SELECT t.id, u.name AS user_name, t.publisher_id, t.description, t.caveats, \
+             t.created_at, t.expires_at, t.last_used_at \
+             FROM api_tokens t LEFT JOIN users u ON u.id = t.user_id \
+             ORDER BY t.created_at DESC, t.id COLLATE \"C\"",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn delete_token(&self, id: &str) -> Result<bool, IndexError> {
+        let result = sqlx::query("DELETE FROM api_tokens WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    async fn touch_token(&self, id: &str, now_micros: i64) -> Result<(), IndexError> {
+        sqlx::query("UPDATE api_tokens SET last_used_at = $2 WHERE id = $1")
+            .bind(id)
+            .bind(now_micros)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn find_project(&self, normalized_name: &str) -> Result<Option<Project>, IndexError> {
+        Ok(
+            sqlx::query_as(concat!(select_project!(), "WHERE normalized_name = $1"))
+                .bind(normalized_name)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn find_projects_by_ultranormalized(
+        &self,
+        ultranormalized_name: &str,
+    ) -> Result<Vec<Project>, IndexError> {
+        Ok(sqlx::query_as(concat!(
+            select_project!(),
+            "WHERE ultranormalized_name = $1 ORDER BY normalized_name COLLATE \"C\""
+        ))
+        .bind(ultranormalized_name)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn user_role(
+        &self,
+        project_id: &str,
+        user_id: &str,
+    ) -> Result<Option<String>, IndexError> {
+        Ok(
+            sqlx::query_scalar("SELECT role FROM roles WHERE project_id = $1 AND user_id = $2")
+                .bind(project_id)
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn project_roles(&self, project_id: &str) -> Result<Vec<(String, String)>, IndexError> {
+        Ok(sqlx::query_as(
+            "SELECT r.role, u.name FROM roles r JOIN users u ON u.id = r.user_id \
+             WHERE r.project_id = $1 ORDER BY u.name COLLATE \"C\"",
+        )
+        .bind(project_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn list_projects(&self) -> Result<Vec<Project>, IndexError> {
+        Ok(sqlx::query_as(concat!(
+            select_project!(),
+            "ORDER BY normalized_name COLLATE \"C\""
+        ))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn max_serial(&self) -> Result<i64, IndexError> {
+        let serial: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM journal")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(serial.unwrap_or(0))
+    }
+
+    async fn project_releases(&self, project_id: &str) -> Result<Vec<Release>, IndexError> {
+        Ok(sqlx::query_as(
+            "SELECT id, version, canonical_version, is_prerelease, yanked, yanked_reason, \
+             requires_python, metadata, created_at FROM releases WHERE project_id = $1 \
+             ORDER BY created_at, canonical_version COLLATE \"C\"",
+        )
+        .bind(project_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn project_files(&self, project_id: &str) -> Result<Vec<FileRecord>, IndexError> {
+        Ok(sqlx::query_as(concat!(
+            select_file_record!(),
+            "WHERE r.project_id = $1 ORDER BY f.filename COLLATE \"C\""
+        ))
+        .bind(project_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn set_release_yanked(
+        &self,
+        change: &YankChange<'_>,
+        now_micros: i64,
+    ) -> Result<bool, IndexError> {
+        retry_races!(
+            "set_release_yanked",
+            self.try_set_release_yanked(change, now_micros)
+        )
+    }
+
+    async fn insert_issuer(&self, issuer: &IssuerRecord) -> Result<(), IndexError> {
+        let inserted = sqlx::query(
+            "INSERT INTO oidc_issuers (name, kind, url, allow_http, created_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        )
+        .bind(&issuer.name)
+        .bind(&issuer.kind)
+        .bind(&issuer.url)
+        .bind(issuer.allow_http)
+        .bind(issuer.created_at)
+        .execute(&self.pool)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Err(IndexError::Conflict(format!(
+                "an issuer named '{}' or with URL {} exists already",
+                issuer.name, issuer.url
+            )));
+        }
+        Ok(())
+    }
+
+    async fn list_issuers(&self) -> Result<Vec<IssuerRecord>, IndexError> {
+        Ok(sqlx::query_as(
+            "SELECT name, kind, url, allow_http, created_at FROM oidc_issuers \
+             ORDER BY name COLLATE \"C\"",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn delete_issuer(&self, name: &str) -> Result<bool, IndexError> {
+        let result = sqlx::query("DELETE FROM oidc_issuers WHERE name = $1")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    async fn insert_publisher(&self, publisher: &NewPublisher) -> Result<(), IndexError> {
+        let mut tx = self.pool.begin_with(BEGIN).await?;
+        sqlx::query(
+            "INSERT INTO publishers (id, kind, issuer_url, policy, label, token_ttl_seconds, \
+             pending_project_name, pending_project_ultranormalized, pending_user_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&publisher.id)
+        .bind(&publisher.kind)
+        .bind(&publisher.issuer_url)
+        .bind(&publisher.policy)
+        .bind(&publisher.label)
+        .bind(publisher.token_ttl_seconds)
+        .bind(&publisher.pending_project_name)
+        .bind(&publisher.pending_project_ultranormalized)
+        .bind(&publisher.pending_user_id)
+        .bind(publisher.created_at)
+        .execute(&mut *tx)
+        .await?;
+        for project_id in &publisher.project_ids {
+            sqlx::query(
+                "INSERT INTO publisher_projects (publisher_id, project_id) VALUES ($1, $2)",
+            )
+            .bind(&publisher.id)
+            .bind(project_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_publishers(&self) -> Result<Vec<PublisherRecord>, IndexError> {
+        let rows: Vec<PublisherRow> = sqlx::query_as(concat!(
+            select_publisher!(),
+            "ORDER BY p.created_at, p.id COLLATE \"C\""
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(PublisherRecord::from).collect())
+    }
+
+    async fn publishers_for_issuer(
+        &self,
+        issuer_url: &str,
+    ) -> Result<Vec<PublisherRecord>, IndexError> {
+        let rows: Vec<PublisherRow> = sqlx::query_as(concat!(
+            select_publisher!(),
+            "WHERE p.issuer_url = $1 ORDER BY p.created_at, p.id COLLATE \"C\""
+        ))
+        .bind(issuer_url)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(PublisherRecord::from).collect())
+    }
+
+    async fn find_publisher(&self, id: &str) -> Result<Option<PublisherRecord>, IndexError> {
+        let row: Option<PublisherRow> =
+            sqlx::query_as(concat!(select_publisher!(), "WHERE p.id = $1"))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(PublisherRecord::from))
+    }
+
+    async fn delete_publisher(&self, id: &str) -> Result<bool, IndexError> {
+        let mut tx = self.pool.begin_with(BEGIN).await?;
+        sqlx::query("DELETE FROM api_tokens WHERE publisher_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM publisher_projects WHERE publisher_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let result = sqlx::query("DELETE FROM publishers WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    async fn update_publisher_policy(
+        &self,
+        id: &str,
+        policy: &str,
+        label: &str,
+    ) -> Result<(), IndexError> {
+        sqlx::query("UPDATE publishers SET policy = $2, label = $3 WHERE id = $1")
+            .bind(id)
+            .bind(policy)
+            .bind(label)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn reify_pending_publisher(
+        &self,
+        publisher_id: &str,
+        project: &ProjectTarget,
+        now_micros: i64,
+    ) -> Result<ReifyResult, IndexError> {
+        retry_races!(
+            "reify_pending_publisher",
+            self.try_reify_pending_publisher(publisher_id, project, now_micros)
+        )
+    }
+
+    async fn claim_jti(
+        &self,
+        issuer_url: &str,
+        jti: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool, IndexError> {
+        // Garbage collection only: the claim below is correct whether or not this ran.
+        sqlx::query(
+            "DELETE FROM oidc_jti WHERE (issuer_url, jti) IN (SELECT issuer_url, jti \
+             FROM oidc_jti WHERE expires_at < $1 LIMIT 1000 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        // A claim succeeds if the id was never claimed or its claim has expired; the primary
+        // key makes exactly one of any number of concurrent claims insert (or take over).
+        let claimed = sqlx::query(
+            "INSERT INTO oidc_jti (issuer_url, jti, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (issuer_url, jti) DO UPDATE SET expires_at = EXCLUDED.expires_at \
+             WHERE oidc_jti.expires_at < $4",
+        )
+        .bind(issuer_url)
+        .bind(jti)
+        .bind(expires_at)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(claimed.rows_affected() == 1)
+    }
+
+    async fn delete_publisher_token(&self, id: &str) -> Result<bool, IndexError> {
+        let result =
+            sqlx::query("DELETE FROM api_tokens WHERE id = $1 AND publisher_id IS NOT NULL")
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    async fn record_audit(
+        &self,
+        kind: &str,
+        detail: &str,
+        now_micros: i64,
+    ) -> Result<(), IndexError> {
+        sqlx::query("INSERT INTO audit_events (kind, detail, created_at) VALUES ($1, $2, $3)")
+            .bind(kind)
+            .bind(detail)
+            .bind(now_micros)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn find_file_by_upload_id(
+        &self,
+        upload_id: &str,
+    ) -> Result<Option<FileRecord>, IndexError> {
+        Ok(
+            sqlx::query_as(concat!(select_file_record!(), "WHERE f.upload_id = $1"))
+                .bind(upload_id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn check_file(&self, candidate: &FileCandidate<'_>) -> Result<FileAdmission, IndexError> {
+        let mut conn = self.pool.acquire().await?;
+        check_file_on(&mut conn, candidate).await
+    }
+
+    async fn commit_upload(&self, upload: &NewUpload) -> Result<CommitResult, IndexError> {
+        retry_races!("commit_upload", self.try_commit_upload(upload))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_keys_are_stable_and_namespaced() {
+        // The key is part of the protocol between replicas: it must never change.
+        assert_eq!(
+            lock_key("", ""),
+            i64::from_ne_bytes(0xaf63_bd4c_8601_b7df_u64.to_ne_bytes())
+        );
+        assert_eq!(project_key("demo"), project_key("demo"));
+        assert_ne!(project_key("demo"), lock_key("wharf.filename", "demo"));
+        assert_ne!(project_key("demo"), project_key("demo2"));
+    }
+}

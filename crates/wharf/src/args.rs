@@ -1,0 +1,227 @@
+//! Flag groups shared by `serve` and the separate service processes, each defined once.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use wharf_blob::{BlobStore, S3Options};
+use wharf_bus::UploadBus;
+use wharf_gateway::GatewaySettings;
+use wharf_verifier::{OidcSettings, VerifierSettings};
+use wharf_worker::WorkerSettings;
+
+use crate::ConfigError;
+use crate::units::{parse_duration, parse_size};
+
+/// Upload limits and links (the gateway's settings).
+#[derive(Debug, Clone, Args)]
+pub(crate) struct UploadArgs {
+    /// Base URL of this registry as clients reach it, for absolute links (default: from each
+    /// request's Host header).
+    #[arg(long, env = "WHARF_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Largest accepted distribution file (PyPI: 100MiB).
+    #[arg(long, env = "WHARF_MAX_FILE_SIZE", default_value = "100MiB", value_parser = parse_size)]
+    max_file_size: u64,
+    /// Largest total size of one project (PyPI: 10GiB).
+    #[arg(long, env = "WHARF_MAX_PROJECT_SIZE", default_value = "10GiB", value_parser = parse_size)]
+    max_project_size: u64,
+    /// How long an upload waits for the storage worker's answer.
+    #[arg(long, env = "WHARF_UPLOAD_TIMEOUT", default_value = "300s", value_parser = parse_duration)]
+    upload_timeout: Duration,
+}
+
+impl UploadArgs {
+    /// The gateway settings, after checking the flags.
+    pub(crate) fn settings(&self) -> Result<GatewaySettings, ConfigError> {
+        if let Some(url) = &self.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(ConfigError(format!(
+                "--public-url must start with http:// or https://, got '{url}'"
+            )));
+        }
+        Ok(GatewaySettings {
+            max_file_size: self.max_file_size,
+            max_project_size: self.max_project_size,
+            outcome_timeout: self.upload_timeout,
+            public_url: self.public_url.clone(),
+            ..GatewaySettings::default()
+        })
+    }
+}
+
+/// HTTPS for a listener.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct TlsArgs {
+    /// PEM certificate chain for HTTPS (with --tls-key); plain HTTP when unset.
+    #[arg(long, env = "WHARF_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for HTTPS (with --tls-cert).
+    #[arg(long, env = "WHARF_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// The rustls configuration, or `None` for plain HTTP.
+    pub(crate) async fn load(
+        &self,
+    ) -> Result<Option<axum_server::tls_rustls::RustlsConfig>, ConfigError> {
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Ok(None);
+        };
+        axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+            .await
+            .map(Some)
+            .map_err(|error| {
+                ConfigError(format!(
+                    "cannot load the TLS certificate {} and key {}: {error}",
+                    cert.display(),
+                    key.display()
+                ))
+            })
+    }
+}
+
+/// Who may create what, and trusted publishing (the verifier's settings).
+#[derive(Debug, Clone, Args)]
+pub(crate) struct VerifierPolicyArgs {
+    /// Comma-separated project names nobody may create.
+    #[arg(long, env = "WHARF_PROHIBITED_NAMES", value_delimiter = ',')]
+    prohibited_names: Vec<String>,
+    /// The audience OIDC tokens must carry for trusted publishing (PyPI: `pypi`). Give two
+    /// registries side by side different audiences so they refuse each other's tokens.
+    #[arg(long, env = "WHARF_OIDC_AUDIENCE", default_value = "wharf")]
+    oidc_audience: String,
+    /// Lifetime of tokens minted by trusted publishing, unless a publisher sets its own.
+    #[arg(long, env = "WHARF_OIDC_TOKEN_TTL", default_value = "15m", value_parser = parse_duration)]
+    oidc_token_ttl: Duration,
+    /// The longest lifetime a publisher may give its minted tokens.
+    #[arg(long, env = "WHARF_OIDC_MAX_TOKEN_TTL", default_value = "6h", value_parser = parse_duration)]
+    oidc_max_token_ttl: Duration,
+    /// Turn trusted publishing off (the /_/oidc endpoints then refuse).
+    #[arg(long, env = "WHARF_NO_TRUSTED_PUBLISHING")]
+    no_trusted_publishing: bool,
+}
+
+impl VerifierPolicyArgs {
+    /// The verifier settings, after checking the flags.
+    pub(crate) fn settings(&self) -> Result<VerifierSettings, ConfigError> {
+        if self.oidc_token_ttl > self.oidc_max_token_ttl {
+            return Err(ConfigError(
+                "--oidc-token-ttl must not exceed --oidc-max-token-ttl".to_owned(),
+            ));
+        }
+        Ok(VerifierSettings {
+            prohibited_names: self
+                .prohibited_names
+                .iter()
+                .map(|name| wharf_core::name::normalize(name))
+                .collect(),
+            oidc: OidcSettings {
+                enabled: !self.no_trusted_publishing,
+                audience: self.oidc_audience.clone(),
+                default_token_ttl: self.oidc_token_ttl,
+                max_token_ttl: self.oidc_max_token_ttl,
+                ..OidcSettings::default()
+            },
+        })
+    }
+}
+
+/// How the storage worker works.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct WorkerPolicyArgs {
+    /// Uploads the storage worker processes at the same time.
+    #[arg(long, env = "WHARF_WORKER_CONCURRENCY", default_value_t = 2)]
+    worker_concurrency: usize,
+    /// Refuse new files in releases older than this (PyPI: 14d); off when unset.
+    #[arg(long, env = "WHARF_CLOSE_RELEASES_AFTER", value_parser = parse_duration)]
+    close_releases_after: Option<Duration>,
+}
+
+impl WorkerPolicyArgs {
+    /// The worker settings, after checking the flags.
+    pub(crate) fn settings(&self) -> Result<WorkerSettings, ConfigError> {
+        if self.worker_concurrency == 0 {
+            return Err(ConfigError(
+                "--worker-concurrency must be at least 1".to_owned(),
+            ));
+        }
+        Ok(WorkerSettings {
+            concurrency: self.worker_concurrency,
+            closed_release_after: self.close_releases_after,
+            ..WorkerSettings::default()
+        })
+    }
+}
+
+/// Where published files live.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct StoreArgs {
+    /// Object store URL: `file:///dir`, `s3://bucket[/prefix]` or `memory://`; default: the
+    /// data directory's `files/`.
+    #[arg(long = "store", env = "WHARF_STORE")]
+    store: Option<String>,
+    /// S3-compatible endpoint (default: AWS, or `AWS_ENDPOINT_URL`).
+    #[arg(long, env = "WHARF_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+    /// S3 region (default: `AWS_REGION`).
+    #[arg(long, env = "WHARF_S3_REGION")]
+    s3_region: Option<String>,
+    /// Allow a plain-HTTP S3 endpoint (a local server).
+    #[arg(long, env = "WHARF_S3_ALLOW_HTTP")]
+    s3_allow_http: bool,
+    /// Address buckets by path (`endpoint/bucket`), as most S3-compatible servers want.
+    #[arg(long, env = "WHARF_S3_PATH_STYLE")]
+    s3_path_style: bool,
+}
+
+impl StoreArgs {
+    /// Opens the store (`data_dir/files` when no URL is given).
+    pub(crate) fn open(&self, data_dir: &std::path::Path) -> anyhow::Result<BlobStore> {
+        let options = S3Options {
+            endpoint: self.s3_endpoint.clone(),
+            region: self.s3_region.clone(),
+            allow_http: self.s3_allow_http,
+            path_style: self.s3_path_style,
+        };
+        match &self.store {
+            Some(url) => BlobStore::from_url(url, &options)
+                .map_err(|error| ConfigError(format!("--store {url}: {error:#}")).into()),
+            None => {
+                let dir = data_dir.join("files");
+                BlobStore::local(&dir)
+                    .with_context(|| format!("failed to open the file store {}", dir.display()))
+            }
+        }
+    }
+}
+
+/// The NATS JetStream bus.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct NatsArgs {
+    /// NATS server URL.
+    #[arg(long, env = "WHARF_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    nats_url: String,
+    /// Prefix of every subject and stream name, so registries can share a NATS server.
+    #[arg(long, env = "WHARF_NATS_PREFIX", default_value = "wharf")]
+    nats_prefix: String,
+}
+
+impl NatsArgs {
+    /// Connects and makes sure the streams and the worker consumer exist.
+    pub(crate) async fn connect(&self) -> anyhow::Result<Arc<dyn UploadBus>> {
+        let config = wharf_bus::NatsConfig {
+            url: self.nats_url.clone(),
+            subject_prefix: self.nats_prefix.clone(),
+            ..wharf_bus::NatsConfig::default()
+        };
+        let bus = wharf_bus::NatsBus::connect(config)
+            .await
+            .with_context(|| format!("failed to connect to NATS at {}", self.nats_url))?;
+        Ok(Arc::new(bus))
+    }
+}

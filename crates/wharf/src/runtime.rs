@@ -1,0 +1,127 @@
+//! What every service process needs: the shutdown signal, serving a router on a listener
+//! (plain or TLS, with graceful shutdown), and `/healthz` + `/readyz`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use futures::future::BoxFuture;
+
+/// How long shutdown waits for in-flight work before giving up on it.
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
+
+/// Resolves when SIGINT or SIGTERM arrives.
+pub(crate) async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::warn!(error = %error, "cannot listen for SIGTERM");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate.recv() => {}
+    }
+}
+
+/// One dependency a service needs to be ready: a name and a probe.
+pub(crate) type ReadinessCheck = (
+    &'static str,
+    Arc<dyn Fn() -> BoxFuture<'static, bool> + Send + Sync>,
+);
+
+/// `/healthz` (alive) and `/readyz` (every check passes), for services without a gateway.
+pub(crate) fn health_router(checks: Vec<ReadinessCheck>) -> Router {
+    let checks = Arc::new(checks);
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let checks = Arc::clone(&checks);
+                async move {
+                    let mut failing = Vec::new();
+                    for (name, check) in checks.iter() {
+                        if !check().await {
+                            failing.push(*name);
+                        }
+                    }
+                    if failing.is_empty() {
+                        (StatusCode::OK, "ready".to_owned()).into_response()
+                    } else {
+                        (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            format!("not ready: {}", failing.join(", ")),
+                        )
+                            .into_response()
+                    }
+                }
+            }),
+        )
+}
+
+/// A router being served; stop it with [`Serving::stop`].
+#[derive(Debug)]
+pub(crate) struct Serving {
+    pub(crate) address: SocketAddr,
+    handle: axum_server::Handle<SocketAddr>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Serving {
+    /// Stops accepting connections, lets in-flight requests finish (up to the grace time)
+    /// and waits for the server to end.
+    pub(crate) async fn stop(self, what: &str) {
+        self.handle.graceful_shutdown(Some(SHUTDOWN_GRACE));
+        match tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_secs(5), self.task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(error))) => {
+                tracing::warn!(error = %error, what, "server stopped with an error")
+            }
+            Ok(Err(error)) => tracing::warn!(error = %error, what, "server task failed"),
+            Err(_) => tracing::warn!(what, "in-flight requests did not finish in time"),
+        }
+    }
+}
+
+/// Binds `address` and serves `router` on it (HTTPS when `tls` is given; plain HTTP/1 and
+/// HTTP/2 otherwise, which gRPC clients use).
+pub(crate) fn serve(
+    address: SocketAddr,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
+    router: Router,
+) -> anyhow::Result<Serving> {
+    let listener = std::net::TcpListener::bind(address)
+        .with_context(|| format!("failed to listen on {address}"))?;
+    let address = listener.local_addr().context("listener has no address")?;
+    let handle = axum_server::Handle::new();
+    let app = router.into_make_service();
+    let task = match tls {
+        Some(config) => tokio::spawn(
+            axum_server::from_tcp_rustls(listener, config)
+                .context("cannot serve on the listener")?
+                .handle(handle.clone())
+                .serve(app),
+        ),
+        None => tokio::spawn(
+            axum_server::from_tcp(listener)
+                .context("cannot serve on the listener")?
+                .handle(handle.clone())
+                .serve(app),
+        ),
+    };
+    Ok(Serving {
+        address,
+        handle,
+        task,
+    })
+}

@@ -1,0 +1,193 @@
+//! The scaled mode: `wharf gateway`, `wharf verifier` and `wharf worker` as separate
+//! processes, any number of each, sharing a database (PostgreSQL), a bus (NATS JetStream) and
+//! an object store (S3). The code paths are the embedded mode's; only the adapters differ.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use futures::FutureExt;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+use wharf_gateway::{Gateway, TransportError, VerifierTransport};
+use wharf_proto::v1::verifier_client::VerifierClient;
+use wharf_proto::v1::verifier_server::VerifierServer;
+use wharf_verifier::VerifierService;
+use wharf_worker::StorageWorker;
+
+use crate::IndexArgs;
+use crate::args::{NatsArgs, StoreArgs, TlsArgs, UploadArgs, VerifierPolicyArgs, WorkerPolicyArgs};
+use crate::runtime::{self, ReadinessCheck, health_router, shutdown_signal};
+
+/// Flags of `wharf gateway`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct GatewayArgs {
+    /// Address to listen on (the public HTTP API).
+    #[arg(long, env = "WHARF_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// The verifier's gRPC URL.
+    #[arg(long, env = "WHARF_VERIFIER", default_value = "http://127.0.0.1:8081")]
+    verifier: String,
+    #[command(flatten)]
+    index: IndexArgs,
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(flatten)]
+    nats: NatsArgs,
+    #[command(flatten)]
+    upload: UploadArgs,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+/// Flags of `wharf verifier`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct VerifierArgs {
+    /// Address to listen on (gRPC, plus /healthz and /readyz).
+    #[arg(long, env = "WHARF_LISTEN", default_value = "127.0.0.1:8081")]
+    listen: SocketAddr,
+    #[command(flatten)]
+    index: IndexArgs,
+    #[command(flatten)]
+    nats: NatsArgs,
+    #[command(flatten)]
+    policy: VerifierPolicyArgs,
+}
+
+/// Flags of `wharf worker`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct WorkerArgs {
+    /// Address to listen on (/healthz and /readyz).
+    #[arg(long, env = "WHARF_LISTEN", default_value = "127.0.0.1:8082")]
+    listen: SocketAddr,
+    #[command(flatten)]
+    index: IndexArgs,
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(flatten)]
+    nats: NatsArgs,
+    #[command(flatten)]
+    policy: WorkerPolicyArgs,
+}
+
+/// A gRPC client of a verifier at `url` (connected lazily, so the gateway starts, and stays
+/// up, while the verifier is away; requests then get a clean 503).
+fn remote_verifier(url: &str) -> anyhow::Result<VerifierClient<VerifierTransport>> {
+    let endpoint = tonic::transport::Endpoint::from_shared(url.to_owned())
+        .map_err(|error| crate::ConfigError(format!("--verifier {url}: {error}")))?
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(30));
+    let channel = endpoint.connect_lazy();
+    let transport = ServiceExt::<http::Request<tonic::body::Body>>::map_err(channel, |error| {
+        TransportError(Box::new(error))
+    });
+    Ok(VerifierClient::new(VerifierTransport::new(transport)))
+}
+
+fn check<F>(probe: F) -> Arc<dyn Fn() -> futures::future::BoxFuture<'static, bool> + Send + Sync>
+where
+    F: Fn() -> futures::future::BoxFuture<'static, bool> + Send + Sync + 'static,
+{
+    Arc::new(probe)
+}
+
+pub(crate) async fn run_gateway(args: GatewayArgs) -> anyhow::Result<()> {
+    let mut settings = args.upload.settings()?;
+    let tls = args.tls.load().await?;
+    if tls.is_some() {
+        settings.default_scheme = "https";
+    }
+    let verifier = remote_verifier(&args.verifier)?;
+    let index = args.index.open().await?;
+    let blobs = args.store.open(&args.index.data_dir)?;
+    let bus = args.nats.connect().await?;
+    let gateway = Gateway::new(verifier, index, blobs, bus, settings);
+    let serving = runtime::serve(args.listen, tls, gateway.router())?;
+    tracing::info!(address = %serving.address, verifier = %args.verifier, "wharf gateway is serving");
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    serving.stop("gateway").await;
+    tracing::info!("wharf gateway stopped");
+    Ok(())
+}
+
+pub(crate) async fn run_verifier(args: VerifierArgs) -> anyhow::Result<()> {
+    let settings = args.policy.settings()?;
+    let index = args.index.open().await?;
+    let bus = args.nats.connect().await?;
+    let service = VerifierService::new(Arc::clone(&index), settings)
+        .context("failed to set up the verifier")?
+        .with_events(bus);
+    let ready_index = Arc::clone(&index);
+    let health = health_router(vec![(
+        "index",
+        check(move || {
+            let index = Arc::clone(&ready_index);
+            async move { index.ping().await.is_ok() }.boxed()
+        }),
+    )]);
+    let router = tonic::service::Routes::new(VerifierServer::new(service))
+        .into_axum_router()
+        .merge(health);
+    let serving = runtime::serve(args.listen, None, router)?;
+    tracing::info!(address = %serving.address, "wharf verifier is serving");
+    shutdown_signal().await;
+    serving.stop("verifier").await;
+    tracing::info!("wharf verifier stopped");
+    Ok(())
+}
+
+pub(crate) async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
+    let settings = args.policy.settings()?;
+    let index = args.index.open().await?;
+    let blobs = args.store.open(&args.index.data_dir)?;
+    let bus = args.nats.connect().await?;
+    let checks: Vec<ReadinessCheck> = vec![
+        ("index", {
+            let index = Arc::clone(&index);
+            check(move || {
+                let index = Arc::clone(&index);
+                async move { index.ping().await.is_ok() }.boxed()
+            })
+        }),
+        ("store", {
+            let blobs = blobs.clone();
+            check(move || {
+                let blobs = blobs.clone();
+                async move { blobs.ping().await.is_ok() }.boxed()
+            })
+        }),
+        ("bus", {
+            let bus = Arc::clone(&bus);
+            check(move || {
+                let bus = Arc::clone(&bus);
+                async move { bus.ping().await.is_ok() }.boxed()
+            })
+        }),
+    ];
+    let worker = StorageWorker::new(index, blobs, bus, settings);
+    let stop = CancellationToken::new();
+    let worker_task = tokio::spawn(worker.run(stop.clone()));
+    let serving = runtime::serve(args.listen, None, health_router(checks))?;
+    tracing::info!(address = %serving.address, "wharf worker is running");
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing in-flight uploads");
+    // Stop pulling; uploads in flight finish and are acknowledged (or redelivered to
+    // another worker if this one is killed before).
+    stop.cancel();
+    match tokio::time::timeout(runtime::SHUTDOWN_GRACE, worker_task).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(error))) => {
+            tracing::warn!(error = %error, "storage worker stopped with an error")
+        }
+        Ok(Err(error)) => tracing::warn!(error = %error, "storage worker task failed"),
+        Err(_) => {
+            tracing::warn!("in-flight uploads did not finish in time; they will be redelivered")
+        }
+    }
+    serving.stop("worker health").await;
+    tracing::info!("wharf worker stopped");
+    Ok(())
+}
