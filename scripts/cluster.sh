@@ -141,6 +141,7 @@ delete_streams() (
     IFS= read -r -t 5 line <&3 || exit 1 # the server's INFO
     printf 'CONNECT {"verbose":false,"pedantic":false}\r\nSUB _CLUSTER.reply 1\r\n' >&3
     for stream in "${base}_UPLOADS" "${base}_EVENTS"; do
+        # shellcheck disable=SC2016 # $JS is the literal subject prefix, not a variable
         printf 'PUB $JS.API.STREAM.DELETE.%s _CLUSTER.reply 0\r\n\r\n' "$stream" >&3
     done
     answers=0 # wait for both answers ("not found" is fine too)
