@@ -2,6 +2,10 @@
 //! Wharf never needs a system protoc.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // The protos live outside this package: without these lines cargo would not notice a
+    // change to them.
+    println!("cargo:rerun-if-changed=../../proto/wharf/v1/verifier.proto");
+    println!("cargo:rerun-if-changed=../../proto/wharf/v1/events.proto");
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
     let mut config = prost_build::Config::new();
     config.protoc_executable(protoc);

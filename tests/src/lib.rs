@@ -7,8 +7,10 @@
 
 #![allow(clippy::print_stderr)] // Test diagnostics go to stderr, where cargo shows them.
 
+pub mod cluster;
 pub mod dist;
 pub mod oidc_issuer;
+pub mod otlp_receiver;
 pub mod raw_http;
 pub mod tls;
 
@@ -123,11 +125,21 @@ pub struct Registry {
 impl Registry {
     /// Starts `wharf serve` with extra flags and waits until `/readyz` answers 200.
     pub fn start_with(extra_args: &[&str]) -> Registry {
-        Registry::start_in(tempfile::tempdir().expect("temp dir"), extra_args)
+        Registry::start_in(tempfile::tempdir().expect("temp dir"), extra_args, &[])
+    }
+
+    /// Starts `wharf serve` with extra flags and extra environment variables (on top of the
+    /// inherited environment), and waits until `/readyz` answers 200.
+    pub fn start_with_env(extra_args: &[&str], env: &[(&str, &str)]) -> Registry {
+        Registry::start_in(tempfile::tempdir().expect("temp dir"), extra_args, env)
     }
 
     /// Starts `wharf serve` on `data_dir` (its `data` subdirectory holds the registry).
-    fn start_in(mut data_dir: tempfile::TempDir, extra_args: &[&str]) -> Registry {
+    fn start_in(
+        mut data_dir: tempfile::TempDir,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Registry {
         let log_path = data_dir.path().join("serve.log");
         let tls = extra_args
             .iter()
@@ -144,6 +156,7 @@ impl Registry {
                 .arg(data_dir.path().join("data"))
                 .args(extra_args)
                 .env("RUST_LOG", "info")
+                .envs(env.iter().copied())
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(log)
@@ -190,7 +203,7 @@ impl Registry {
                 self.log()
             );
         }
-        Registry::start_in(self.take_dir(), extra_args)
+        Registry::start_in(self.take_dir(), extra_args, &[])
     }
 
     fn take_dir(mut self) -> tempfile::TempDir {

@@ -116,12 +116,17 @@ fn assert_refused_json(response: &RawResponse, status: u16, message: &str) {
         content_type.starts_with("application/json"),
         "content type {content_type}"
     );
+    // The trace id in the body is the one in the response header.
+    let trace_id = response
+        .header("x-wharf-trace-id")
+        .expect("X-Wharf-Trace-Id header");
     assert_eq!(
         response.json(),
         serde_json::json!({
             "message": message,
             "code": format!("{status} {message}"),
             "title": canonical_reason(status),
+            "trace_id": trace_id,
         })
     );
 }
@@ -1277,9 +1282,25 @@ fn a_yanked_release_shows_its_reason() {
 // Snapshots
 // ---------------------------------------------------------------------------------------------
 
-/// Replaces what differs between runs: the port, and upload times.
+/// Replaces what differs between runs: the port, trace ids, and upload times.
 fn redact_text(registry: &Registry, text: &str) -> String {
-    text.replace(&registry.address(), "127.0.0.1:<port>")
+    redact_trace_ids(&text.replace(&registry.address(), "127.0.0.1:<port>"))
+}
+
+/// Replaces the trace id of an HTML error page (`<p>Trace ID: …</p>`) with `<trace-id>`.
+fn redact_trace_ids(text: &str) -> String {
+    const PREFIX: &str = "<p>Trace ID: ";
+    let mut redacted = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find(PREFIX) {
+        let after = &rest[start + PREFIX.len()..];
+        let id_length = after.find("</p>").unwrap_or(0);
+        redacted.push_str(&rest[..start + PREFIX.len()]);
+        redacted.push_str("<trace-id>");
+        rest = &after[id_length..];
+    }
+    redacted.push_str(rest);
+    redacted
 }
 
 fn redact_json(registry: &Registry, body: &[u8]) -> String {
@@ -1299,6 +1320,8 @@ fn redact_times(value: &mut Value) {
                 ) && entry.is_string()
                 {
                     *entry = Value::from("<upload-time>");
+                } else if key == "trace_id" && entry.is_string() {
+                    *entry = Value::from("<trace-id>");
                 } else {
                     redact_times(entry);
                 }
@@ -1346,7 +1369,12 @@ fn snapshot_upload_error_bodies() {
     assert_eq!(html.status, 400);
     insta::assert_snapshot!(
         "upload_error_html",
-        format!("{} {}\n\n{}", html.status, html.reason, html.text())
+        format!(
+            "{} {}\n\n{}",
+            html.status,
+            html.reason,
+            redact_text(&registry, &html.text())
+        )
     );
     let json = upload(
         &registry,
@@ -1372,7 +1400,7 @@ fn snapshot_upload_error_bodies() {
             "{} {}\n\n{}",
             no_auth.status,
             no_auth.reason,
-            no_auth.text()
+            redact_text(&registry, &no_auth.text())
         )
     );
 }

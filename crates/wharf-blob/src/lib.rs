@@ -7,6 +7,7 @@
 
 use std::io::{self, Read, Seek, SeekFrom};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -242,6 +243,29 @@ impl BlobStore {
         Ok(purged)
     }
 
+    /// Deletes staged uploads older than `max_age`; returns how many. A staged object that
+    /// old has no client waiting for it any more (the gateway gave up and answered 503), so
+    /// this only clears what a crash between staging and queueing left behind.
+    pub async fn purge_staging_older_than(&self, max_age: Duration) -> Result<usize, BlobError> {
+        let prefix = Path::from(STAGING_PREFIX);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| {
+                i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
+            });
+        let cutoff = now.saturating_sub(i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX));
+        let mut listing = self.store.list(Some(&prefix));
+        let mut purged = 0;
+        while let Some(meta) = listing.next().await {
+            let meta = meta?;
+            if meta.last_modified.timestamp() < cutoff {
+                self.delete(&meta.location).await?;
+                purged += 1;
+            }
+        }
+        Ok(purged)
+    }
+
     /// A blocking `Read + Seek` view of an object of `size` bytes, fetched by ranges. Use it
     /// only on a blocking thread (`spawn_blocking`); `runtime` is the Tokio runtime to run
     /// the range requests on.
@@ -401,6 +425,33 @@ mod tests {
                 .expect("head")
                 .is_none()
         );
+    }
+
+    #[tokio::test]
+    async fn only_old_staging_is_swept() {
+        let blobs = BlobStore::memory();
+        let key = BlobStore::staging_key("fresh").expect("key");
+        blobs
+            .put(&key, Bytes::from_static(b"x"))
+            .await
+            .expect("put");
+        assert_eq!(
+            blobs
+                .purge_staging_older_than(Duration::from_secs(600))
+                .await
+                .expect("sweep"),
+            0
+        );
+        assert!(blobs.head(&key).await.expect("head").is_some());
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert_eq!(
+            blobs
+                .purge_staging_older_than(Duration::from_secs(0))
+                .await
+                .expect("sweep"),
+            1
+        );
+        assert!(blobs.head(&key).await.expect("head").is_none());
     }
 
     #[tokio::test]

@@ -207,6 +207,7 @@ mod tests {
                 http_status: 400,
                 message: "no".to_owned(),
             })),
+            trace_context: Default::default(),
         };
         bus.publish_outcome(&outcome).await.expect("outcome");
         settle.ack().await.expect("ack");

@@ -217,6 +217,7 @@ async fn outcome_round_trip() {
             http_status: 400,
             message: "File already exists".to_owned(),
         })),
+        trace_context: Default::default(),
     };
     worker.publish_outcome(&outcome).await.expect("outcome");
     let (_, _, settle) = delivery.into_parts();

@@ -12,6 +12,7 @@ mod negotiate;
 mod oidc;
 mod response;
 mod simple;
+mod tracing_layer;
 mod upload;
 
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use wharf_blob::BlobStore;
 use wharf_bus::UploadBus;
 use wharf_index::IndexRepo;
 use wharf_proto::v1::verifier_client::VerifierClient;
+use wharf_telemetry::Metrics;
 
 /// The transport under the verifier client: an in-process service in the embedded mode, a
 /// network channel in the scaled mode.
@@ -84,6 +86,7 @@ pub struct Gateway {
     blobs: BlobStore,
     bus: Arc<dyn UploadBus>,
     settings: Arc<GatewaySettings>,
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -109,7 +112,13 @@ impl Gateway {
             blobs,
             bus,
             settings: Arc::new(settings),
+            metrics: Metrics::new(),
         }
+    }
+
+    /// Counts into `metrics` (served at `/metrics`) instead of a private registry.
+    pub fn with_metrics(self, metrics: Metrics) -> Gateway {
+        Gateway { metrics, ..self }
     }
 
     /// The HTTP routes.
@@ -138,10 +147,23 @@ impl Gateway {
             .route("/_/oidc/burn-token", post(oidc::burn_token))
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(readiness))
+            .route("/metrics", get(metrics))
+            // One server span per request, continuing the caller's trace (W3C `traceparent`),
+            // and the trace id in the `X-Wharf-Trace-Id` response header.
+            .layer(axum::middleware::from_fn(tracing_layer::trace_request))
             // Uploads enforce their own limits while streaming.
             .layer(DefaultBodyLimit::disable())
             .with_state(self)
     }
+}
+
+/// `GET /metrics`: the Prometheus (OpenMetrics) text of this process's metrics.
+async fn metrics(State(gateway): State<Gateway>) -> Response {
+    (
+        [(http::header::CONTENT_TYPE, gateway.metrics.content_type())],
+        gateway.metrics.encode(),
+    )
+        .into_response()
 }
 
 /// Answers 200 once the index, the store and the bus all respond.

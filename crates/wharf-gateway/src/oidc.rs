@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use tracing::instrument;
+use tracing::{Instrument, info_span, instrument};
 use wharf_proto::v1::{
     BurnTokenRequest, MintTokenRequest, OidcAudienceRequest, mint_token_response,
 };
@@ -16,13 +16,21 @@ use crate::Gateway;
 /// Largest accepted mint-token request body (a JWT is a few KiB).
 const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// Adds the current trace id to an error body, so an operator can find the exchange's trace.
+fn with_trace_id(mut body: Value) -> Value {
+    if let Some(trace_id) = wharf_telemetry::current_trace_id() {
+        body["trace_id"] = Value::from(trace_id);
+    }
+    body
+}
+
 fn mint_failure(code: &str, description: &str) -> Response {
     (
         StatusCode::UNPROCESSABLE_ENTITY,
-        axum::Json(json!({
+        axum::Json(with_trace_id(json!({
             "message": "Token request failed",
             "errors": [{ "code": code, "description": description }],
-        })),
+        }))),
     )
         .into_response()
 }
@@ -31,9 +39,9 @@ fn verifier_unavailable(status: &tonic::Status) -> Response {
     tracing::warn!(code = ?status.code(), "verifier unavailable");
     (
         StatusCode::SERVICE_UNAVAILABLE,
-        axum::Json(
+        axum::Json(with_trace_id(
             json!({ "message": "The verifier is unavailable right now; please try again later." }),
-        ),
+        )),
     )
         .into_response()
 }
@@ -96,7 +104,17 @@ pub(crate) async fn mint_token(State(gateway): State<Gateway>, body: Bytes) -> R
         },
     };
     let mut verifier = gateway.verifier.clone();
-    let response = match verifier.mint_token(request).await {
+    let response = match verifier
+        .mint_token(request)
+        .instrument(info_span!(
+            "gateway.verifier.mint_token",
+            otel.kind = "client",
+            rpc.system = "grpc",
+            rpc.service = "wharf.v1.Verifier",
+            rpc.method = "MintToken",
+        ))
+        .await
+    {
         Ok(response) => response.into_inner(),
         Err(status) => return verifier_unavailable(&status),
     };

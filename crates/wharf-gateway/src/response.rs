@@ -50,13 +50,21 @@ pub(crate) fn upload_error(status: u16, message: &str, request_headers: &HeaderM
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
     let title = status.canonical_reason().unwrap_or("Error");
     let code = format!("{} {}", status.as_u16(), message);
+    // The trace id lets an operator go from a failed client run to its trace.
+    let trace_id = wharf_telemetry::current_trace_id();
     let mut response = if prefers_json(request_headers.get(header::ACCEPT)) {
-        let body = serde_json::json!({ "message": message, "code": code, "title": title });
+        let mut body = serde_json::json!({ "message": message, "code": code, "title": title });
+        if let Some(trace_id) = &trace_id {
+            body["trace_id"] = serde_json::Value::from(trace_id.as_str());
+        }
         (status, axum::Json(body)).into_response()
     } else {
+        let trace_line = trace_id
+            .map(|trace_id| format!("  <p>Trace ID: {}</p>\n", html_escape(&trace_id)))
+            .unwrap_or_default();
         let body = format!(
             "<html>\n <head>\n  <title>{status_line}</title>\n </head>\n <body>\n  \
-             <h1>{status_line}</h1>\n  {message}\n </body>\n</html>\n",
+             <h1>{status_line}</h1>\n  {message}\n{trace_line} </body>\n</html>\n",
             status_line = html_escape(&format!("{} {}", status.as_u16(), title)),
             message = html_escape(message),
         );

@@ -129,6 +129,7 @@ pub(crate) async fn index_page(
     Query(query): Query<FormatQuery>,
     headers: HeaderMap,
 ) -> Response {
+    gateway.metrics.simple_request("index");
     let projects = match gateway.index.list_projects().await {
         Ok(projects) => projects,
         Err(error) => return unavailable(&error),
@@ -192,6 +193,7 @@ pub(crate) async fn project_page(
     Query(query): Query<FormatQuery>,
     headers: HeaderMap,
 ) -> Response {
+    gateway.metrics.simple_request("project");
     let normalized = name::normalize(&requested);
     if normalized != requested {
         let mut response = moved_permanently(&format!("/simple/{normalized}/"));
@@ -335,6 +337,7 @@ mod tests {
             metadata_blake2_256: None,
             yanked: false,
             yanked_reason: String::new(),
+            serial: 1,
         }
     }
 

@@ -9,6 +9,8 @@ use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use std::time::Instant;
+
 use base64::Engine;
 use tracing::{Instrument, info_span, instrument};
 use wharf_blob::{BlobStore, StreamingWrite};
@@ -22,6 +24,7 @@ use wharf_proto::v1::{
     AuthenticateRequest, AuthorizeUploadRequest, FileStaged, Identity, UploadDenial, UploadGrant,
     Uploader, authenticate_response, authorize_upload_response,
 };
+use wharf_telemetry::{Stage, UploadResult, propagation};
 
 use crate::Gateway;
 use crate::response::upload_error;
@@ -162,13 +165,17 @@ pub(crate) async fn upload(
     .run(query.as_deref(), body)
     .await;
     match result {
-        Ok(()) => {
+        Ok(published) => {
             tracing::Span::current().record("wharf.outcome", "accepted");
+            gateway.metrics.upload_answered(published);
             (StatusCode::OK, "").into_response()
         }
         Err(refusal) => {
             tracing::Span::current().record("wharf.outcome", "refused");
             tracing::info!(status = refusal.status, message = %refusal.message, "upload refused");
+            gateway
+                .metrics
+                .upload_answered(UploadResult::Rejected(refusal.status));
             upload_error(refusal.status, &refusal.message, &headers)
         }
     }
@@ -188,7 +195,7 @@ struct Staged {
 }
 
 impl Upload<'_> {
-    async fn run(&self, query: Option<&str>, body: Body) -> Result<(), Refusal> {
+    async fn run(&self, query: Option<&str>, body: Body) -> Result<UploadResult, Refusal> {
         let query_action = action_from_query(query);
         if let Some(action) = &query_action {
             check_action(action)?;
@@ -313,16 +320,23 @@ impl Upload<'_> {
 
     async fn authenticate(&self, token: &str) -> Result<Identity, Refusal> {
         let mut verifier = self.gateway.verifier.clone();
+        let started = Instant::now();
         let response = verifier
             .authenticate(AuthenticateRequest {
                 token: token.to_owned(),
             })
             .instrument(info_span!(
                 "gateway.verifier.authenticate",
-                rpc.system = "grpc"
+                otel.kind = "client",
+                rpc.system = "grpc",
+                rpc.service = "wharf.v1.Verifier",
+                rpc.method = "Authenticate",
             ))
-            .await
-            .map_err(verifier_unavailable)?;
+            .await;
+        self.gateway
+            .metrics
+            .observe_stage(Stage::Verifier, started.elapsed());
+        let response = response.map_err(verifier_unavailable)?;
         match response.into_inner().decision {
             Some(authenticate_response::Decision::Identity(identity)) => Ok(identity),
             Some(authenticate_response::Decision::Denied(denial)) => Err(denial.into()),
@@ -345,6 +359,7 @@ impl Upload<'_> {
         tracing::Span::current().record("wharf.filename", filename);
 
         let mut verifier = self.gateway.verifier.clone();
+        let started = Instant::now();
         let response = verifier
             .authorize_upload(AuthorizeUploadRequest {
                 token: token.to_owned(),
@@ -352,10 +367,16 @@ impl Upload<'_> {
             })
             .instrument(info_span!(
                 "gateway.verifier.authorize_upload",
-                rpc.system = "grpc"
+                otel.kind = "client",
+                rpc.system = "grpc",
+                rpc.service = "wharf.v1.Verifier",
+                rpc.method = "AuthorizeUpload",
             ))
-            .await
-            .map_err(verifier_unavailable)?;
+            .await;
+        self.gateway
+            .metrics
+            .observe_stage(Stage::Verifier, started.elapsed());
+        let response = response.map_err(verifier_unavailable)?;
         let grant = match response.into_inner().decision {
             Some(authorize_upload_response::Decision::Granted(grant)) => grant,
             Some(authorize_upload_response::Decision::Denied(denial)) => {
@@ -419,6 +440,7 @@ impl Upload<'_> {
             BlobStore::staging_key(self.upload_id).map_err(|_| Refusal::unavailable("Storage"))?;
         let mut write: StreamingWrite = self.gateway.blobs.start_write(key);
         let mut size: u64 = 0;
+        let started = Instant::now();
         let outcome = async {
             while let Some(chunk) = field.chunk().await.map_err(multipart_refusal)? {
                 size += chunk.len() as u64;
@@ -451,6 +473,9 @@ impl Upload<'_> {
                     tracing::warn!(error = %error, "staging write failed");
                     Refusal::unavailable("Storage")
                 })?;
+                let metrics = &self.gateway.metrics;
+                metrics.observe_stage(Stage::StageFile, started.elapsed());
+                metrics.bytes_received(size);
                 Ok(size)
             }
             Err(refusal) => {
@@ -477,7 +502,7 @@ impl Upload<'_> {
         grant: UploadGrant,
         form: ValidatedUpload,
         staged: Staged,
-    ) -> Result<(), Refusal> {
+    ) -> Result<UploadResult, Refusal> {
         let metadata_json = serde_json::to_string(&form.metadata)
             .map_err(|_| Refusal::bad_request("The upload's metadata cannot be encoded."))?;
         let uploaded_via = self
@@ -508,7 +533,18 @@ impl Upload<'_> {
                 user_name: identity.user_name.clone(),
             }),
             received_at_micros: jiff::Timestamp::now().as_microsecond(),
+            // Filled below from the publishing span, so the worker's span is its child.
+            trace_context: Default::default(),
         };
+        let publish_span = info_span!(
+            "gateway.publish_staged",
+            otel.kind = "producer",
+            messaging.system = "wharf-bus",
+            messaging.operation.type = "publish",
+            messaging.destination.name = wharf_bus::SUBJECT_STAGED,
+        );
+        let mut event = event;
+        event.trace_context = propagation::span_context_map(&publish_span);
         let bus = &self.gateway.bus;
         let watch = match bus.watch_outcome(self.upload_id).await {
             Ok(watch) => watch,
@@ -518,31 +554,34 @@ impl Upload<'_> {
                 return Err(Refusal::unavailable("The event bus"));
             }
         };
-        if let Err(error) = bus
-            .publish_staged(&event)
-            .instrument(info_span!(
-                "gateway.publish_staged",
-                messaging.system = "wharf-bus"
-            ))
-            .await
-        {
+        if let Err(error) = bus.publish_staged(&event).instrument(publish_span).await {
             tracing::warn!(error = %error, "bus unavailable");
             self.discard_staging().await;
             return Err(Refusal::unavailable("The event bus"));
         }
+        let await_span = info_span!("gateway.await_outcome");
+        let started = Instant::now();
         let outcome = watch
             .wait(self.gateway.settings.outcome_timeout)
-            .instrument(info_span!("gateway.await_outcome"))
-            .await
-            .map_err(|error| {
-                tracing::warn!(error = %error, "no outcome in time");
-                Refusal::new(
-                    503,
-                    "The upload is still being processed; retry the upload to learn its result.",
-                )
-            })?;
+            .instrument(await_span.clone())
+            .await;
+        self.gateway
+            .metrics
+            .observe_stage(Stage::AwaitOutcome, started.elapsed());
+        let outcome = outcome.map_err(|error| {
+            tracing::warn!(error = %error, "no outcome in time");
+            Refusal::new(
+                503,
+                "The upload is still being processed; retry the upload to learn its result.",
+            )
+        })?;
+        // Link the wait to the worker span that answered (on a redelivery, another trace).
+        propagation::add_link_from_map(&await_span, &outcome.trace_context);
         match outcome.result {
-            Some(OutcomeResult::Published(_)) => Ok(()),
+            Some(OutcomeResult::Published(published)) if published.already_existed => {
+                Ok(UploadResult::Identical)
+            }
+            Some(OutcomeResult::Published(_)) => Ok(UploadResult::Published),
             Some(OutcomeResult::Rejected(rejected)) => {
                 Err(Refusal::new(rejected.http_status as u16, rejected.message))
             }

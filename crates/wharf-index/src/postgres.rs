@@ -57,7 +57,7 @@ macro_rules! select_file_record {
         "SELECT f.id, f.release_id, r.version, f.filename, f.packagetype, f.python_version, \
          f.size, f.md5_digest, f.sha256_digest, f.blake2_256_digest, f.path, f.upload_time, \
          f.comment_text, f.requires_python, f.metadata_sha256, f.metadata_blake2_256, \
-         r.yanked, r.yanked_reason \
+         r.yanked, r.yanked_reason, f.serial \
          FROM files f JOIN releases r ON r.id = f.release_id "
     };
 }
@@ -633,6 +633,11 @@ impl PgIndex {
             now,
         )
         .await?;
+        sqlx::query("UPDATE files SET serial = $1 WHERE upload_id = $2")
+            .bind(serial)
+            .bind(&upload.upload_id)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query(
             "UPDATE projects SET last_serial = $2, total_size = total_size + $3 WHERE id = $1",
         )

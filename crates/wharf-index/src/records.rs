@@ -128,6 +128,8 @@ pub struct FileRecord {
     pub metadata_blake2_256: Option<String>,
     pub yanked: bool,
     pub yanked_reason: String,
+    /// The journal serial at which the file became visible.
+    pub serial: i64,
 }
 
 /// A request to yank or unyank a release.

@@ -1,9 +1,41 @@
-//! Tracing set-up shared by every Wharf service: an `EnvFilter` from `RUST_LOG` (default
-//! `info`), human-readable lines on stderr, or JSON lines with `WHARF_LOG_FORMAT=json`.
+//! Telemetry set-up shared by every Wharf service, in one place:
+//!
+//! - logs: an `EnvFilter` from `RUST_LOG` (default `info,sqlx=warn`), human-readable lines on
+//!   stderr, or JSON lines with `WHARF_LOG_FORMAT=json`; each line inside a span carries its
+//!   `trace_id` and `span_id`;
+//! - traces: the W3C TraceContext propagator, and spans exported with OTLP over gRPC when
+//!   `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set, honouring
+//!   the standard `OTEL_*` variables (service name, resource attributes, sampler, headers,
+//!   batch processor). Without an endpoint nothing is exported, but every span still gets a
+//!   trace id, so logs and the `X-Wharf-Trace-Id` response header always have one;
+//! - [`propagation`]: carrying the trace context over HTTP headers, gRPC metadata and bus
+//!   messages, plus a tower wrapper for gRPC servers ([`GrpcServerTrace`]);
+//! - [`Metrics`]: the Prometheus registry every service exposes at `/metrics`;
+//! - [`Redacted`]: a wrapper for secrets that never shows them.
 
+mod grpc;
+mod metrics;
+pub mod propagation;
+mod redact;
+
+use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use tracing::{Event, Subscriber};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
+
+pub use grpc::{GrpcServerTrace, inject_into_request};
+pub use metrics::{METRICS_CONTENT_TYPE, Metrics, Stage, UploadResult};
+pub use redact::Redacted;
+
+/// The response header that carries a request's trace id.
+pub const TRACE_ID_HEADER: &str = "x-wharf-trace-id";
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,10 +56,12 @@ impl LogFormat {
     }
 }
 
-/// Keeps telemetry alive; dropping it flushes what is buffered.
+/// Keeps telemetry alive; [`TelemetryGuard::shutdown`] flushes the spans still buffered.
 #[derive(Debug)]
 pub struct TelemetryGuard {
     service_name: String,
+    provider: SdkTracerProvider,
+    exporting: bool,
 }
 
 impl TelemetryGuard {
@@ -35,13 +69,107 @@ impl TelemetryGuard {
     pub fn service_name(&self) -> &str {
         &self.service_name
     }
+
+    /// Tells whether spans are exported (an OTLP endpoint is configured).
+    pub fn exporting(&self) -> bool {
+        self.exporting
+    }
+
+    /// Flushes and stops the trace pipeline. The SDK's shutdown blocks (it waits for the
+    /// batch processor's thread), so it runs on the blocking pool.
+    pub async fn shutdown(self) {
+        let provider = self.provider;
+        let exporting = self.exporting;
+        match tokio::task::spawn_blocking(move || provider.shutdown()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) if exporting => {
+                tracing::warn!(error = %error, "could not flush the trace exporter")
+            }
+            Ok(Err(_)) => {}
+            Err(error) => tracing::warn!(error = %error, "trace exporter shutdown task failed"),
+        }
+    }
 }
 
-/// Installs the global subscriber for `service_name`. Call once, first thing in `main`.
+/// The trace exporter's endpoint, if one is configured through the standard variables.
+fn otlp_endpoint() -> Option<String> {
+    if env_is("OTEL_SDK_DISABLED", "true") || env_is("OTEL_TRACES_EXPORTER", "none") {
+        return None;
+    }
+    [
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+    ]
+    .into_iter()
+    .find_map(|name| {
+        std::env::var(name)
+            .ok()
+            .filter(|value| !value.trim().is_empty())
+    })
+}
+
+fn env_is(name: &str, expected: &str) -> bool {
+    std::env::var(name).is_ok_and(|value| value.trim().eq_ignore_ascii_case(expected))
+}
+
+/// The resource: `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES` win over `service_name`.
+fn resource(service_name: &str) -> Resource {
+    let builder = Resource::builder().with_attribute(opentelemetry::KeyValue::new(
+        "service.version",
+        env!("CARGO_PKG_VERSION"),
+    ));
+    let named_by_env = std::env::var("OTEL_SERVICE_NAME").is_ok_and(|name| !name.is_empty());
+    if named_by_env {
+        builder.build()
+    } else {
+        builder.with_service_name(service_name.to_owned()).build()
+    }
+}
+
+/// Builds the tracer provider: with the OTLP/gRPC batch exporter when an endpoint is set,
+/// else without any exporter and a sampler that records nothing new (ids are still
+/// generated, and a sampled parent from a client is respected).
+///
+/// Must run inside a Tokio runtime: the tonic exporter's channel lives on it.
+fn tracer_provider(service_name: &str) -> (SdkTracerProvider, Result<bool, String>) {
+    let builder = SdkTracerProvider::builder().with_resource(resource(service_name));
+    let Some(endpoint) = otlp_endpoint() else {
+        let provider = builder
+            .with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOff)))
+            .build();
+        return (provider, Ok(false));
+    };
+    // The exporter reads the endpoint, headers, timeout and compression from the standard
+    // variables itself; the sampler comes from OTEL_TRACES_SAMPLER(_ARG) through the SDK's
+    // default configuration.
+    match opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .build()
+    {
+        Ok(exporter) => (builder.with_batch_exporter(exporter).build(), Ok(true)),
+        Err(error) => (
+            builder
+                .with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOff)))
+                .build(),
+            Err(format!("{endpoint}: {error}")),
+        ),
+    }
+}
+
+/// Installs the global subscriber and the W3C propagator for `service_name`. Call once, from
+/// inside the Tokio runtime, before anything else logs.
 pub fn init(service_name: &str) -> TelemetryGuard {
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    let (provider, exporter) = tracer_provider(service_name);
+    opentelemetry::global::set_tracer_provider(provider.clone());
+    let otel_layer = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("wharf"))
+        .with_target(false)
+        .with_threads(false);
+
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    let registry = tracing_subscriber::registry().with(filter);
+    let registry = tracing_subscriber::registry().with(filter).with(otel_layer);
     let result = match LogFormat::from_env() {
         LogFormat::Json => registry
             .with(
@@ -49,17 +177,195 @@ pub fn init(service_name: &str) -> TelemetryGuard {
                     .json()
                     .with_current_span(true)
                     .with_span_list(false)
+                    .map_event_format(|format| WithTraceIds {
+                        inner: format,
+                        json: true,
+                    })
                     .with_writer(std::io::stderr),
             )
             .try_init(),
         LogFormat::Text => registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(false)
+                    .map_event_format(|format| WithTraceIds {
+                        inner: format,
+                        json: false,
+                    })
+                    .with_writer(std::io::stderr),
+            )
             .try_init(),
     };
     if result.is_err() {
         tracing::debug!("a global tracing subscriber was already installed");
     }
+    let exporting = match exporter {
+        Ok(exporting) => exporting,
+        Err(error) => {
+            tracing::warn!(error = %error, "cannot set up the OTLP trace exporter; spans are not exported");
+            false
+        }
+    };
+    if exporting {
+        tracing::info!(
+            service = service_name,
+            "exporting traces with OTLP over gRPC"
+        );
+    }
     TelemetryGuard {
         service_name: service_name.to_owned(),
+        provider,
+        exporting,
+    }
+}
+
+/// The trace id of the current span (32 lower-case hex digits), if it has one.
+pub fn current_trace_id() -> Option<String> {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let context = tracing::Span::current().context();
+    let span = context.span();
+    let span_context = span.span_context();
+    span_context
+        .is_valid()
+        .then(|| span_context.trace_id().to_string())
+}
+
+/// Formats events with the wrapped format, then adds the current span's trace and span ids:
+/// as ` trace_id=… span_id=…` at the end of a text line, as two fields of a JSON object.
+struct WithTraceIds<F> {
+    inner: F,
+    json: bool,
+}
+
+impl<S, N, F> FormatEvent<S, N> for WithTraceIds<F>
+where
+    S: Subscriber + for<'lookup> LookupSpan<'lookup>,
+    N: for<'writer> FormatFields<'writer> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> std::fmt::Result {
+        let mut line = String::new();
+        self.inner
+            .format_event(ctx, Writer::new(&mut line), event)?;
+        // Entering a span activates its OpenTelemetry context (tracing-opentelemetry's
+        // context activation), so the current context is the event's span.
+        let context = opentelemetry::Context::current();
+        let span = context.span();
+        let span_context = span.span_context();
+        if !span_context.is_valid() {
+            return writer.write_str(&line);
+        }
+        let trace_id = span_context.trace_id();
+        let span_id = span_context.span_id();
+        let body = line.strip_suffix('\n').unwrap_or(&line);
+        if self.json {
+            match body.strip_suffix('}') {
+                Some(object) => {
+                    let separator = if object.ends_with('{') { "" } else { "," };
+                    writeln!(
+                        writer,
+                        "{object}{separator}\"trace_id\":\"{trace_id}\",\"span_id\":\"{span_id}\"}}"
+                    )
+                }
+                None => writer.write_str(&line),
+            }
+        } else {
+            writeln!(writer, "{body} trace_id={trace_id} span_id={span_id}")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("lock").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn capture(json: bool, emit: impl FnOnce()) -> String {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let provider = SdkTracerProvider::builder().build();
+        let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer("test"));
+        let registry = tracing_subscriber::registry().with(otel);
+        if json {
+            let subscriber = registry.with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .map_event_format(|format| WithTraceIds {
+                        inner: format,
+                        json: true,
+                    })
+                    .with_writer(move || writer.clone()),
+            );
+            tracing::subscriber::with_default(subscriber, emit);
+        } else {
+            let subscriber = registry.with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(false)
+                    .map_event_format(|format| WithTraceIds {
+                        inner: format,
+                        json: false,
+                    })
+                    .with_writer(move || writer.clone()),
+            );
+            tracing::subscriber::with_default(subscriber, emit);
+        }
+        let bytes = captured.0.lock().expect("lock").clone();
+        String::from_utf8(bytes).expect("utf-8 log")
+    }
+
+    #[test]
+    fn json_lines_carry_trace_and_span_ids_inside_a_span() {
+        let mut expected_trace = String::new();
+        let output = capture(true, || {
+            tracing::info!("outside");
+            let span = tracing::info_span!("work");
+            let _entered = span.enter();
+            expected_trace = current_trace_id().expect("a trace id");
+            tracing::info!(count = 3, "inside");
+        });
+        let lines: Vec<serde_json::Value> = output
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("each line is JSON"))
+            .collect();
+        assert_eq!(lines.len(), 2, "{output}");
+        assert!(lines[0].get("trace_id").is_none());
+        assert_eq!(lines[1]["trace_id"], expected_trace.as_str());
+        assert_eq!(lines[1]["span_id"].as_str().map(str::len), Some(16));
+        assert_eq!(lines[1]["fields"]["count"], 3);
+    }
+
+    #[test]
+    fn text_lines_end_with_the_ids() {
+        let mut expected_trace = String::new();
+        let output = capture(false, || {
+            let span = tracing::info_span!("work");
+            let _entered = span.enter();
+            expected_trace = current_trace_id().expect("a trace id");
+            tracing::info!("inside");
+        });
+        let line = output.lines().next().expect("one line");
+        assert!(
+            line.contains(&format!(" trace_id={expected_trace} span_id=")),
+            "{line}"
+        );
+        assert!(line.contains("inside"), "{line}");
     }
 }

@@ -23,6 +23,7 @@ use wharf_proto::v1::{
     MintTokenResponse, MintedToken, OidcAudienceRequest, OidcAudienceResponse, UploadDenial,
     UploadGrant, authenticate_response, authorize_upload_response, mint_token_response,
 };
+use wharf_telemetry::Metrics;
 
 pub use tokens::{TokenError, TokenRequest, mint_user_token};
 pub use trusted::{Minted, OidcSettings, publisher_label};
@@ -84,6 +85,25 @@ pub struct VerifierService {
     index: Arc<dyn IndexRepo>,
     settings: Arc<VerifierSettings>,
     trusted: Arc<trusted::TrustedPublishing>,
+    metrics: Metrics,
+}
+
+/// Counts JWKS fetches (and failures) around the real fetcher.
+struct CountingFetcher {
+    inner: wharf_oidc::HttpJwksFetcher,
+    metrics: Metrics,
+}
+
+#[async_trait::async_trait]
+impl wharf_oidc::JwksFetcher for CountingFetcher {
+    async fn fetch(
+        &self,
+        issuer: &wharf_oidc::Issuer,
+    ) -> Result<wharf_oidc::jsonwebtoken::jwk::JwkSet, wharf_oidc::FetchError> {
+        let fetched = self.inner.fetch(issuer).await;
+        self.metrics.jwks_fetch(fetched.is_ok());
+        fetched
+    }
 }
 
 /// A token's stored record, its holder and the parsed macaroon.
@@ -105,14 +125,28 @@ impl VerifierService {
         index: Arc<dyn IndexRepo>,
         settings: VerifierSettings,
     ) -> Result<VerifierService, VerifierError> {
+        VerifierService::new_with_metrics(index, settings, Metrics::new())
+    }
+
+    /// A verifier that counts token exchanges and JWKS fetches into `metrics`.
+    pub fn new_with_metrics(
+        index: Arc<dyn IndexRepo>,
+        settings: VerifierSettings,
+        metrics: Metrics,
+    ) -> Result<VerifierService, VerifierError> {
         let fetcher = wharf_oidc::HttpJwksFetcher::new(JWKS_TIMEOUT, JWKS_MAX_BYTES)
             .map_err(|error| VerifierError::Setup(format!("JWKS client: {error}")))?;
-        Ok(VerifierService::with_key_store(
+        let fetcher = CountingFetcher {
+            inner: fetcher,
+            metrics: metrics.clone(),
+        };
+        let service = VerifierService::with_key_store(
             index,
             settings,
             wharf_oidc::KeyStore::new(Arc::new(fetcher), JWKS_REFRESH_COOLDOWN),
             None,
-        ))
+        );
+        Ok(VerifierService { metrics, ..service })
     }
 
     /// A verifier with a given JWKS key store (tests) and, optionally, a bus for audit events.
@@ -131,6 +165,7 @@ impl VerifierService {
             index,
             settings: Arc::new(settings),
             trusted: Arc::new(trusted),
+            metrics: Metrics::new(),
         }
     }
 
@@ -367,6 +402,8 @@ impl Verifier for VerifierService {
                 .await;
             Err(refusal)
         };
+        self.metrics
+            .mint_outcome(exchanged.as_ref().err().map(|error| error.code.as_str()));
         let result = match exchanged {
             Ok(minted) => mint_token_response::Result::Minted(MintedToken {
                 token: minted.token,

@@ -19,8 +19,10 @@ use wharf_archive::ArchiveLimits;
 use wharf_blob::BlobStore;
 use wharf_bus::{BusError, Delivery, UploadBus};
 use wharf_index::IndexRepo;
+use wharf_telemetry::{Metrics, propagation};
 
 pub use process::ProcessError;
+use wharf_proto::v1::upload_outcome::Result as OutcomeResult;
 
 /// How often a delivery in progress extends its redelivery deadline.
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
@@ -36,6 +38,11 @@ pub struct WorkerSettings {
     pub closed_release_after: Option<Duration>,
     /// Bounds on archive inspection.
     pub archive_limits: ArchiveLimits,
+    /// Staged uploads older than this are deleted by the periodic sweep. It must exceed the
+    /// gateways' upload timeout, so that no client is still waiting for what is deleted.
+    pub staging_max_age: Duration,
+    /// How often the sweep runs.
+    pub staging_sweep_every: Duration,
 }
 
 impl Default for WorkerSettings {
@@ -45,6 +52,8 @@ impl Default for WorkerSettings {
             max_deliveries: 5,
             closed_release_after: None,
             archive_limits: ArchiveLimits::default(),
+            staging_max_age: Duration::from_secs(15 * 60),
+            staging_sweep_every: Duration::from_secs(60),
         }
     }
 }
@@ -56,6 +65,7 @@ pub struct StorageWorker {
     blobs: BlobStore,
     bus: Arc<dyn UploadBus>,
     settings: Arc<WorkerSettings>,
+    metrics: Metrics,
 }
 
 impl StorageWorker {
@@ -71,7 +81,13 @@ impl StorageWorker {
             blobs,
             bus,
             settings: Arc::new(settings),
+            metrics: Metrics::new(),
         }
+    }
+
+    /// Counts into `metrics` (served at `/metrics`) instead of a private registry.
+    pub fn with_metrics(self, metrics: Metrics) -> StorageWorker {
+        StorageWorker { metrics, ..self }
     }
 
     /// Consumes staged uploads until `shutdown` fires; then stops pulling and finishes the
@@ -79,6 +95,7 @@ impl StorageWorker {
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), BusError> {
         let deliveries = self.bus.staged_deliveries().await?;
         let concurrency = self.settings.concurrency.max(1);
+        let sweeper = tokio::spawn(self.clone().sweep_staging(shutdown.clone()));
         deliveries
             .take_until(shutdown.cancelled_owned())
             .for_each_concurrent(concurrency, |delivery| {
@@ -86,8 +103,32 @@ impl StorageWorker {
                 async move { worker.handle(delivery).await }
             })
             .await;
+        sweeper.abort();
         tracing::info!("storage worker stopped");
         Ok(())
+    }
+
+    /// Deletes staged uploads that no message will ever claim: a gateway that crashed after
+    /// staging the bytes but before queueing the upload leaves them behind. Several workers
+    /// sweeping at once is harmless.
+    async fn sweep_staging(self, shutdown: CancellationToken) {
+        let mut every = tokio::time::interval(self.settings.staging_sweep_every);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = every.tick() => {}
+            }
+            match self
+                .blobs
+                .purge_staging_older_than(self.settings.staging_max_age)
+                .await
+            {
+                Ok(0) => {}
+                Ok(purged) => tracing::info!(purged, "swept abandoned staged uploads"),
+                Err(error) => tracing::warn!(error = %error, "staging sweep failed"),
+            }
+        }
     }
 
     /// Processes one delivery and settles it.
@@ -95,11 +136,18 @@ impl StorageWorker {
         let (event, delivery_count, settle) = delivery.into_parts();
         let span = info_span!(
             "worker.process",
+            otel.kind = "consumer",
+            messaging.system = "wharf-bus",
+            messaging.operation.type = "process",
+            messaging.destination.name = wharf_bus::SUBJECT_STAGED,
             wharf.upload_id = %event.upload_id,
             wharf.filename = %event.filename,
             wharf.outcome = tracing::field::Empty,
             messaging.message.delivery_count = delivery_count,
         );
+        // The upload's trace continues here: the gateway's publishing span is the parent.
+        propagation::set_parent(&span, propagation::extract_map(&event.trace_context));
+        self.metrics.delivery(delivery_count);
         async move {
             let processed = {
                 // Tell the bus the message is still being worked on, so a big file is not
@@ -135,16 +183,22 @@ impl StorageWorker {
                 }
             };
             tracing::Span::current().record("wharf.outcome", process::outcome_label(&outcome));
+            let mut outcome = outcome;
+            outcome.trace_context = propagation::current_context_map();
             if let Err(error) = self.bus.publish_outcome(&outcome).await {
                 // The gateway will time out and the client retry; redelivery answers then.
                 tracing::warn!(error = %error, "could not publish the outcome, retrying");
                 let _ = settle.retry_later(Duration::from_secs(1)).await;
                 return;
             }
-            if let Some(published) = process::published_event(&outcome)
-                && let Err(error) = self.bus.publish_event(published).await
-            {
-                tracing::warn!(error = %error, "could not publish the public event");
+            self.metrics.upload_processed(process::outcome_result(&outcome));
+            if let Some(published) = process::published_event(&outcome) {
+                if let Some(OutcomeResult::Published(file)) = &outcome.result {
+                    self.metrics.bytes_stored(file.size);
+                }
+                if let Err(error) = self.bus.publish_event(published).await {
+                    tracing::warn!(error = %error, "could not publish the public event");
+                }
             }
             if let Ok(key) = BlobStore::staging_key(&event.upload_id)
                 && let Err(error) = self.blobs.delete(&key).await

@@ -1,6 +1,7 @@
 //! Processing of one staged upload.
 
 use std::io::Read;
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -22,6 +23,7 @@ use wharf_index::{
 };
 use wharf_proto::v1::upload_outcome::Result as OutcomeResult;
 use wharf_proto::v1::{FilePublished, FileStaged, UploadOutcome, UploadRejected};
+use wharf_telemetry::{Stage, UploadResult};
 
 use crate::StorageWorker;
 
@@ -75,6 +77,7 @@ fn rejected(event: &FileStaged, rejection: Rejection) -> UploadOutcome {
             http_status: u32::from(rejection.status()),
             message: rejection.message,
         })),
+        trace_context: Default::default(),
     }
 }
 
@@ -93,6 +96,7 @@ pub(crate) fn failed_outcome(event: &FileStaged, error: &ProcessError) -> Upload
             http_status: 503,
             message: message.to_owned(),
         })),
+        trace_context: Default::default(),
     }
 }
 
@@ -103,6 +107,20 @@ pub(crate) fn outcome_label(outcome: &UploadOutcome) -> &'static str {
         Some(OutcomeResult::Published(_)) => "published",
         Some(OutcomeResult::Rejected(_)) => "rejected",
         None => "unknown",
+    }
+}
+
+/// The outcome as the metrics count it.
+pub(crate) fn outcome_result(outcome: &UploadOutcome) -> UploadResult {
+    match &outcome.result {
+        Some(OutcomeResult::Published(published)) if published.already_existed => {
+            UploadResult::Identical
+        }
+        Some(OutcomeResult::Published(_)) => UploadResult::Published,
+        Some(OutcomeResult::Rejected(rejected)) => {
+            UploadResult::Rejected(u16::try_from(rejected.http_status).unwrap_or(500))
+        }
+        None => UploadResult::Rejected(500),
     }
 }
 
@@ -119,12 +137,14 @@ pub(crate) fn published_event(outcome: &UploadOutcome) -> Option<PublicEvent> {
     }
 }
 
+/// The answer for a file that is visible: the same for every delivery of one upload (the
+/// serial is the file's own), so a redelivery re-announces it byte for byte and the bus can
+/// de-duplicate the public event.
 fn published(
     event: &FileStaged,
     project: &str,
     file: &FileRecord,
     already_existed: bool,
-    serial: i64,
 ) -> UploadOutcome {
     UploadOutcome {
         upload_id: event.upload_id.clone(),
@@ -137,8 +157,9 @@ fn published(
             sha256: file.sha256_digest.clone(),
             blake2_256: file.blake2_256_digest.clone(),
             already_existed,
-            serial,
+            serial: file.serial,
         })),
+        trace_context: Default::default(),
     }
 }
 
@@ -190,8 +211,7 @@ impl StorageWorker {
 
         // A redelivered event whose upload was already committed: answer as before.
         if let Some(file) = self.index.find_file_by_upload_id(&event.upload_id).await? {
-            let serial = self.index.max_serial().await?;
-            return Ok(published(event, &project_name, &file, false, serial));
+            return Ok(published(event, &project_name, &file, false));
         }
 
         let staging_key = BlobStore::staging_key(&event.upload_id)?;
@@ -199,8 +219,7 @@ impl StorageWorker {
             // A concurrent delivery of the same upload may have committed and cleaned up
             // since the lookup above: then its answer is this one's too.
             if let Some(file) = self.index.find_file_by_upload_id(&event.upload_id).await? {
-                let serial = self.index.max_serial().await?;
-                return Ok(published(event, &project_name, &file, false, serial));
+                return Ok(published(event, &project_name, &file, false));
             }
             return Err(ProcessError::StagingGone);
         };
@@ -259,8 +278,7 @@ impl StorageWorker {
         match self.index.check_file(&candidate).await? {
             FileAdmission::New => {}
             FileAdmission::Identical(existing) => {
-                let serial = self.index.max_serial().await?;
-                return Ok(published(event, &project_name, &existing, true, serial));
+                return Ok(published(event, &project_name, &existing, true));
             }
             FileAdmission::Refused(refusal) => {
                 return Ok(rejected(
@@ -305,10 +323,12 @@ impl StorageWorker {
         let path = storage_path(&blake2_256, &event.filename);
         let package_key = BlobStore::package_key(&path)?;
         let metadata_key = BlobStore::metadata_key(&path)?;
+        let started = Instant::now();
         self.blobs
             .copy(&staging_key, &package_key)
             .instrument(info_span!("worker.store_file"))
             .await?;
+        self.metrics.observe_stage(Stage::Store, started.elapsed());
         let mut metadata_digests = None;
         if let Some(bytes) = inspected.wheel_metadata {
             let mut hasher = MultiHasher::default();
@@ -357,23 +377,25 @@ impl StorageWorker {
             closed_release_after_micros,
             now_micros,
         };
+        let started = Instant::now();
         let result = self
             .index
             .commit_upload(&upload)
             .instrument(info_span!("worker.index_commit"))
             .await?;
+        self.metrics
+            .observe_stage(Stage::IndexCommit, started.elapsed());
         match result {
-            CommitResult::Published { serial, .. } => {
+            CommitResult::Published { .. } => {
                 let file = self
                     .index
                     .find_file_by_upload_id(&event.upload_id)
                     .await?
                     .ok_or_else(|| ProcessError::BadEvent("committed file not found".to_owned()))?;
-                Ok(published(event, &project_name, &file, false, serial))
+                Ok(published(event, &project_name, &file, false))
             }
             CommitResult::Identical(existing) => {
-                let serial = self.index.max_serial().await?;
-                Ok(published(event, &project_name, &existing, true, serial))
+                Ok(published(event, &project_name, &existing, true))
             }
             CommitResult::Refused(refusal) => {
                 // Another upload won the race; our copy is under a different path, unreferenced.
@@ -394,6 +416,7 @@ impl StorageWorker {
         size: u64,
     ) -> Result<Digests, ProcessError> {
         let span = info_span!("worker.hash", size);
+        let started = Instant::now();
         let Some(staged) = self.blobs.get(staging_key, None).await? else {
             return Err(ProcessError::StagingGone);
         };
@@ -428,6 +451,7 @@ impl StorageWorker {
                 hasher.await?
             }
         };
+        self.metrics.observe_stage(Stage::Hash, started.elapsed());
         Ok(digests)
     }
 
@@ -450,6 +474,7 @@ impl StorageWorker {
         let license_files = metadata.license_file.clone();
         let limits = self.settings.archive_limits.clone();
         let span = info_span!("worker.inspect_archive");
+        let started = Instant::now();
         let inspected = tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
             match filetype {
@@ -467,6 +492,8 @@ impl StorageWorker {
             }
         })
         .await?;
+        self.metrics
+            .observe_stage(Stage::Inspect, started.elapsed());
         match inspected {
             Ok(inspected) => Ok(Ok(inspected)),
             // Our own read of the staged bytes failed: retry, it says nothing about the file.

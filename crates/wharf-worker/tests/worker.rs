@@ -329,6 +329,7 @@ impl Env {
                 user_name: self.user.name.clone(),
             }),
             received_at_micros: 1_700_000_000_000_000,
+            trace_context: Default::default(),
         }
     }
 

@@ -140,6 +140,13 @@ pub(crate) struct WorkerPolicyArgs {
     /// Refuse new files in releases older than this (PyPI: 14d); off when unset.
     #[arg(long, env = "WHARF_CLOSE_RELEASES_AFTER", value_parser = parse_duration)]
     close_releases_after: Option<Duration>,
+    /// Delete staged uploads older than this (left by a gateway that crashed before queueing
+    /// them); must exceed the gateways' --upload-timeout.
+    #[arg(long, env = "WHARF_STAGING_MAX_AGE", default_value = "15m", value_parser = parse_duration)]
+    staging_max_age: Duration,
+    /// How often workers sweep staging.
+    #[arg(long, env = "WHARF_STAGING_SWEEP_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    staging_sweep_interval: Duration,
 }
 
 impl WorkerPolicyArgs {
@@ -150,9 +157,16 @@ impl WorkerPolicyArgs {
                 "--worker-concurrency must be at least 1".to_owned(),
             ));
         }
+        if self.staging_sweep_interval.is_zero() {
+            return Err(ConfigError(
+                "--staging-sweep-interval must be positive".to_owned(),
+            ));
+        }
         Ok(WorkerSettings {
             concurrency: self.worker_concurrency,
             closed_release_after: self.close_releases_after,
+            staging_max_age: self.staging_max_age,
+            staging_sweep_every: self.staging_sweep_interval,
             ..WorkerSettings::default()
         })
     }

@@ -113,19 +113,46 @@ fn main() -> ExitCode {
         Command::Worker(_) => "wharf-worker",
         Command::Migrate(_) | Command::Admin(_) => "wharf-admin",
     };
-    let _telemetry = wharf_telemetry::init(service);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            tracing::error!(error = %error, "cannot start the async runtime");
+            // No subscriber yet: this is the one message that cannot be a log line.
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("wharf: cannot start the async runtime: {error}");
+            }
             return ExitCode::FAILURE;
         }
     };
     let result = runtime.block_on(async move {
-        match cli.command {
+        // Inside the runtime: the OTLP exporter's gRPC channel lives on it.
+        let telemetry = wharf_telemetry::init(service);
+        let result = run(cli.command).await;
+        if let Err(error) = &result {
+            tracing::error!("{error:#}");
+        }
+        // Last: flush the spans of the shutdown itself.
+        telemetry.shutdown().await;
+        result
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            if error.downcast_ref::<ConfigError>().is_some() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    {
+        match command {
             Command::Serve(args) => serve::run(args).await,
             Command::Gateway(args) => services::run_gateway(args).await,
             Command::Verifier(args) => services::run_verifier(args).await,
@@ -136,17 +163,6 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Command::Admin(args) => admin::run(args).await,
-        }
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!("{error:#}");
-            if error.downcast_ref::<ConfigError>().is_some() {
-                ExitCode::from(EXIT_USAGE)
-            } else {
-                ExitCode::FAILURE
-            }
         }
     }
 }

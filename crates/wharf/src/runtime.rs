@@ -1,5 +1,5 @@
 //! What every service process needs: the shutdown signal, serving a router on a listener
-//! (plain or TLS, with graceful shutdown), and `/healthz` + `/readyz`.
+//! (plain or TLS, with graceful shutdown), and `/healthz` + `/readyz` + `/metrics`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,11 +39,27 @@ pub(crate) type ReadinessCheck = (
     Arc<dyn Fn() -> BoxFuture<'static, bool> + Send + Sync>,
 );
 
-/// `/healthz` (alive) and `/readyz` (every check passes), for services without a gateway.
-pub(crate) fn health_router(checks: Vec<ReadinessCheck>) -> Router {
+/// `/healthz` (alive), `/readyz` (every check passes) and `/metrics` (Prometheus), for
+/// services without a gateway.
+pub(crate) fn health_router(
+    checks: Vec<ReadinessCheck>,
+    metrics: wharf_telemetry::Metrics,
+) -> Router {
     let checks = Arc::new(checks);
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move {
+                    (
+                        [(http::header::CONTENT_TYPE, metrics.content_type())],
+                        metrics.encode(),
+                    )
+                }
+            }),
+        )
         .route(
             "/readyz",
             get(move || {

@@ -12,6 +12,7 @@ use wharf_bus::{InProcessBus, UploadBus};
 use wharf_gateway::{Gateway, TransportError, VerifierGrpc, VerifierTransport};
 use wharf_proto::v1::verifier_client::VerifierClient;
 use wharf_proto::v1::verifier_server::VerifierServer;
+use wharf_telemetry::GrpcServerTrace;
 use wharf_verifier::VerifierService;
 use wharf_worker::StorageWorker;
 
@@ -40,10 +41,13 @@ pub(crate) struct ServeArgs {
 /// Builds the gRPC client of an in-process verifier: real protobuf messages and the real
 /// service, without a socket.
 fn in_process_verifier(service: VerifierService) -> VerifierGrpc {
+    // The same trace propagation as over the network: the client injects `traceparent`,
+    // the server opens its span under it.
     let server = ServiceExt::<http::Request<tonic::body::Body>>::map_err(
-        VerifierServer::new(service),
+        GrpcServerTrace::new(VerifierServer::new(service)),
         |never: Infallible| -> TransportError { match never {} },
-    );
+    )
+    .map_request(wharf_telemetry::inject_into_request);
     VerifierClient::new(VerifierTransport::new(server))
 }
 
@@ -52,6 +56,12 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut gateway_settings = args.upload.settings()?;
     let verifier_settings = args.verifier.settings()?;
     let worker_settings = args.worker.settings()?;
+    if worker_settings.staging_max_age <= gateway_settings.outcome_timeout {
+        return Err(crate::ConfigError(
+            "--staging-max-age must exceed --upload-timeout".to_owned(),
+        )
+        .into());
+    }
     let tls = args.tls.load().await?;
     if tls.is_some() {
         gateway_settings.default_scheme = "https";
@@ -72,17 +82,22 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let bus: Arc<dyn UploadBus> = Arc::new(InProcessBus::new());
 
-    let verifier = VerifierService::new(Arc::clone(&index), verifier_settings)
-        .context("failed to set up the verifier")?
-        .with_events(Arc::clone(&bus));
+    // One registry for the three services of this process, served at the gateway's /metrics.
+    let metrics = wharf_telemetry::Metrics::new();
+    let verifier =
+        VerifierService::new_with_metrics(Arc::clone(&index), verifier_settings, metrics.clone())
+            .context("failed to set up the verifier")?
+            .with_events(Arc::clone(&bus));
     let gateway = Gateway::new(
         in_process_verifier(verifier),
         Arc::clone(&index),
         blobs.clone(),
         Arc::clone(&bus),
         gateway_settings,
-    );
-    let worker = StorageWorker::new(Arc::clone(&index), blobs, Arc::clone(&bus), worker_settings);
+    )
+    .with_metrics(metrics.clone());
+    let worker = StorageWorker::new(Arc::clone(&index), blobs, Arc::clone(&bus), worker_settings)
+        .with_metrics(metrics);
 
     let stop_worker = CancellationToken::new();
     let worker_task = tokio::spawn(worker.run(stop_worker.clone()));

@@ -14,6 +14,7 @@ use tower::ServiceExt;
 use wharf_gateway::{Gateway, TransportError, VerifierTransport};
 use wharf_proto::v1::verifier_client::VerifierClient;
 use wharf_proto::v1::verifier_server::VerifierServer;
+use wharf_telemetry::GrpcServerTrace;
 use wharf_verifier::VerifierService;
 use wharf_worker::StorageWorker;
 
@@ -82,7 +83,9 @@ fn remote_verifier(url: &str) -> anyhow::Result<VerifierClient<VerifierTransport
     let channel = endpoint.connect_lazy();
     let transport = ServiceExt::<http::Request<tonic::body::Body>>::map_err(channel, |error| {
         TransportError(Box::new(error))
-    });
+    })
+    // Each call carries the caller's trace context (`traceparent`).
+    .map_request(wharf_telemetry::inject_into_request);
     Ok(VerifierClient::new(VerifierTransport::new(transport)))
 }
 
@@ -103,7 +106,8 @@ pub(crate) async fn run_gateway(args: GatewayArgs) -> anyhow::Result<()> {
     let index = args.index.open().await?;
     let blobs = args.store.open(&args.index.data_dir)?;
     let bus = args.nats.connect().await?;
-    let gateway = Gateway::new(verifier, index, blobs, bus, settings);
+    let gateway = Gateway::new(verifier, index, blobs, bus, settings)
+        .with_metrics(wharf_telemetry::Metrics::new());
     let serving = runtime::serve(args.listen, tls, gateway.router())?;
     tracing::info!(address = %serving.address, verifier = %args.verifier, "wharf gateway is serving");
     shutdown_signal().await;
@@ -117,18 +121,23 @@ pub(crate) async fn run_verifier(args: VerifierArgs) -> anyhow::Result<()> {
     let settings = args.policy.settings()?;
     let index = args.index.open().await?;
     let bus = args.nats.connect().await?;
-    let service = VerifierService::new(Arc::clone(&index), settings)
+    let metrics = wharf_telemetry::Metrics::new();
+    let service = VerifierService::new_with_metrics(Arc::clone(&index), settings, metrics.clone())
         .context("failed to set up the verifier")?
         .with_events(bus);
     let ready_index = Arc::clone(&index);
-    let health = health_router(vec![(
-        "index",
-        check(move || {
-            let index = Arc::clone(&ready_index);
-            async move { index.ping().await.is_ok() }.boxed()
-        }),
-    )]);
-    let router = tonic::service::Routes::new(VerifierServer::new(service))
+    let health = health_router(
+        vec![(
+            "index",
+            check(move || {
+                let index = Arc::clone(&ready_index);
+                async move { index.ping().await.is_ok() }.boxed()
+            }),
+        )],
+        metrics,
+    );
+    // Each call joins the caller's trace (`traceparent` in the request metadata).
+    let router = tonic::service::Routes::new(GrpcServerTrace::new(VerifierServer::new(service)))
         .into_axum_router()
         .merge(health);
     let serving = runtime::serve(args.listen, None, router)?;
@@ -167,10 +176,11 @@ pub(crate) async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
             })
         }),
     ];
-    let worker = StorageWorker::new(index, blobs, bus, settings);
+    let metrics = wharf_telemetry::Metrics::new();
+    let worker = StorageWorker::new(index, blobs, bus, settings).with_metrics(metrics.clone());
     let stop = CancellationToken::new();
     let worker_task = tokio::spawn(worker.run(stop.clone()));
-    let serving = runtime::serve(args.listen, None, health_router(checks))?;
+    let serving = runtime::serve(args.listen, None, health_router(checks, metrics))?;
     tracing::info!(address = %serving.address, "wharf worker is running");
     shutdown_signal().await;
     tracing::info!("shutting down: finishing in-flight uploads");

@@ -1,0 +1,214 @@
+//! A small OTLP/gRPC trace receiver: the collector's `TraceService`, generated from the OTLP
+//! protobuf definitions (`opentelemetry-proto`), serving on a free port and recording every
+//! span the real exporter of a `wharf` process sends, for the tests to inspect.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+
+/// One exported span, flattened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReceivedSpan {
+    /// `service.name` of the exporting process's resource.
+    pub service: String,
+    pub name: String,
+    /// Lower-case hex.
+    pub trace_id: String,
+    pub span_id: String,
+    /// Empty for a root span.
+    pub parent_span_id: String,
+    /// The span kind (OTLP numbering: 1 internal, 2 server, 3 client, 4 producer, 5 consumer).
+    pub kind: i32,
+    /// Attributes, values rendered as text.
+    pub attributes: HashMap<String, String>,
+    /// Attributes of the span's events (log events inside the span), as text.
+    pub event_texts: Vec<String>,
+    /// `trace_id:span_id` of the linked spans.
+    pub links: Vec<String>,
+}
+
+impl ReceivedSpan {
+    /// An attribute's value as text.
+    pub fn attribute(&self, key: &str) -> Option<&str> {
+        self.attributes.get(key).map(String::as_str)
+    }
+}
+
+fn text_of(value: Option<&AnyValue>) -> String {
+    match value.and_then(|value| value.value.as_ref()) {
+        Some(any_value::Value::StringValue(text)) => text.clone(),
+        Some(any_value::Value::BoolValue(flag)) => flag.to_string(),
+        Some(any_value::Value::IntValue(number)) => number.to_string(),
+        Some(any_value::Value::DoubleValue(number)) => number.to_string(),
+        Some(other) => format!("{other:?}"),
+        None => String::new(),
+    }
+}
+
+fn attributes_of(attributes: &[KeyValue]) -> HashMap<String, String> {
+    attributes
+        .iter()
+        .map(|pair| (pair.key.clone(), text_of(pair.value.as_ref())))
+        .collect()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+#[derive(Debug, Clone, Default)]
+struct Recorder {
+    spans: Arc<Mutex<Vec<ReceivedSpan>>>,
+}
+
+#[tonic::async_trait]
+impl TraceService for Recorder {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut received = Vec::new();
+        for resource_spans in request.into_inner().resource_spans {
+            let resource = resource_spans
+                .resource
+                .map(|resource| attributes_of(&resource.attributes))
+                .unwrap_or_default();
+            let service = resource.get("service.name").cloned().unwrap_or_default();
+            for scope_spans in resource_spans.scope_spans {
+                for span in scope_spans.spans {
+                    received.push(ReceivedSpan {
+                        service: service.clone(),
+                        name: span.name,
+                        trace_id: hex(&span.trace_id),
+                        span_id: hex(&span.span_id),
+                        parent_span_id: hex(&span.parent_span_id),
+                        kind: span.kind,
+                        attributes: attributes_of(&span.attributes),
+                        event_texts: span
+                            .events
+                            .iter()
+                            .map(|event| {
+                                format!("{} {:?}", event.name, attributes_of(&event.attributes))
+                            })
+                            .collect(),
+                        links: span
+                            .links
+                            .iter()
+                            .map(|link| format!("{}:{}", hex(&link.trace_id), hex(&link.span_id)))
+                            .collect(),
+                    });
+                }
+            }
+        }
+        self.spans
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(received);
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+/// A running receiver; stops when dropped.
+#[derive(Debug)]
+pub struct OtlpReceiver {
+    address: std::net::SocketAddr,
+    recorder: Recorder,
+    handle: axum_server::Handle<std::net::SocketAddr>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl OtlpReceiver {
+    /// Starts a receiver on a free port of 127.0.0.1 (gRPC over plain HTTP/2).
+    pub fn start() -> OtlpReceiver {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("receiver runtime");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("receiver port");
+        let address = listener.local_addr().expect("receiver address");
+        let recorder = Recorder::default();
+        let router = tonic::service::Routes::new(TraceServiceServer::new(recorder.clone()))
+            .into_axum_router();
+        let handle = axum_server::Handle::new();
+        {
+            let _guard = runtime.enter();
+            let server = axum_server::from_tcp(listener)
+                .expect("serve the receiver")
+                .handle(handle.clone())
+                .serve(router.into_make_service());
+            runtime.spawn(server);
+        }
+        OtlpReceiver {
+            address,
+            recorder,
+            handle,
+            runtime: Some(runtime),
+        }
+    }
+
+    /// The value for `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// Every span received so far.
+    pub fn spans(&self) -> Vec<ReceivedSpan> {
+        self.recorder
+            .spans
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The spans of `trace_id`, once `ready` accepts them (polled until `timeout`); panics
+    /// with what arrived if it never does.
+    pub fn wait_for_trace(
+        &self,
+        trace_id: &str,
+        timeout: Duration,
+        ready: impl Fn(&[ReceivedSpan]) -> bool,
+    ) -> Vec<ReceivedSpan> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let spans: Vec<ReceivedSpan> = self
+                .spans()
+                .into_iter()
+                .filter(|span| span.trace_id == trace_id)
+                .collect();
+            if ready(&spans) {
+                return spans;
+            }
+            if Instant::now() > deadline {
+                let names: Vec<String> = spans
+                    .iter()
+                    .map(|span| format!("{}/{}", span.service, span.name))
+                    .collect();
+                panic!(
+                    "trace {trace_id} incomplete after {timeout:?}: {names:?}; {} spans received in all",
+                    self.spans().len()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for OtlpReceiver {
+    fn drop(&mut self) {
+        self.handle.shutdown();
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_timeout(Duration::from_secs(1));
+        }
+    }
+}

@@ -1,0 +1,387 @@
+//! Observability of a real `wharf serve`: the spans its OTLP exporter sends to a real OTLP/gRPC
+//! receiver (one trace per publish across gateway, verifier and worker, with correct parent
+//! links; a refused token exchange traced with its PyPI error code; no secret in any exported
+//! attribute or log line), the `X-Wharf-Trace-Id` header, and the `/metrics` counters.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use wharf_e2e::Registry;
+use wharf_e2e::dist::{Dist, Form, WheelBuilder, token_auth};
+use wharf_e2e::otlp_receiver::{OtlpReceiver, ReceivedSpan};
+use wharf_e2e::raw_http::{RawResponse, request};
+
+const TRACE_HEADER: &str = "x-wharf-trace-id";
+const EXPORT_WAIT: Duration = Duration::from_secs(30);
+
+fn upload(registry: &Registry, token: &str, form: &Form) -> RawResponse {
+    let content_type = form.content_type();
+    let auth = token_auth(token);
+    request(
+        &registry.url(),
+        "POST",
+        "/legacy/",
+        &[
+            ("Content-Type", &content_type),
+            ("User-Agent", "wharf-e2e"),
+            ("Authorization", &auth),
+        ],
+        &form.body(),
+    )
+}
+
+fn mint(registry: &Registry, body: &str) -> RawResponse {
+    request(
+        &registry.url(),
+        "POST",
+        "/_/oidc/mint-token",
+        &[("Content-Type", "application/json")],
+        body.as_bytes(),
+    )
+}
+
+fn trace_id_of(response: &RawResponse) -> String {
+    let trace_id = response
+        .header(TRACE_HEADER)
+        .unwrap_or_else(|| panic!("no {TRACE_HEADER} header (status {})", response.status))
+        .to_owned();
+    assert_eq!(trace_id.len(), 32, "trace id {trace_id:?}");
+    assert!(trace_id.bytes().all(|byte| byte.is_ascii_hexdigit()));
+    trace_id
+}
+
+fn start_traced() -> (OtlpReceiver, Registry) {
+    let receiver = OtlpReceiver::start();
+    let endpoint = receiver.endpoint();
+    let registry = Registry::start_with_env(
+        &[],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            // Export quickly rather than every 5 s.
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+            ("OTEL_SERVICE_NAME", ""),
+            ("OTEL_TRACES_SAMPLER", "parentbased_always_on"),
+        ],
+    );
+    (receiver, registry)
+}
+
+/// The one span named `name` in `spans`.
+fn one<'a>(spans: &'a [ReceivedSpan], name: &str) -> &'a ReceivedSpan {
+    let found: Vec<&ReceivedSpan> = spans.iter().filter(|span| span.name == name).collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "expected one {name} span, got {}: {:#?}",
+        found.len(),
+        names(spans)
+    );
+    found[0]
+}
+
+fn names(spans: &[ReceivedSpan]) -> Vec<String> {
+    spans
+        .iter()
+        .map(|span| {
+            format!(
+                "{} ({} <- {})",
+                span.name, span.span_id, span.parent_span_id
+            )
+        })
+        .collect()
+}
+
+/// Asserts that `child`'s parent is `parent`.
+#[track_caller]
+fn assert_parent(spans: &[ReceivedSpan], child: &str, parent: &str) {
+    let child_span = one(spans, child);
+    let parent_span = one(spans, parent);
+    assert_eq!(
+        child_span.parent_span_id,
+        parent_span.span_id,
+        "{child} should be a child of {parent}: {:#?}",
+        names(spans)
+    );
+}
+
+/// Asserts that `descendant` is below `ancestor` (through any number of spans).
+#[track_caller]
+fn assert_below(spans: &[ReceivedSpan], descendant: &str, ancestor: &str) {
+    let by_id: HashMap<&str, &ReceivedSpan> = spans
+        .iter()
+        .map(|span| (span.span_id.as_str(), span))
+        .collect();
+    let target = one(spans, ancestor).span_id.as_str();
+    let mut current = one(spans, descendant);
+    loop {
+        if current.parent_span_id == target {
+            return;
+        }
+        match by_id.get(current.parent_span_id.as_str()) {
+            Some(parent) => current = parent,
+            None => panic!("{descendant} is not below {ancestor}: {:#?}", names(spans)),
+        }
+    }
+}
+
+/// No exported name, attribute, event or log line holds a token, a JWT or a macaroon.
+#[track_caller]
+fn assert_no_secrets(receiver: &OtlpReceiver, registry: &Registry, secrets: &[&str]) {
+    let spans = receiver.spans();
+    assert!(!spans.is_empty());
+    for span in &spans {
+        let mut texts: Vec<&str> = vec![span.name.as_str()];
+        texts.extend(span.attributes.values().map(String::as_str));
+        texts.extend(span.attributes.keys().map(String::as_str));
+        texts.extend(span.event_texts.iter().map(String::as_str));
+        for text in texts {
+            for forbidden in ["pypi-", "eyJ"].iter().chain(secrets) {
+                assert!(
+                    !text.contains(forbidden),
+                    "span {} exports {forbidden:?}: {text}",
+                    span.name
+                );
+            }
+        }
+    }
+    let log = registry.log();
+    for forbidden in ["pypi-", "eyJ"].iter().chain(secrets) {
+        assert!(
+            !log.contains(forbidden),
+            "the log contains {forbidden:?}:\n{log}"
+        );
+    }
+}
+
+#[test]
+fn one_upload_is_one_trace_across_gateway_verifier_and_worker() {
+    let (receiver, registry) = start_traced();
+    let token = registry.user_with_token("alice", &[]);
+    let dist = Dist::wheel("traced-demo", "1.0");
+    let response = upload(&registry, &token, &dist.form());
+    assert_eq!(response.status, 200, "{}", response.text());
+    let trace_id = trace_id_of(&response);
+
+    let spans = receiver.wait_for_trace(&trace_id, EXPORT_WAIT, |spans| {
+        [
+            "POST /legacy/",
+            "worker.index_commit",
+            "worker.process",
+            "verifier.authorize_upload",
+        ]
+        .iter()
+        .all(|name| spans.iter().any(|span| span.name == *name))
+    });
+
+    // The gateway's request span is the root; everything else hangs below it.
+    // Span names follow the OTel conventions: `{method} {route}` and `{service}/{method}`.
+    let root = one(&spans, "POST /legacy/");
+    assert_eq!(
+        root.parent_span_id, "",
+        "the request span is the trace's root"
+    );
+    assert_eq!(root.attribute("http.route"), Some("/legacy/"));
+    assert_eq!(root.attribute("http.response.status_code"), Some("200"));
+    assert_eq!(root.kind, 2, "server span");
+    assert_parent(&spans, "gateway.upload", "POST /legacy/");
+    let upload_span = one(&spans, "gateway.upload");
+    assert_eq!(upload_span.attribute("wharf.project"), Some("traced-demo"));
+    assert_eq!(upload_span.attribute("wharf.outcome"), Some("accepted"));
+
+    // Gateway → verifier over gRPC: client span, server span, handler span.
+    assert_parent(
+        &spans,
+        "gateway.verifier.authorize_upload",
+        "gateway.upload",
+    );
+    assert_parent(
+        &spans,
+        "wharf.v1.Verifier/AuthorizeUpload",
+        "gateway.verifier.authorize_upload",
+    );
+    assert_parent(
+        &spans,
+        "verifier.authorize_upload",
+        "wharf.v1.Verifier/AuthorizeUpload",
+    );
+    let authorize_server = one(&spans, "wharf.v1.Verifier/AuthorizeUpload");
+    assert_eq!(authorize_server.kind, 2, "server span");
+    assert_eq!(
+        authorize_server.attribute("rpc.method"),
+        Some("AuthorizeUpload")
+    );
+    assert_eq!(authorize_server.attribute("rpc.system"), Some("grpc"));
+    assert_parent(&spans, "gateway.verifier.authenticate", "gateway.upload");
+    assert_below(
+        &spans,
+        "verifier.authenticate",
+        "gateway.verifier.authenticate",
+    );
+
+    // Gateway → worker over the bus: the worker's span is a child of the publishing span.
+    assert_parent(&spans, "gateway.publish_staged", "gateway.upload");
+    assert_parent(&spans, "worker.process", "gateway.publish_staged");
+    let process = one(&spans, "worker.process");
+    assert_eq!(process.attribute("wharf.outcome"), Some("published"));
+    assert_eq!(process.kind, 5, "consumer span");
+    assert_eq!(
+        one(&spans, "gateway.publish_staged").kind,
+        4,
+        "producer span"
+    );
+    assert_parent(&spans, "worker.process_upload", "worker.process");
+    assert_parent(&spans, "worker.hash", "worker.process_upload");
+    assert_parent(&spans, "worker.inspect_archive", "worker.process_upload");
+    assert_parent(&spans, "worker.store_file", "worker.process_upload");
+    assert_parent(&spans, "worker.index_commit", "worker.process_upload");
+
+    // Outcome back at the gateway: the wait links to the worker span that answered.
+    let await_outcome = one(&spans, "gateway.await_outcome");
+    assert_parent(&spans, "gateway.await_outcome", "gateway.upload");
+    assert_eq!(
+        await_outcome.links,
+        vec![format!("{trace_id}:{}", process.span_id)]
+    );
+
+    // One process, one service name.
+    assert!(spans.iter().all(|span| span.service == "wharf"));
+    // No other trace holds spans of this upload.
+    let upload_traces: HashSet<String> = receiver
+        .spans()
+        .into_iter()
+        .filter(|span| span.name.starts_with("worker.") || span.name == "gateway.upload")
+        .map(|span| span.trace_id)
+        .collect();
+    assert_eq!(upload_traces, HashSet::from([trace_id.clone()]));
+
+    // A refused token exchange is a trace too, with PyPI's error code on its spans.
+    let refused = mint(&registry, r#"{"token": "a.b.c"}"#);
+    assert_eq!(refused.status, 422, "{}", refused.text());
+    let mint_trace = trace_id_of(&refused);
+    assert_eq!(
+        refused.json()["trace_id"],
+        serde_json::Value::from(mint_trace.as_str()),
+        "the error body carries the trace id"
+    );
+    let mint_spans = receiver.wait_for_trace(&mint_trace, EXPORT_WAIT, |spans| {
+        spans.iter().any(|span| span.name == "verifier.mint_token")
+            && spans
+                .iter()
+                .any(|span| span.name == "POST /_/oidc/mint-token")
+    });
+    assert_eq!(
+        one(&mint_spans, "verifier.mint_token").attribute("wharf.oidc.error"),
+        Some("invalid-payload")
+    );
+    assert_eq!(
+        one(&mint_spans, "gateway.oidc_mint_token").attribute("wharf.oidc.error"),
+        Some("invalid-payload")
+    );
+    assert_below(
+        &mint_spans,
+        "verifier.mint_token",
+        "gateway.verifier.mint_token",
+    );
+
+    // A JWT-shaped token never shows either.
+    let jwt = "eyJhbGciOiJSUzI1NiIsImtpZCI6Im5vcGUifQ.eyJpc3MiOiJodHRwczovL25vd2hlcmUuaW52YWxpZCJ9.c2lnbmF0dXJl";
+    let refused = mint(&registry, &format!(r#"{{"token": "{jwt}"}}"#));
+    assert_eq!(refused.status, 422, "{}", refused.text());
+    let jwt_trace = trace_id_of(&refused);
+    receiver.wait_for_trace(&jwt_trace, EXPORT_WAIT, |spans| {
+        spans.iter().any(|span| span.name == "verifier.mint_token")
+    });
+    assert_no_secrets(&receiver, &registry, &[&token, jwt]);
+}
+
+/// The value of the sample `name` (with its labels, exactly as exposed), 0 when absent.
+fn sample(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| {
+            let (key, value) = line.rsplit_once(' ')?;
+            (key == name).then(|| value.parse::<f64>().expect("a number"))
+        })
+        .unwrap_or(0.0)
+}
+
+fn scrape(registry: &Registry) -> String {
+    let response = request(&registry.url(), "GET", "/metrics", &[], &[]);
+    assert_eq!(response.status, 200);
+    assert!(
+        response
+            .header("content-type")
+            .is_some_and(|value| value.starts_with("application/openmetrics-text")),
+        "content type {:?}",
+        response.header("content-type")
+    );
+    response.text()
+}
+
+#[test]
+fn metrics_count_uploads_by_outcome() {
+    let registry = Registry::start();
+    let token = registry.user_with_token("alice", &[]);
+    let before = scrape(&registry);
+
+    let original = Dist::wheel("metrics-demo", "1.0");
+    let published = upload(&registry, &token, &original.form());
+    assert_eq!(published.status, 200, "{}", published.text());
+    // Without an exporter the trace id is still there.
+    trace_id_of(&published);
+    let changed = WheelBuilder::new("metrics-demo", "1.0")
+        .greeting("changed")
+        .build();
+    let rejected = upload(&registry, &token, &changed.form());
+    assert_eq!(rejected.status, 400, "{}", rejected.reason);
+
+    let after = scrape(&registry);
+    let moved = |name: &str| sample(&after, name) - sample(&before, name);
+    assert_eq!(
+        moved("wharf_uploads_total{outcome=\"published\",status=\"200\"}"),
+        1.0
+    );
+    assert_eq!(
+        moved("wharf_uploads_total{outcome=\"rejected\",status=\"400\"}"),
+        1.0
+    );
+    assert_eq!(
+        moved("wharf_worker_outcomes_total{outcome=\"published\",status=\"200\"}"),
+        1.0
+    );
+    assert_eq!(
+        moved("wharf_worker_outcomes_total{outcome=\"rejected\",status=\"400\"}"),
+        1.0
+    );
+    assert_eq!(moved("wharf_bus_deliveries_total"), 2.0);
+    assert_eq!(moved("wharf_bus_redeliveries_total"), 0.0);
+    assert_eq!(
+        moved("wharf_upload_received_bytes_total"),
+        (original.size() + changed.size()) as f64
+    );
+    assert_eq!(moved("wharf_stored_bytes_total"), original.size() as f64);
+    assert_eq!(
+        moved("wharf_upload_stage_duration_seconds_count{stage=\"stage_file\"}"),
+        2.0
+    );
+    assert_eq!(
+        moved("wharf_upload_stage_duration_seconds_count{stage=\"await_outcome\"}"),
+        2.0
+    );
+    assert_eq!(
+        moved("wharf_upload_stage_duration_seconds_count{stage=\"index_commit\"}"),
+        1.0
+    );
+
+    let simple = request(&registry.url(), "GET", "/simple/metrics-demo/", &[], &[]);
+    assert_eq!(simple.status, 200);
+    let refused = mint(&registry, r#"{"token": "a.b.c"}"#);
+    assert_eq!(refused.status, 422);
+    let last = scrape(&registry);
+    let moved = |name: &str| sample(&last, name) - sample(&after, name);
+    assert_eq!(moved("wharf_simple_requests_total{page=\"project\"}"), 1.0);
+    assert_eq!(
+        moved("wharf_oidc_mint_total{outcome=\"refused\",code=\"invalid-payload\"}"),
+        1.0
+    );
+}
