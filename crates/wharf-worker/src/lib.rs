@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info_span};
 use wharf_archive::ArchiveLimits;
 use wharf_blob::BlobStore;
-use wharf_bus::{BusError, Delivery, UploadBus};
+use wharf_bus::{BusError, Delivery, FileStaged, PublicEvent, SUBJECT_UPLOAD_FAILED, UploadBus};
 use wharf_index::IndexRepo;
 use wharf_telemetry::{Metrics, propagation};
 
@@ -131,6 +131,29 @@ impl StorageWorker {
         }
     }
 
+    /// Records an upload that can never succeed: an audit row in the index and a public
+    /// `upload.failed` event, so operators see it without reading logs.
+    async fn record_failure(&self, event: &FileStaged, delivery_count: u32, error: &ProcessError) {
+        let detail = serde_json::json!({
+            "upload_id": event.upload_id,
+            "filename": event.filename,
+            "deliveries": delivery_count,
+            "error": error.to_string(),
+        })
+        .to_string();
+        let now = jiff::Timestamp::now().as_microsecond();
+        if let Err(index_error) = self.index.record_audit("upload.failed", &detail, now).await {
+            tracing::warn!(error = %index_error, "could not record the failed upload");
+        }
+        let failed = PublicEvent {
+            subject: SUBJECT_UPLOAD_FAILED.to_owned(),
+            payload: detail.into_bytes().into(),
+        };
+        if let Err(bus_error) = self.bus.publish_event(failed).await {
+            tracing::warn!(error = %bus_error, "could not publish the failed upload");
+        }
+    }
+
     /// Processes one delivery and settles it.
     async fn handle(&self, delivery: Delivery) {
         let (event, delivery_count, settle) = delivery.into_parts();
@@ -167,6 +190,7 @@ impl StorageWorker {
                     }
                 }
             };
+            let mut failed_for_good = false;
             let outcome = match processed {
                 Ok(outcome) => outcome,
                 Err(error) if error.is_transient() && delivery_count < self.settings.max_deliveries => {
@@ -179,6 +203,8 @@ impl StorageWorker {
                 }
                 Err(error) => {
                     tracing::error!(error = %error, source = ?std::error::Error::source(&error), "upload failed for good");
+                    self.record_failure(&event, delivery_count, &error).await;
+                    failed_for_good = true;
                     process::failed_outcome(&event, &error)
                 }
             };
@@ -205,8 +231,14 @@ impl StorageWorker {
             {
                 tracing::warn!(error = %error, "could not delete the staged bytes");
             }
-            if let Err(error) = settle.ack().await {
-                tracing::warn!(error = %error, "could not acknowledge the delivery");
+            // A failure is terminated (never delivered again), a success acknowledged.
+            let settled = if failed_for_good {
+                settle.reject().await
+            } else {
+                settle.ack().await
+            };
+            if let Err(error) = settled {
+                tracing::warn!(error = %error, "could not settle the delivery");
             }
         }
         .instrument(span)

@@ -815,6 +815,7 @@ async fn missing_staging_is_a_503_never_a_success() {
     assert!(matches!(error, ProcessError::StagingGone), "{error:?}");
     assert!(!error.is_transient());
 
+    let mut public_events = env.bus.subscribe_events();
     let running = env.start();
     let outcome = env.submit(&event).await;
     running.stop().await;
@@ -822,6 +823,13 @@ async fn missing_staging_is_a_503_never_a_success() {
     assert_eq!(refusal.http_status, 503);
     assert!(!refusal.message.is_empty());
     env.assert_nothing_published("demo").await;
+
+    // The failure is recorded for operators: a public event (and an audit row).
+    let failed = public_events.try_recv().expect("an upload.failed event");
+    assert_eq!(failed.subject, "wharf.events.upload.failed");
+    let detail: serde_json::Value = serde_json::from_slice(&failed.payload).expect("json");
+    assert_eq!(detail["upload_id"], event.upload_id.as_str());
+    assert_eq!(detail["filename"], event.filename.as_str());
 }
 
 // ---------------------------------------------------------------------------------------------
