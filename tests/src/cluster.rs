@@ -881,9 +881,16 @@ pub struct ClusterBuilder {
     gateway_args: Vec<String>,
     worker_args: Vec<String>,
     verifier_args: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl ClusterBuilder {
+    /// An environment variable for every service process.
+    pub fn env(mut self, key: &str, value: &str) -> ClusterBuilder {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
     /// Number of verifiers (default 1).
     pub fn verifiers(mut self, count: usize) -> ClusterBuilder {
         self.verifiers = count;
@@ -948,6 +955,8 @@ struct Service {
     child: Option<Child>,
     log_path: PathBuf,
     args: Vec<OsString>,
+    /// Extra environment of the process (e.g. the OTLP exporter's settings).
+    env: Vec<(String, String)>,
 }
 
 impl Service {
@@ -973,6 +982,7 @@ impl Service {
             }
         }
         let child = command
+            .envs(self.env.iter().map(|(key, value)| (key, value)))
             .env("AWS_ACCESS_KEY_ID", "wharf-e2e")
             .env("AWS_SECRET_ACCESS_KEY", "wharf-e2e")
             .env("AWS_REGION", "us-east-1")
@@ -1051,6 +1061,7 @@ pub struct Cluster {
     database: TestDatabase,
     s3: S3Server,
     dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
 }
 
 impl Cluster {
@@ -1065,6 +1076,7 @@ impl Cluster {
             gateway_args: Vec::new(),
             worker_args: Vec::new(),
             verifier_args: Vec::new(),
+            env: Vec::new(),
         }
     }
 
@@ -1098,6 +1110,7 @@ impl Cluster {
             database,
             s3,
             dir,
+            env: builder.env.clone(),
         };
         cluster.migrate();
         let verifiers: Vec<usize> = (0..builder.verifiers)
@@ -1173,6 +1186,7 @@ impl Cluster {
             child: None,
             log_path,
             args,
+            env: self.env.clone(),
         });
         self.services.len() - 1
     }

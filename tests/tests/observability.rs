@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use wharf_e2e::Registry;
+use wharf_e2e::cluster::Cluster;
 use wharf_e2e::dist::{Dist, Form, WheelBuilder, token_auth};
 use wharf_e2e::otlp_receiver::{OtlpReceiver, ReceivedSpan};
 use wharf_e2e::raw_http::{RawResponse, request};
@@ -15,10 +16,14 @@ const TRACE_HEADER: &str = "x-wharf-trace-id";
 const EXPORT_WAIT: Duration = Duration::from_secs(30);
 
 fn upload(registry: &Registry, token: &str, form: &Form) -> RawResponse {
+    upload_to(&registry.url(), token, form)
+}
+
+fn upload_to(base_url: &str, token: &str, form: &Form) -> RawResponse {
     let content_type = form.content_type();
     let auth = token_auth(token);
     request(
-        &registry.url(),
+        base_url,
         "POST",
         "/legacy/",
         &[
@@ -383,5 +388,59 @@ fn metrics_count_uploads_by_outcome() {
     assert_eq!(
         moved("wharf_oidc_mint_total{outcome=\"refused\",code=\"invalid-payload\"}"),
         1.0
+    );
+}
+
+/// The scaled mode: gateway, verifier and worker are three processes exporting on their own,
+/// and one publish is still one trace, the context crossing gRPC and the bus.
+#[test]
+fn one_upload_in_scaled_mode_is_one_trace_across_three_processes() {
+    let receiver = OtlpReceiver::start();
+    let endpoint = receiver.endpoint();
+    let cluster = Cluster::builder()
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .env("OTEL_TRACES_SAMPLER", "parentbased_always_on")
+        .start();
+    let token = cluster.user_with_token("alice");
+    let dist = Dist::wheel("scaled-traced", "1.0");
+    let response = upload_to(&cluster.gateway_url(0), &token, &dist.form());
+    assert_eq!(response.status, 200, "{}", response.text());
+    let trace_id = trace_id_of(&response);
+
+    let spans = receiver.wait_for_trace(&trace_id, EXPORT_WAIT, |spans| {
+        [
+            "POST /legacy/",
+            "verifier.authorize_upload",
+            "worker.index_commit",
+        ]
+        .iter()
+        .all(|name| spans.iter().any(|span| span.name == *name))
+    });
+    let service_of = |name: &str| one(&spans, name).service.clone();
+    assert_eq!(service_of("POST /legacy/"), "wharf-gateway");
+    assert_eq!(service_of("verifier.authorize_upload"), "wharf-verifier");
+    assert_eq!(service_of("worker.process"), "wharf-worker");
+    assert_eq!(service_of("worker.index_commit"), "wharf-worker");
+    assert_eq!(
+        one(&spans, "POST /legacy/").parent_span_id,
+        "",
+        "the request is the root"
+    );
+    // Across the network: gRPC client span → the verifier's server span, and the staged
+    // event's context → the worker's consumer span.
+    assert_parent(
+        &spans,
+        "wharf.v1.Verifier/AuthorizeUpload",
+        "gateway.verifier.authorize_upload",
+    );
+    assert_below(&spans, "verifier.authorize_upload", "POST /legacy/");
+    assert_below(&spans, "worker.process", "POST /legacy/");
+    assert_below(&spans, "worker.index_commit", "worker.process");
+    let services: HashSet<&str> = spans.iter().map(|span| span.service.as_str()).collect();
+    assert_eq!(
+        services,
+        HashSet::from(["wharf-gateway", "wharf-verifier", "wharf-worker"]),
+        "one trace holds spans from all three services"
     );
 }
