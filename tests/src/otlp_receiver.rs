@@ -33,6 +33,9 @@ pub struct ReceivedSpan {
     pub event_texts: Vec<String>,
     /// `trace_id:span_id` of the linked spans.
     pub links: Vec<String>,
+    /// Start and end, unix nanoseconds.
+    pub start_unix_nano: u64,
+    pub end_unix_nano: u64,
 }
 
 impl ReceivedSpan {
@@ -104,6 +107,8 @@ impl TraceService for Recorder {
                             .iter()
                             .map(|link| format!("{}:{}", hex(&link.trace_id), hex(&link.span_id)))
                             .collect(),
+                        start_unix_nano: span.start_time_unix_nano,
+                        end_unix_nano: span.end_time_unix_nano,
                     });
                 }
             }
@@ -211,4 +216,25 @@ impl Drop for OtlpReceiver {
             runtime.shutdown_timeout(Duration::from_secs(1));
         }
     }
+}
+
+/// Writes spans as JSON lines (service, name, ids, kind, start and end), for rendering a
+/// waterfall (`docs/tools/waterfall.py`).
+pub fn dump_spans(spans: &[ReceivedSpan], path: &std::path::Path) -> std::io::Result<()> {
+    let mut text = String::new();
+    for span in spans {
+        let line = serde_json::json!({
+            "service": span.service,
+            "name": span.name,
+            "trace_id": span.trace_id,
+            "span_id": span.span_id,
+            "parent_span_id": span.parent_span_id,
+            "kind": span.kind,
+            "start_unix_nano": span.start_unix_nano,
+            "end_unix_nano": span.end_unix_nano,
+        });
+        text.push_str(&line.to_string());
+        text.push('\n');
+    }
+    std::fs::write(path, text)
 }

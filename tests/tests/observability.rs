@@ -408,10 +408,14 @@ fn one_upload_in_scaled_mode_is_one_trace_across_three_processes() {
     assert_eq!(response.status, 200, "{}", response.text());
     let trace_id = trace_id_of(&response);
 
+    // Every span asserted on below; a parent ends (and is exported) after its children.
     let spans = receiver.wait_for_trace(&trace_id, EXPORT_WAIT, |spans| {
         [
             "POST /legacy/",
+            "gateway.verifier.authorize_upload",
+            "wharf.v1.Verifier/AuthorizeUpload",
             "verifier.authorize_upload",
+            "worker.process",
             "worker.index_commit",
         ]
         .iter()
@@ -443,4 +447,9 @@ fn one_upload_in_scaled_mode_is_one_trace_across_three_processes() {
         HashSet::from(["wharf-gateway", "wharf-verifier", "wharf-worker"]),
         "one trace holds spans from all three services"
     );
+    // `WHARF_TRACE_DUMP=<file>` keeps the trace for docs/tools/waterfall.py.
+    if let Some(path) = std::env::var_os("WHARF_TRACE_DUMP") {
+        wharf_e2e::otlp_receiver::dump_spans(&spans, std::path::Path::new(&path))
+            .expect("write the span dump");
+    }
 }
