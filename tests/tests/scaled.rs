@@ -1128,3 +1128,63 @@ fn verifier_outage_gives_503_then_recovers() {
     assert_eq!(names, BTreeSet::from([before.filename, during.filename]));
     assert_staging_empties(&cluster, Duration::from_secs(10));
 }
+
+/// Admin changes reach the public event stream too: a yank and a publisher change made with
+/// `wharf admin --nats-url …` are replayable from `<PREFIX>_EVENTS`, as external consumers
+/// would read them.
+#[test]
+fn admin_changes_are_public_events() {
+    let _serial = serial();
+    let cluster = Cluster::builder().start();
+    let token = cluster.user_with_token("admin-events");
+    let wheel = WheelBuilder::new("Event-Demo", "1.0").build();
+    assert_ok(&upload(&cluster.gateway_url(0), &token, &wheel), "upload");
+    let bus = [
+        "--nats-url",
+        cluster.nats_url(),
+        "--nats-prefix",
+        cluster.nats_prefix(),
+    ];
+    let with_bus = |args: &[&str]| {
+        let mut all = bus.to_vec();
+        all.extend_from_slice(args);
+        cluster.admin(&all)
+    };
+    with_bus(&["yank", "event-demo", "1.0", "--reason", "broken"]);
+    with_bus(&["unyank", "event-demo", "1.0"]);
+    let publisher = with_bus(&[
+        "publisher",
+        "add",
+        "github",
+        "--project",
+        "event-demo",
+        "--owner",
+        "octo",
+        "--repository",
+        "event-demo",
+        "--workflow",
+        "release.yml",
+    ]);
+    with_bus(&["publisher", "remove", &publisher]);
+
+    let prefix = cluster.nats_prefix().to_owned();
+    let subjects: Vec<String> = cluster
+        .public_events()
+        .into_iter()
+        .map(|message| message.subject)
+        .collect();
+    for kind in [
+        "file.published",
+        "release.yanked",
+        "release.unyanked",
+        "oidc.publisher_added",
+        "oidc.publisher_removed",
+    ] {
+        let subject = format!("{prefix}.events.{kind}");
+        assert_eq!(
+            subjects.iter().filter(|seen| **seen == subject).count(),
+            1,
+            "{subject} once in {subjects:?}"
+        );
+    }
+}

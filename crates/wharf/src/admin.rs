@@ -3,11 +3,14 @@
 
 #![allow(clippy::print_stdout)] // The admin CLI's output is its stdout.
 
+use std::sync::Arc;
+
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use wharf_bus::{PublicEvent, UploadBus};
 use wharf_core::name;
 use wharf_core::version::Version;
-use wharf_index::{IndexError, YankChange};
+use wharf_index::{IndexError, IndexRepo, YankChange};
 use wharf_verifier::{TokenRequest, mint_user_token};
 
 use crate::IndexArgs;
@@ -18,6 +21,13 @@ use crate::units::parse_duration;
 pub(crate) struct AdminArgs {
     #[command(flatten)]
     index: IndexArgs,
+    /// Also publish each change as a public event on this NATS server (the scaled mode's
+    /// `wharf.events.>` stream); without it changes are recorded in the index only.
+    #[arg(long, env = "WHARF_NATS_URL")]
+    nats_url: Option<String>,
+    /// Subject and stream prefix on NATS.
+    #[arg(long, env = "WHARF_NATS_PREFIX", default_value = "wharf")]
+    nats_prefix: String,
     #[command(subcommand)]
     command: AdminCommand,
 }
@@ -108,8 +118,55 @@ fn format_time(micros: i64) -> String {
         .unwrap_or_else(|_| "-".to_owned())
 }
 
+/// Where an admin change is recorded: an audit row in the index, and a public event on the
+/// bus when one is configured.
+pub(crate) struct AdminEvents {
+    index: Arc<dyn IndexRepo>,
+    bus: Option<Arc<dyn UploadBus>>,
+}
+
+impl AdminEvents {
+    /// Records `kind` (e.g. `release.yanked`) with its details.
+    pub(crate) async fn record(&self, kind: &str, detail: serde_json::Value) -> anyhow::Result<()> {
+        let detail = detail.to_string();
+        let now = jiff::Timestamp::now().as_microsecond();
+        self.index
+            .record_audit(kind, &detail, now)
+            .await
+            .context("failed to record the change")?;
+        if let Some(bus) = &self.bus {
+            let event = PublicEvent {
+                subject: format!("wharf.events.{kind}"),
+                payload: detail.into_bytes().into(),
+            };
+            bus.publish_event(event)
+                .await
+                .context("failed to publish the change event")?;
+        }
+        Ok(())
+    }
+}
+
 pub(crate) async fn run(args: AdminArgs) -> anyhow::Result<()> {
     let index = args.index.open().await?;
+    let bus: Option<Arc<dyn UploadBus>> = match &args.nats_url {
+        Some(url) => {
+            let config = wharf_bus::NatsConfig {
+                url: url.clone(),
+                subject_prefix: args.nats_prefix.clone(),
+                ..wharf_bus::NatsConfig::default()
+            };
+            let bus = wharf_bus::NatsBus::connect(config)
+                .await
+                .context("failed to connect to NATS")?;
+            Some(Arc::new(bus))
+        }
+        None => None,
+    };
+    let events = AdminEvents {
+        index: Arc::clone(&index),
+        bus,
+    };
     let now = jiff::Timestamp::now();
     match args.command {
         AdminCommand::User(UserCommand::Create { name }) => {
@@ -186,28 +243,41 @@ pub(crate) async fn run(args: AdminArgs) -> anyhow::Result<()> {
             }
         }
         AdminCommand::Issuer(command) => {
-            crate::admin_oidc::run_issuer(index.as_ref(), command).await?;
+            crate::admin_oidc::run_issuer(index.as_ref(), &events, command).await?;
         }
         AdminCommand::Publisher(command) => {
-            crate::admin_oidc::run_publisher(index.as_ref(), command).await?;
+            crate::admin_oidc::run_publisher(index.as_ref(), &events, command).await?;
         }
         AdminCommand::Yank {
             project,
             version,
             reason,
         } => {
+            let reason = reason.unwrap_or_default();
             change_yank(
                 index.as_ref(),
                 &project,
                 &version,
-                Some(reason.unwrap_or_default()),
+                Some(reason.clone()),
                 now,
             )
             .await?;
+            events
+                .record(
+                    "release.yanked",
+                    serde_json::json!({ "project": project, "version": version, "reason": reason }),
+                )
+                .await?;
             println!("yanked {project} {version}");
         }
         AdminCommand::Unyank { project, version } => {
             change_yank(index.as_ref(), &project, &version, None, now).await?;
+            events
+                .record(
+                    "release.unyanked",
+                    serde_json::json!({ "project": project, "version": version }),
+                )
+                .await?;
             println!("unyanked {project} {version}");
         }
     }

@@ -16,6 +16,7 @@ use wharf_oidc::{
 };
 use wharf_verifier::publisher_label;
 
+use crate::admin::AdminEvents;
 use crate::units::parse_duration;
 
 #[derive(Debug, Subcommand)]
@@ -270,7 +271,11 @@ fn build_policy(kind: PublisherKind) -> anyhow::Result<(PublisherCommon, Publish
     })
 }
 
-async fn add_publisher(index: &dyn IndexRepo, kind: PublisherKind) -> anyhow::Result<()> {
+async fn add_publisher(
+    index: &dyn IndexRepo,
+    events: &AdminEvents,
+    kind: PublisherKind,
+) -> anyhow::Result<()> {
     let (common, policy) = build_policy(kind)?;
     let kind = issuer_kind_of(&policy);
     let issuer_url = match &common.issuer {
@@ -355,15 +360,14 @@ async fn add_publisher(index: &dyn IndexRepo, kind: PublisherKind) -> anyhow::Re
         })
         .await?;
     let detail = serde_json::json!({ "publisher": id, "label": label, "project": common.project, "pending": common.pending });
-    index
-        .record_audit("oidc.publisher_added", &detail.to_string(), now)
-        .await?;
+    events.record("oidc.publisher_added", detail).await?;
     println!("{id}");
     Ok(())
 }
 
 pub(crate) async fn run_issuer(
     index: &dyn IndexRepo,
+    events: &AdminEvents,
     command: IssuerCommand,
 ) -> anyhow::Result<()> {
     match command {
@@ -393,9 +397,7 @@ pub(crate) async fn run_issuer(
                 })
                 .await?;
             let detail = serde_json::json!({ "issuer": name, "kind": kind.as_str() });
-            index
-                .record_audit("oidc.issuer_added", &detail.to_string(), now)
-                .await?;
+            events.record("oidc.issuer_added", detail).await?;
             println!("added issuer {name}");
         }
         IssuerCommand::List => {
@@ -423,11 +425,8 @@ pub(crate) async fn run_issuer(
             if !index.delete_issuer(&name).await? {
                 anyhow::bail!("no issuer named '{name}'");
             }
-            let now = jiff::Timestamp::now().as_microsecond();
             let detail = serde_json::json!({ "issuer": name });
-            index
-                .record_audit("oidc.issuer_removed", &detail.to_string(), now)
-                .await?;
+            events.record("oidc.issuer_removed", detail).await?;
             println!("removed issuer {name}");
         }
     }
@@ -436,10 +435,11 @@ pub(crate) async fn run_issuer(
 
 pub(crate) async fn run_publisher(
     index: &dyn IndexRepo,
+    events: &AdminEvents,
     command: PublisherCommand,
 ) -> anyhow::Result<()> {
     match command {
-        PublisherCommand::Add { kind } => add_publisher(index, *kind).await?,
+        PublisherCommand::Add { kind } => add_publisher(index, events, *kind).await?,
         PublisherCommand::List => {
             let projects = index.list_projects().await?;
             let project_name = |id: &str| {
@@ -478,11 +478,8 @@ pub(crate) async fn run_publisher(
             if !index.delete_publisher(&id).await? {
                 anyhow::bail!("no publisher with id {id}");
             }
-            let now = jiff::Timestamp::now().as_microsecond();
             let detail = serde_json::json!({ "publisher": id });
-            index
-                .record_audit("oidc.publisher_removed", &detail.to_string(), now)
-                .await?;
+            events.record("oidc.publisher_removed", detail).await?;
             println!("removed publisher {id}");
         }
     }
