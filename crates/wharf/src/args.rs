@@ -15,6 +15,23 @@ use wharf_worker::WorkerSettings;
 use crate::ConfigError;
 use crate::units::{parse_duration, parse_size};
 
+/// The optional configuration file (read before parsing, see `config_file`).
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ConfigArgs {
+    /// TOML file of settings, keyed by long flag name; flags and WHARF_ variables win over it.
+    #[arg(long, env = "WHARF_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+impl ConfigArgs {
+    /// Logs which configuration file the settings came from, if any.
+    pub(crate) fn announce(&self) {
+        if let Some(path) = &self.config {
+            tracing::info!(path = %path.display(), "settings from the configuration file");
+        }
+    }
+}
+
 /// Upload limits and links (the gateway's settings).
 #[derive(Debug, Clone, Args)]
 pub(crate) struct UploadArgs {

@@ -7,6 +7,7 @@
 mod admin;
 mod admin_oidc;
 mod args;
+mod config_file;
 mod runtime;
 mod serve;
 mod services;
@@ -17,7 +18,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use wharf_index::{IndexRepo, SqliteIndex};
 
 /// Wharf, a PyPI-compatible Python package registry.
@@ -41,9 +42,18 @@ enum Command {
     /// Run a storage worker (scaled mode): consumes staged uploads from NATS JetStream.
     Worker(services::WorkerArgs),
     /// Create or upgrade the index database, then exit.
-    Migrate(IndexArgs),
+    Migrate(MigrateArgs),
     /// Manage users, API tokens and projects.
     Admin(admin::AdminArgs),
+}
+
+/// Flags of `wharf migrate`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct MigrateArgs {
+    #[command(flatten)]
+    config: args::ConfigArgs,
+    #[command(flatten)]
+    index: IndexArgs,
 }
 
 /// Where the index lives.
@@ -105,7 +115,18 @@ const EXIT_USAGE: u8 = 64;
 pub(crate) struct ConfigError(pub(crate) String);
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let argv = match config_file::apply(std::env::args_os().collect(), &Cli::command()) {
+        Ok(argv) => argv,
+        Err(error) => {
+            // Nothing is set up yet, not even logging: say it plainly and stop.
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("error: {error}");
+            }
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let cli = Cli::parse_from(argv);
     let service = match &cli.command {
         Command::Serve(_) => "wharf",
         Command::Gateway(_) => "wharf-gateway",
@@ -158,7 +179,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Command::Verifier(args) => services::run_verifier(args).await,
             Command::Worker(args) => services::run_worker(args).await,
             Command::Migrate(args) => {
-                args.open().await?;
+                args.config.announce();
+                args.index.open().await?;
                 tracing::info!("index database is up to date");
                 Ok(())
             }

@@ -17,7 +17,7 @@ use wharf_verifier::VerifierService;
 use wharf_worker::StorageWorker;
 
 use crate::IndexArgs;
-use crate::args::{TlsArgs, UploadArgs, VerifierPolicyArgs, WorkerPolicyArgs};
+use crate::args::{ConfigArgs, TlsArgs, UploadArgs, VerifierPolicyArgs, WorkerPolicyArgs};
 use crate::runtime::{self, shutdown_signal};
 
 /// Flags of `wharf serve`.
@@ -26,6 +26,8 @@ pub(crate) struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "WHARF_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    #[command(flatten)]
+    config: ConfigArgs,
     #[command(flatten)]
     index: IndexArgs,
     #[command(flatten)]
@@ -52,6 +54,7 @@ fn in_process_verifier(service: VerifierService) -> VerifierGrpc {
 }
 
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    args.config.announce();
     // Every flag is checked before anything is opened or bound.
     let mut gateway_settings = args.upload.settings()?;
     let verifier_settings = args.verifier.settings()?;

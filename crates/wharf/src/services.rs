@@ -19,7 +19,9 @@ use wharf_verifier::VerifierService;
 use wharf_worker::StorageWorker;
 
 use crate::IndexArgs;
-use crate::args::{NatsArgs, StoreArgs, TlsArgs, UploadArgs, VerifierPolicyArgs, WorkerPolicyArgs};
+use crate::args::{
+    ConfigArgs, NatsArgs, StoreArgs, TlsArgs, UploadArgs, VerifierPolicyArgs, WorkerPolicyArgs,
+};
 use crate::runtime::{self, ReadinessCheck, health_router, shutdown_signal};
 
 /// Flags of `wharf gateway`.
@@ -31,6 +33,8 @@ pub(crate) struct GatewayArgs {
     /// The verifier's gRPC URL.
     #[arg(long, env = "WHARF_VERIFIER", default_value = "http://127.0.0.1:8081")]
     verifier: String,
+    #[command(flatten)]
+    config: ConfigArgs,
     #[command(flatten)]
     index: IndexArgs,
     #[command(flatten)]
@@ -50,6 +54,8 @@ pub(crate) struct VerifierArgs {
     #[arg(long, env = "WHARF_LISTEN", default_value = "127.0.0.1:8081")]
     listen: SocketAddr,
     #[command(flatten)]
+    config: ConfigArgs,
+    #[command(flatten)]
     index: IndexArgs,
     #[command(flatten)]
     nats: NatsArgs,
@@ -63,6 +69,8 @@ pub(crate) struct WorkerArgs {
     /// Address to listen on (/healthz and /readyz).
     #[arg(long, env = "WHARF_LISTEN", default_value = "127.0.0.1:8082")]
     listen: SocketAddr,
+    #[command(flatten)]
+    config: ConfigArgs,
     #[command(flatten)]
     index: IndexArgs,
     #[command(flatten)]
@@ -97,6 +105,7 @@ where
 }
 
 pub(crate) async fn run_gateway(args: GatewayArgs) -> anyhow::Result<()> {
+    args.config.announce();
     let mut settings = args.upload.settings()?;
     let tls = args.tls.load().await?;
     if tls.is_some() {
@@ -118,6 +127,7 @@ pub(crate) async fn run_gateway(args: GatewayArgs) -> anyhow::Result<()> {
 }
 
 pub(crate) async fn run_verifier(args: VerifierArgs) -> anyhow::Result<()> {
+    args.config.announce();
     let settings = args.policy.settings()?;
     let index = args.index.open().await?;
     let bus = args.nats.connect().await?;
@@ -149,6 +159,7 @@ pub(crate) async fn run_verifier(args: VerifierArgs) -> anyhow::Result<()> {
 }
 
 pub(crate) async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
+    args.config.announce();
     let settings = args.policy.settings()?;
     let index = args.index.open().await?;
     let blobs = args.store.open(&args.index.data_dir)?;
