@@ -530,7 +530,22 @@ impl PgIndex {
         lock_journal(&mut tx).await?;
         let mut project_created = false;
         let project_id = match (project, &upload.project.create_with_owner) {
-            (Some((id, name)), _) => {
+            (Some((id, name)), creator) => {
+                if let Some(creator) = creator {
+                    let role: Option<String> = sqlx::query_scalar(
+                        "SELECT role FROM roles WHERE project_id = $1 AND user_id = $2",
+                    )
+                    .bind(&id)
+                    .bind(creator)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if role.is_none() {
+                        let _ = tx.rollback().await;
+                        return Ok(CommitResult::Refused(FileRefusal::UploaderNotAllowed {
+                            project_name: name,
+                        }));
+                    }
+                }
                 if name != upload.project.name {
                     // PyPI renames the display name to the spelling of the latest upload.
                     sqlx::query("UPDATE projects SET name = $2 WHERE id = $1")

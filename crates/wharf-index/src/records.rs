@@ -183,6 +183,9 @@ pub enum FileRefusal {
     OneSdistPerRelease,
     /// The project does not exist and this upload may not create it.
     ProjectMissing,
+    /// The upload was authorized to create the project, but a concurrent upload by another
+    /// user created it first, and this uploader has no role on it.
+    UploaderNotAllowed { project_name: String },
 }
 
 /// The project an upload goes to.
@@ -192,7 +195,9 @@ pub struct ProjectTarget {
     pub name: String,
     pub normalized_name: String,
     pub ultranormalized_name: String,
-    /// When the project does not exist: the user who creates it and becomes its owner.
+    /// When the project does not exist: the user who creates it and becomes its owner. If the
+    /// project turns out to exist at commit time (a concurrent first upload), this user must
+    /// have a role on it.
     pub create_with_owner: Option<String>,
 }
 

@@ -289,6 +289,7 @@ macro_rules! conformance {
             one_sdist_per_release,
             closed_release_refuses_new_files,
             new_project_needs_an_owner,
+            racing_creator_without_a_role_is_refused,
             canonical_versions_share_a_release,
             respelled_upload_updates_display_name,
             yank_and_unyank,
@@ -741,9 +742,10 @@ async fn later_commits_reuse_project_and_release(h: &dyn Harness) {
     Upload::wheel("demo", "1.0", &alice).publish(index).await;
     let before = h.journal().await.len();
 
-    // Another file of the same release, even with another would-be owner: no new project,
-    // no new role, no new release.
-    let sdist = Upload::sdist("demo", "1.0", &bob);
+    // Another file of the same release: no new project, no new role, no new release. (An
+    // upload by someone else who was allowed to create the project while it did not exist is
+    // refused instead: see racing_creator_without_a_role_is_refused.)
+    let sdist = Upload::sdist("demo", "1.0", &alice);
     match sdist.commit(index).await {
         CommitResult::Published {
             project_created, ..
@@ -771,7 +773,7 @@ async fn later_commits_reuse_project_and_release(h: &dyn Harness) {
         actions(&journal[before..]),
         vec!["add source file demo-1.0.tar.gz"]
     );
-    assert_eq!(journal[before].submitted_by.as_deref(), Some("bob"));
+    assert_eq!(journal[before].submitted_by.as_deref(), Some("alice"));
 }
 
 async fn serials_increase(h: &dyn Harness) {
@@ -1143,6 +1145,40 @@ async fn new_project_needs_an_owner(h: &dyn Harness) {
     assert_eq!(
         journal.last().and_then(|row| row.submitted_by.as_deref()),
         Some("publisher:pub-1")
+    );
+}
+
+/// Two users were both allowed to create a project that did not exist yet; the one who
+/// commits second finds it owned by the other and is refused, never added to it.
+async fn racing_creator_without_a_role_is_refused(h: &dyn Harness) {
+    let index = h.index();
+    let index = index.as_ref();
+    let alice = user(index, "alice").await;
+    let mallory = user(index, "mallory").await;
+    Upload::wheel("contested", "1.0", &alice)
+        .publish(index)
+        .await;
+    let late = Upload::sdist("contested", "1.0", &mallory);
+    assert_eq!(
+        late.commit(index).await,
+        CommitResult::Refused(FileRefusal::UploaderNotAllowed {
+            project_name: "contested".to_owned()
+        })
+    );
+    // The project's owner, uploading the same way, is fine.
+    match Upload::sdist("contested", "1.0", &alice)
+        .commit(index)
+        .await
+    {
+        CommitResult::Published {
+            project_created, ..
+        } => assert!(!project_created),
+        other => panic!("the owner's upload was not published: {other:?}"),
+    }
+    let id = project_id(index, "contested").await;
+    assert_eq!(
+        index.project_roles(&id).await.expect("roles"),
+        vec![("Owner".to_owned(), "alice".to_owned())]
     );
 }
 

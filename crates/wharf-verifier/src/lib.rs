@@ -239,6 +239,17 @@ impl VerifierService {
         token: &str,
         project_name: &str,
     ) -> Result<Result<UploadGrant, Rejection>, VerifierError> {
+        self.authorize_attempt(token, project_name, true).await
+    }
+
+    /// One decision; `may_retry` allows deciding once more when a concurrent upload created
+    /// the project during this one.
+    async fn authorize_attempt(
+        &self,
+        token: &str,
+        project_name: &str,
+        may_retry: bool,
+    ) -> Result<Result<UploadGrant, Rejection>, VerifierError> {
         let KnownHolder {
             record,
             identity,
@@ -340,12 +351,20 @@ impl VerifierService {
                     return Ok(Err(rejection));
                 }
                 let ultranormalized = name::ultranormalize(project_name);
-                if !self
+                let similar = self
                     .index
                     .find_projects_by_ultranormalized(&ultranormalized)
-                    .await?
-                    .is_empty()
+                    .await?;
+                if may_retry
+                    && similar
+                        .iter()
+                        .any(|project| project.normalized_name == normalized)
                 {
+                    // A concurrent first upload created this very project since the lookup
+                    // above: decide again, against the project as it now exists.
+                    return Box::pin(self.authorize_attempt(token, project_name, false)).await;
+                }
+                if !similar.is_empty() {
                     return Ok(Err(name::too_similar_rejection(project_name)));
                 }
                 Ok(Ok(UploadGrant {
@@ -468,7 +487,9 @@ impl Verifier for VerifierService {
 mod tests {
     use super::*;
     use wharf_index::{
-        CommitResult, NewFile, NewUpload, ProjectTarget, ReleaseTarget, SqliteIndex,
+        CommitResult, FileAdmission, FileCandidate, FileRecord, IssuerRecord, NewFile,
+        NewPublisher, NewToken, NewUpload, Project, ProjectTarget, PublisherRecord, ReifyResult,
+        Release, ReleaseTarget, SqliteIndex, TokenSummary, User, YankChange,
     };
 
     struct Fixture {
@@ -746,5 +767,227 @@ mod tests {
             refusal(&fixture, &token, "demo").await.message,
             INVALID_AUTH
         );
+    }
+    /// An index whose first project lookup is stale (answers "no such project"), as when a
+    /// concurrent upload creates the project right after the lookup.
+    #[derive(Debug)]
+    struct StaleFirstLookup {
+        inner: Arc<dyn IndexRepo>,
+        stale: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl IndexRepo for StaleFirstLookup {
+        async fn ping(&self) -> Result<(), IndexError> {
+            self.inner.ping().await
+        }
+
+        async fn create_user(&self, name: &str, now_micros: i64) -> Result<User, IndexError> {
+            self.inner.create_user(name, now_micros).await
+        }
+
+        async fn find_user_by_name(&self, name: &str) -> Result<Option<User>, IndexError> {
+            self.inner.find_user_by_name(name).await
+        }
+
+        async fn find_user(&self, id: &str) -> Result<Option<User>, IndexError> {
+            self.inner.find_user(id).await
+        }
+
+        async fn insert_token(&self, token: &NewToken) -> Result<(), IndexError> {
+            self.inner.insert_token(token).await
+        }
+
+        async fn find_token(&self, id: &str) -> Result<Option<TokenRecord>, IndexError> {
+            self.inner.find_token(id).await
+        }
+
+        async fn list_tokens(&self) -> Result<Vec<TokenSummary>, IndexError> {
+            self.inner.list_tokens().await
+        }
+
+        async fn delete_token(&self, id: &str) -> Result<bool, IndexError> {
+            self.inner.delete_token(id).await
+        }
+
+        async fn touch_token(&self, id: &str, now_micros: i64) -> Result<(), IndexError> {
+            self.inner.touch_token(id, now_micros).await
+        }
+
+        async fn find_project(&self, normalized_name: &str) -> Result<Option<Project>, IndexError> {
+            if self.stale.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                return Ok(None);
+            }
+            self.inner.find_project(normalized_name).await
+        }
+
+        async fn find_projects_by_ultranormalized(
+            &self,
+            ultranormalized_name: &str,
+        ) -> Result<Vec<Project>, IndexError> {
+            self.inner
+                .find_projects_by_ultranormalized(ultranormalized_name)
+                .await
+        }
+
+        async fn user_role(
+            &self,
+            project_id: &str,
+            user_id: &str,
+        ) -> Result<Option<String>, IndexError> {
+            self.inner.user_role(project_id, user_id).await
+        }
+
+        async fn project_roles(
+            &self,
+            project_id: &str,
+        ) -> Result<Vec<(String, String)>, IndexError> {
+            self.inner.project_roles(project_id).await
+        }
+
+        async fn list_projects(&self) -> Result<Vec<Project>, IndexError> {
+            self.inner.list_projects().await
+        }
+
+        async fn max_serial(&self) -> Result<i64, IndexError> {
+            self.inner.max_serial().await
+        }
+
+        async fn project_releases(&self, project_id: &str) -> Result<Vec<Release>, IndexError> {
+            self.inner.project_releases(project_id).await
+        }
+
+        async fn project_files(&self, project_id: &str) -> Result<Vec<FileRecord>, IndexError> {
+            self.inner.project_files(project_id).await
+        }
+
+        async fn set_release_yanked(
+            &self,
+            change: &YankChange<'_>,
+            now_micros: i64,
+        ) -> Result<bool, IndexError> {
+            self.inner.set_release_yanked(change, now_micros).await
+        }
+
+        async fn insert_issuer(&self, issuer: &IssuerRecord) -> Result<(), IndexError> {
+            self.inner.insert_issuer(issuer).await
+        }
+
+        async fn list_issuers(&self) -> Result<Vec<IssuerRecord>, IndexError> {
+            self.inner.list_issuers().await
+        }
+
+        async fn delete_issuer(&self, name: &str) -> Result<bool, IndexError> {
+            self.inner.delete_issuer(name).await
+        }
+
+        async fn insert_publisher(&self, publisher: &NewPublisher) -> Result<(), IndexError> {
+            self.inner.insert_publisher(publisher).await
+        }
+
+        async fn list_publishers(&self) -> Result<Vec<PublisherRecord>, IndexError> {
+            self.inner.list_publishers().await
+        }
+
+        async fn publishers_for_issuer(
+            &self,
+            issuer_url: &str,
+        ) -> Result<Vec<PublisherRecord>, IndexError> {
+            self.inner.publishers_for_issuer(issuer_url).await
+        }
+
+        async fn find_publisher(&self, id: &str) -> Result<Option<PublisherRecord>, IndexError> {
+            self.inner.find_publisher(id).await
+        }
+
+        async fn delete_publisher(&self, id: &str) -> Result<bool, IndexError> {
+            self.inner.delete_publisher(id).await
+        }
+
+        async fn update_publisher_policy(
+            &self,
+            id: &str,
+            policy: &str,
+            label: &str,
+        ) -> Result<(), IndexError> {
+            self.inner.update_publisher_policy(id, policy, label).await
+        }
+
+        async fn reify_pending_publisher(
+            &self,
+            publisher_id: &str,
+            project: &ProjectTarget,
+            now_micros: i64,
+        ) -> Result<ReifyResult, IndexError> {
+            self.inner
+                .reify_pending_publisher(publisher_id, project, now_micros)
+                .await
+        }
+
+        async fn claim_jti(
+            &self,
+            issuer_url: &str,
+            jti: &str,
+            expires_at: i64,
+            now: i64,
+        ) -> Result<bool, IndexError> {
+            self.inner.claim_jti(issuer_url, jti, expires_at, now).await
+        }
+
+        async fn delete_publisher_token(&self, id: &str) -> Result<bool, IndexError> {
+            self.inner.delete_publisher_token(id).await
+        }
+
+        async fn record_audit(
+            &self,
+            kind: &str,
+            detail: &str,
+            now_micros: i64,
+        ) -> Result<(), IndexError> {
+            self.inner.record_audit(kind, detail, now_micros).await
+        }
+
+        async fn find_file_by_upload_id(
+            &self,
+            upload_id: &str,
+        ) -> Result<Option<FileRecord>, IndexError> {
+            self.inner.find_file_by_upload_id(upload_id).await
+        }
+
+        async fn check_file(
+            &self,
+            candidate: &FileCandidate<'_>,
+        ) -> Result<FileAdmission, IndexError> {
+            self.inner.check_file(candidate).await
+        }
+
+        async fn commit_upload(&self, upload: &NewUpload) -> Result<CommitResult, IndexError> {
+            self.inner.commit_upload(upload).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_project_created_concurrently_is_not_too_similar_to_itself() {
+        let fixture = fixture().await;
+        let token = token_for(&fixture, "alice", &[], None).await;
+        let owner = fixture
+            .index
+            .find_user_by_name("alice")
+            .await
+            .expect("lookup")
+            .expect("alice");
+        create_project(&fixture, "Raced_Project", &owner.id).await;
+        let stale: Arc<dyn IndexRepo> = Arc::new(StaleFirstLookup {
+            inner: Arc::clone(&fixture.index),
+            stale: std::sync::atomic::AtomicBool::new(true),
+        });
+        let verifier = VerifierService::new(stale, VerifierSettings::default()).expect("verifier");
+        let grant = verifier
+            .authorize(&token, "raced_project")
+            .await
+            .expect("verifier")
+            .expect("the owner may upload to the project that now exists");
+        assert!(!grant.may_create_project);
+        assert!(!grant.project_id.is_empty());
     }
 }

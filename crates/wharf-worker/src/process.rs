@@ -164,7 +164,7 @@ fn published(
 }
 
 /// PyPI's words for the index refusals.
-fn refusal_rejection(refusal: &FileRefusal, closed_release_days: u64) -> Rejection {
+fn refusal_rejection(refusal: &FileRefusal, closed_release_days: u64, uploader: &str) -> Rejection {
     match refusal {
         FileRefusal::FileExists {
             filename,
@@ -183,6 +183,10 @@ fn refusal_rejection(refusal: &FileRefusal, closed_release_days: u64) -> Rejecti
         FileRefusal::OneSdistPerRelease => {
             Rejection::bad_request("Only one sdist may be uploaded per release.")
         }
+        FileRefusal::UploaderNotAllowed { project_name } => Rejection::forbidden(format!(
+            "The user '{uploader}' isn't allowed to upload to project '{project_name}'. \
+             See https://pypi.org/help/#project-name for more information."
+        )),
         FileRefusal::ProjectMissing => Rejection::bad_request(
             "Non-user identities cannot create new projects. This was probably caused by \
              successfully using a pending publisher but specifying the project name incorrectly \
@@ -283,7 +287,7 @@ impl StorageWorker {
             FileAdmission::Refused(refusal) => {
                 return Ok(rejected(
                     event,
-                    refusal_rejection(&refusal, closed_release_days),
+                    refusal_rejection(&refusal, closed_release_days, uploader_name(event)),
                 ));
             }
         }
@@ -403,7 +407,7 @@ impl StorageWorker {
                 self.blobs.delete(&metadata_key).await?;
                 Ok(rejected(
                     event,
-                    refusal_rejection(&refusal, closed_release_days),
+                    refusal_rejection(&refusal, closed_release_days, uploader_name(event)),
                 ))
             }
         }
@@ -514,6 +518,13 @@ fn hash_reader(mut reader: impl Read) -> Result<Digests, std::io::Error> {
         hasher.update(&buffer[..count]);
     }
     Ok(hasher.finalize())
+}
+
+fn uploader_name(event: &FileStaged) -> &str {
+    event
+        .uploader
+        .as_ref()
+        .map_or("", |uploader| uploader.user_name.as_str())
 }
 
 fn submitted_by(event: &FileStaged) -> String {
