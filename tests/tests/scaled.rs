@@ -1129,9 +1129,9 @@ fn verifier_outage_gives_503_then_recovers() {
     assert_staging_empties(&cluster, Duration::from_secs(10));
 }
 
-/// Admin changes reach the public event stream too: a yank and a publisher change made with
-/// `wharf admin --nats-url …` are replayable from `<PREFIX>_EVENTS`, as external consumers
-/// would read them.
+/// The public event stream tells the story of a project: its creation and first file, then
+/// admin changes (a yank and a publisher change made with `wharf admin --nats-url …`), each
+/// once and replayable from `<PREFIX>_EVENTS`, as external consumers would read them.
 #[test]
 fn admin_changes_are_public_events() {
     let _serial = serial();
@@ -1174,6 +1174,7 @@ fn admin_changes_are_public_events() {
         .map(|message| message.subject)
         .collect();
     for kind in [
+        "project.created",
         "file.published",
         "release.yanked",
         "release.unyanked",

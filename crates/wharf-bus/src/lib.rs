@@ -24,6 +24,8 @@ pub const SUBJECT_STAGED: &str = "wharf.upload.staged";
 pub const SUBJECT_OUTCOME_PREFIX: &str = "wharf.upload.outcome";
 /// Subject of the public event announcing a published file.
 pub const SUBJECT_FILE_PUBLISHED: &str = "wharf.events.file.published";
+/// Subject of the public event announcing a project created by its first upload (JSON).
+pub const SUBJECT_PROJECT_CREATED: &str = "wharf.events.project.created";
 /// Subject of the public event announcing an upload given up as failed (JSON payload).
 pub const SUBJECT_UPLOAD_FAILED: &str = "wharf.events.upload.failed";
 

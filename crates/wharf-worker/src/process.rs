@@ -10,7 +10,7 @@ use tracing::{Instrument, info_span, instrument};
 use wharf_archive::digest::{Digests, MultiHasher, hex_digest_matches, storage_path};
 use wharf_archive::{ArchiveError, sdist, wheel};
 use wharf_blob::{BlobError, BlobStore, GetResultPayload, ObjectPath};
-use wharf_bus::{PublicEvent, SUBJECT_FILE_PUBLISHED};
+use wharf_bus::{PublicEvent, SUBJECT_FILE_PUBLISHED, SUBJECT_PROJECT_CREATED};
 use wharf_core::core_metadata;
 use wharf_core::error::Rejection;
 use wharf_core::filename::FileType;
@@ -390,7 +390,25 @@ impl StorageWorker {
         self.metrics
             .observe_stage(Stage::IndexCommit, started.elapsed());
         match result {
-            CommitResult::Published { .. } => {
+            CommitResult::Published {
+                project_created,
+                serial,
+            } => {
+                if project_created {
+                    let created = serde_json::json!({
+                        "project": project_name,
+                        "normalized_name": normalized_name,
+                        "created_by": uploader_name(event),
+                        "serial": serial,
+                    });
+                    let announcement = PublicEvent {
+                        subject: SUBJECT_PROJECT_CREATED.to_owned(),
+                        payload: Bytes::from(created.to_string()),
+                    };
+                    if let Err(error) = self.bus.publish_event(announcement).await {
+                        tracing::warn!(error = %error, "could not publish the project.created event");
+                    }
+                }
                 let file = self
                     .index
                     .find_file_by_upload_id(&event.upload_id)

@@ -532,7 +532,11 @@ async fn publishes_a_staged_wheel() {
     // Staging is gone once the delivery is settled.
     assert!(!env.staging_exists(&event).await);
 
-    // One public event announcing the file.
+    // Public events: the project's creation, then the file.
+    let created = public_events.try_recv().expect("project.created event");
+    assert_eq!(created.subject, "wharf.events.project.created");
+    let created: serde_json::Value = serde_json::from_slice(&created.payload).expect("json");
+    assert_eq!(created["normalized_name"], "demo-pkg");
     let public = public_events.try_recv().expect("file.published event");
     assert_eq!(public.subject, SUBJECT_FILE_PUBLISHED);
     assert_eq!(

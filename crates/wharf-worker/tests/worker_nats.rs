@@ -200,11 +200,27 @@ async fn a_worker_on_jetstream_publishes_a_staged_wheel() {
         .await
         .expect("ordered consumer");
     let mut messages = consumer.messages().await.expect("messages");
+    // First the project's creation, then the file.
+    let created = tokio::time::timeout(WAIT, messages.next())
+        .await
+        .expect("event in time")
+        .expect("stream")
+        .expect("message");
+    assert!(
+        created.subject.ends_with(".events.project.created"),
+        "{}",
+        created.subject
+    );
     let message = tokio::time::timeout(WAIT, messages.next())
         .await
         .expect("event in time")
         .expect("stream")
         .expect("message");
+    assert!(
+        message.subject.ends_with(".events.file.published"),
+        "{}",
+        message.subject
+    );
     assert_eq!(
         FilePublished::decode(message.payload.clone()).expect("decode"),
         published
