@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::tls::TestCa;
 use crate::{free_port, run_ok, wharf_binary, workspace_root};
 
 /// The PostgreSQL server (and a database on it) the tests create their databases from.
@@ -881,6 +882,7 @@ pub struct ClusterBuilder {
     gateway_args: Vec<String>,
     worker_args: Vec<String>,
     verifier_args: Vec<String>,
+    verifier_tls: Option<Arc<TestCa>>,
     env: Vec<(String, String)>,
 }
 
@@ -940,6 +942,13 @@ impl ClusterBuilder {
         self
     }
 
+    /// Verifiers serve gRPC over TLS with `ca`'s server certificate and accept only clients
+    /// holding `ca`'s client certificate, which the gateways present (mutual TLS).
+    pub fn verifier_tls(mut self, ca: Arc<TestCa>) -> ClusterBuilder {
+        self.verifier_tls = Some(ca);
+        self
+    }
+
     /// Starts everything and waits until every service is ready.
     pub fn start(self) -> Cluster {
         Cluster::start(self)
@@ -957,11 +966,14 @@ struct Service {
     args: Vec<OsString>,
     /// Extra environment of the process (e.g. the OTLP exporter's settings).
     env: Vec<(String, String)>,
+    /// Serves TLS that needs a client certificate (a verifier with `--tls-client-ca`).
+    tls: bool,
 }
 
 impl Service {
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     fn name(&self) -> String {
@@ -1009,11 +1021,17 @@ impl Service {
                 None | Some(Ok(Some(_))) => return false,
                 _ => {}
             }
-            if agent
-                .get(&url)
-                .call()
-                .is_ok_and(|response| response.status().as_u16() == 200)
-            {
+            // A mutual-TLS verifier only talks to gateways (whose own readiness calls it), so
+            // here it is ready once it accepts connections.
+            let ready = if self.tls {
+                TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            } else {
+                agent
+                    .get(&url)
+                    .call()
+                    .is_ok_and(|response| response.status().as_u16() == 200)
+            };
+            if ready {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -1062,6 +1080,7 @@ pub struct Cluster {
     s3: S3Server,
     dir: tempfile::TempDir,
     env: Vec<(String, String)>,
+    verifier_tls: Option<Arc<TestCa>>,
 }
 
 impl Cluster {
@@ -1076,6 +1095,7 @@ impl Cluster {
             gateway_args: Vec::new(),
             worker_args: Vec::new(),
             verifier_args: Vec::new(),
+            verifier_tls: None,
             env: Vec::new(),
         }
     }
@@ -1111,6 +1131,7 @@ impl Cluster {
             s3,
             dir,
             env: builder.env.clone(),
+            verifier_tls: builder.verifier_tls.clone(),
         };
         cluster.migrate();
         let verifiers: Vec<usize> = (0..builder.verifiers)
@@ -1173,6 +1194,21 @@ impl Cluster {
             let verifier = verifiers[index % verifiers.len()].url();
             args.push("--verifier".into());
             args.push(verifier.into());
+            if let Some(ca) = &self.verifier_tls {
+                args.extend([
+                    "--verifier-ca".into(),
+                    ca.ca_cert().into(),
+                    "--verifier-client-cert".into(),
+                    ca.client_cert().into(),
+                    "--verifier-client-key".into(),
+                    ca.client_key().into(),
+                ]);
+            }
+        }
+        let tls = role == Role::Verifier && self.verifier_tls.is_some();
+        if tls && let Some(ca) = &self.verifier_tls {
+            args.extend(ca.serve_args().into_iter().map(OsString::from));
+            args.extend(["--tls-client-ca".into(), ca.ca_cert().into()]);
         }
         args.extend(extra.iter().map(OsString::from));
         let log_path = self
@@ -1187,6 +1223,7 @@ impl Cluster {
             log_path,
             args,
             env: self.env.clone(),
+            tls,
         });
         self.services.len() - 1
     }

@@ -1,7 +1,8 @@
 //! A throwaway certificate authority and a server certificate for `127.0.0.1`/`localhost`
 //! signed by it, written to a temporary directory: `wharf serve --tls-cert/--tls-key` serves
 //! the leaf, and the clients trust the CA (`SSL_CERT_FILE` for uv, `REQUESTS_CA_BUNDLE` or
-//! `--cert` for twine/requests/pip).
+//! `--cert` for twine/requests/pip). A client certificate signed by the same CA serves mutual
+//! TLS between a gateway and its verifier.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
@@ -56,10 +57,26 @@ impl TestCa {
             .signed_by(&server_key, &ca)
             .expect("server certificate");
 
+        let client_key = KeyPair::generate().expect("client key");
+        let mut client_params =
+            CertificateParams::new(vec!["wharf-gateway".to_owned()]).expect("client params");
+        let mut client_name = DistinguishedName::new();
+        client_name.push(DnType::CommonName, "wharf-gateway");
+        client_params.distinguished_name = client_name;
+        client_params.is_ca = IsCa::ExplicitNoCa;
+        client_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        client_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        client_params.use_authority_key_identifier_extension = true;
+        let client_cert = client_params
+            .signed_by(&client_key, &ca)
+            .expect("client certificate");
+
         let ca_test = TestCa { dir };
         std::fs::write(ca_test.ca_cert(), ca_cert.pem()).expect("write CA");
         std::fs::write(ca_test.server_cert(), server_cert.pem()).expect("write server cert");
         std::fs::write(ca_test.server_key(), server_key.serialize_pem()).expect("write key");
+        std::fs::write(ca_test.client_cert(), client_cert.pem()).expect("write client cert");
+        std::fs::write(ca_test.client_key(), client_key.serialize_pem()).expect("write key");
         ca_test
     }
 
@@ -76,6 +93,16 @@ impl TestCa {
     /// The server's private key (PEM, PKCS#8), for `--tls-key`.
     pub fn server_key(&self) -> PathBuf {
         self.dir.path().join("server-key.pem")
+    }
+
+    /// A client certificate (PEM) signed by the CA, for mutual TLS.
+    pub fn client_cert(&self) -> PathBuf {
+        self.dir.path().join("client.pem")
+    }
+
+    /// The client certificate's private key (PEM, PKCS#8).
+    pub fn client_key(&self) -> PathBuf {
+        self.dir.path().join("client-key.pem")
     }
 
     /// Makes `command` (uv, pip, twine, requests) trust this CA and nothing else: uv reads

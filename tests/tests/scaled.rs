@@ -13,6 +13,8 @@
 //! The shared PostgreSQL and NATS servers are never stopped (other tests use them): the NATS
 //! outage uses a private `nats-server`, the PostgreSQL outage a proxy that cuts connections.
 //! Each test runs alone (they are heavy): a process-wide lock orders them.
+//! - Gateway to verifier over mutual TLS: uploads work, and a caller without the gateway's
+//!   client certificate, trusting another CA, or speaking plain HTTP/2 gets nowhere.
 
 #![allow(clippy::print_stderr)] // Progress and diagnostics go to stderr, where cargo shows them.
 
@@ -31,7 +33,10 @@ use wharf_e2e::dist::{
     Dist, SdistBuilder, WheelBuilder, blake2_256_hex, md5_hex, normalize, sha256_hex, token_auth,
 };
 use wharf_e2e::raw_http::{RawResponse, request, request_paced};
+use wharf_e2e::tls::TestCa;
 use wharf_e2e::{fresh_venv, run_ok, squash};
+use wharf_proto::v1::OidcAudienceRequest;
+use wharf_proto::v1::verifier_client::VerifierClient;
 
 const SIMPLE_JSON: &str = "application/vnd.pypi.simple.v1+json";
 
@@ -1127,6 +1132,126 @@ fn verifier_outage_gives_503_then_recovers() {
         .collect();
     assert_eq!(names, BTreeSet::from([before.filename, during.filename]));
     assert_staging_empties(&cluster, Duration::from_secs(10));
+}
+
+/// Calls the verifier's `OidcAudience` at `url` over a fresh channel (`tls` for https).
+async fn verifier_audience(
+    url: &str,
+    tls: Option<tonic::transport::ClientTlsConfig>,
+) -> Result<String, String> {
+    let mut endpoint = tonic::transport::Endpoint::from_shared(url.to_owned())
+        .map_err(|error| error.to_string())?
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(10));
+    if let Some(tls) = tls {
+        endpoint = endpoint
+            .tls_config(tls)
+            .map_err(|error| error.to_string())?;
+    }
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|error| format!("connect: {error:?}"))?;
+    VerifierClient::new(channel)
+        .oidc_audience(OidcAudienceRequest {})
+        .await
+        .map(|response| response.into_inner().audience)
+        .map_err(|status| format!("call: {status:?}"))
+}
+
+#[test]
+fn gateway_and_verifier_speak_mutual_tls() {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+
+    let _serial = serial();
+    let ca = Arc::new(TestCa::generate());
+    // `start` waits for the gateway's /readyz, which calls the verifier: over mutual TLS.
+    let cluster = Cluster::builder().verifier_tls(Arc::clone(&ca)).start();
+    let token = cluster.user_with_token("tls-user");
+    let gateway = cluster.gateway_url(0);
+    let wheel = Dist::wheel("Mutual-Tls", "1.0");
+    assert_ok(
+        &upload(&gateway, &token, &wheel),
+        "upload via a TLS verifier",
+    );
+    assert_eq!(
+        simple_filenames(&simple_json(&gateway, "Mutual-Tls")),
+        vec![wheel.filename.clone()]
+    );
+
+    let verifier = cluster.url(Role::Verifier, 0);
+    assert!(verifier.starts_with("https://"), "{verifier}");
+    let read = |path: std::path::PathBuf| std::fs::read(path).expect("PEM file");
+    let trusted = || Certificate::from_pem(read(ca.ca_cert()));
+    let gateway_identity = || Identity::from_pem(read(ca.client_cert()), read(ca.client_key()));
+    let stranger = TestCa::generate();
+    let stranger_identity =
+        Identity::from_pem(read(stranger.client_cert()), read(stranger.client_key()));
+    let plain = verifier.replacen("https://", "http://", 1);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let outcomes = runtime.block_on(async {
+        [
+            (
+                "the gateway's certificate",
+                verifier_audience(
+                    &verifier,
+                    Some(
+                        ClientTlsConfig::new()
+                            .ca_certificate(trusted())
+                            .identity(gateway_identity()),
+                    ),
+                )
+                .await,
+            ),
+            (
+                "no client certificate",
+                verifier_audience(
+                    &verifier,
+                    Some(ClientTlsConfig::new().ca_certificate(trusted())),
+                )
+                .await,
+            ),
+            (
+                "a client certificate of another CA",
+                verifier_audience(
+                    &verifier,
+                    Some(
+                        ClientTlsConfig::new()
+                            .ca_certificate(trusted())
+                            .identity(stranger_identity),
+                    ),
+                )
+                .await,
+            ),
+            (
+                "the system's roots only",
+                verifier_audience(
+                    &verifier,
+                    Some(
+                        ClientTlsConfig::new()
+                            .with_native_roots()
+                            .identity(gateway_identity()),
+                    ),
+                )
+                .await,
+            ),
+            ("plain HTTP/2", verifier_audience(&plain, None).await),
+        ]
+    });
+    let mut outcomes = outcomes.into_iter();
+    let (_, admitted) = outcomes.next().expect("the control call");
+    assert_eq!(
+        admitted.as_deref(),
+        Ok("wharf"),
+        "the gateway's own credentials"
+    );
+    for (what, outcome) in outcomes {
+        eprintln!("verifier called with {what}: {outcome:?}");
+        assert!(
+            outcome.is_err(),
+            "with {what} the verifier answered: {outcome:?}"
+        );
+    }
 }
 
 /// The public event stream tells the story of a project: its creation and first file, then

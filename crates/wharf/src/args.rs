@@ -83,22 +83,22 @@ pub(crate) struct TlsArgs {
 
 impl TlsArgs {
     /// The rustls configuration, or `None` for plain HTTP.
-    pub(crate) async fn load(
+    pub(crate) fn load(
         &self,
+    ) -> Result<Option<axum_server::tls_rustls::RustlsConfig>, ConfigError> {
+        self.load_requiring_clients(None)
+    }
+
+    /// Like [`TlsArgs::load`], but when `client_ca` is given only clients holding a
+    /// certificate it signed may connect (mutual TLS).
+    pub(crate) fn load_requiring_clients(
+        &self,
+        client_ca: Option<&std::path::Path>,
     ) -> Result<Option<axum_server::tls_rustls::RustlsConfig>, ConfigError> {
         let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
             return Ok(None);
         };
-        axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
-            .await
-            .map(Some)
-            .map_err(|error| {
-                ConfigError(format!(
-                    "cannot load the TLS certificate {} and key {}: {error}",
-                    cert.display(),
-                    key.display()
-                ))
-            })
+        crate::tls::server_config(cert, key, client_ca).map(Some)
     }
 }
 

@@ -11,6 +11,7 @@ mod config_file;
 mod runtime;
 mod serve;
 mod services;
+mod tls;
 mod units;
 
 use std::path::PathBuf;

@@ -65,7 +65,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         )
         .into());
     }
-    let tls = args.tls.load().await?;
+    let tls = args.tls.load()?;
     if tls.is_some() {
         gateway_settings.default_scheme = "https";
     }

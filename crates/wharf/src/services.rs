@@ -3,6 +3,7 @@
 //! an object store (S3). The code paths are the embedded mode's; only the adapters differ.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,9 +31,8 @@ pub(crate) struct GatewayArgs {
     /// Address to listen on (the public HTTP API).
     #[arg(long, env = "WHARF_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// The verifier's gRPC URL.
-    #[arg(long, env = "WHARF_VERIFIER", default_value = "http://127.0.0.1:8081")]
-    verifier: String,
+    #[command(flatten)]
+    verifier: VerifierClientArgs,
     #[command(flatten)]
     config: ConfigArgs,
     #[command(flatten)]
@@ -61,6 +61,41 @@ pub(crate) struct VerifierArgs {
     nats: NatsArgs,
     #[command(flatten)]
     policy: VerifierPolicyArgs,
+    #[command(flatten)]
+    tls: TlsArgs,
+    /// PEM CA bundle: with --tls-cert, only clients (gateways) presenting a certificate it
+    /// signed may call this verifier (mutual TLS).
+    #[arg(long, env = "WHARF_TLS_CLIENT_CA", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
+}
+
+/// How a gateway reaches its verifier.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct VerifierClientArgs {
+    /// The verifier's gRPC URL; `https://` for TLS.
+    #[arg(
+        long = "verifier",
+        env = "WHARF_VERIFIER",
+        default_value = "http://127.0.0.1:8081"
+    )]
+    url: String,
+    /// PEM CA bundle that signed the verifier's certificate (default: the system's roots).
+    #[arg(long, env = "WHARF_VERIFIER_CA")]
+    verifier_ca: Option<PathBuf>,
+    /// PEM client certificate for a verifier that requires one (with --verifier-client-key).
+    #[arg(
+        long,
+        env = "WHARF_VERIFIER_CLIENT_CERT",
+        requires = "verifier_client_key"
+    )]
+    verifier_client_cert: Option<PathBuf>,
+    /// PEM private key of --verifier-client-cert.
+    #[arg(
+        long,
+        env = "WHARF_VERIFIER_CLIENT_KEY",
+        requires = "verifier_client_cert"
+    )]
+    verifier_client_key: Option<PathBuf>,
 }
 
 /// Flags of `wharf worker`.
@@ -81,20 +116,38 @@ pub(crate) struct WorkerArgs {
     policy: WorkerPolicyArgs,
 }
 
-/// A gRPC client of a verifier at `url` (connected lazily, so the gateway starts, and stays
-/// up, while the verifier is away; requests then get a clean 503).
-fn remote_verifier(url: &str) -> anyhow::Result<VerifierClient<VerifierTransport>> {
-    let endpoint = tonic::transport::Endpoint::from_shared(url.to_owned())
-        .map_err(|error| crate::ConfigError(format!("--verifier {url}: {error}")))?
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(30));
-    let channel = endpoint.connect_lazy();
-    let transport = ServiceExt::<http::Request<tonic::body::Body>>::map_err(channel, |error| {
-        TransportError(Box::new(error))
-    })
-    // Each call carries the caller's trace context (`traceparent`).
-    .map_request(wharf_telemetry::inject_into_request);
-    Ok(VerifierClient::new(VerifierTransport::new(transport)))
+impl VerifierClientArgs {
+    /// A gRPC client of the verifier (connected lazily, so the gateway starts, and stays up,
+    /// while the verifier is away; requests then get a clean 503).
+    fn client(&self) -> anyhow::Result<VerifierClient<VerifierTransport>> {
+        let url = &self.url;
+        let mut endpoint = tonic::transport::Endpoint::from_shared(url.clone())
+            .map_err(|error| crate::ConfigError(format!("--verifier {url}: {error}")))?
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(30));
+        let identity = self
+            .verifier_client_cert
+            .as_deref()
+            .zip(self.verifier_client_key.as_deref());
+        if url.starts_with("https://") {
+            let tls = crate::tls::verifier_client_config(self.verifier_ca.as_deref(), identity)?;
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|error| crate::ConfigError(format!("--verifier {url}: {error}")))?;
+        } else if self.verifier_ca.is_some() || identity.is_some() {
+            return Err(crate::ConfigError(format!(
+                "--verifier-ca and --verifier-client-cert need an https:// verifier, got '{url}'"
+            ))
+            .into());
+        }
+        let channel = endpoint.connect_lazy();
+        let transport = ServiceExt::<http::Request<tonic::body::Body>>::map_err(channel, |error| {
+            TransportError(Box::new(error))
+        })
+        // Each call carries the caller's trace context (`traceparent`).
+        .map_request(wharf_telemetry::inject_into_request);
+        Ok(VerifierClient::new(VerifierTransport::new(transport)))
+    }
 }
 
 fn check<F>(probe: F) -> Arc<dyn Fn() -> futures::future::BoxFuture<'static, bool> + Send + Sync>
@@ -107,18 +160,18 @@ where
 pub(crate) async fn run_gateway(args: GatewayArgs) -> anyhow::Result<()> {
     args.config.announce();
     let mut settings = args.upload.settings()?;
-    let tls = args.tls.load().await?;
+    let tls = args.tls.load()?;
     if tls.is_some() {
         settings.default_scheme = "https";
     }
-    let verifier = remote_verifier(&args.verifier)?;
+    let verifier = args.verifier.client()?;
     let index = args.index.open().await?;
     let blobs = args.store.open(&args.index.data_dir)?;
     let bus = args.nats.connect().await?;
     let gateway = Gateway::new(verifier, index, blobs, bus, settings)
         .with_metrics(wharf_telemetry::Metrics::new());
     let serving = runtime::serve(args.listen, tls, gateway.router())?;
-    tracing::info!(address = %serving.address, verifier = %args.verifier, "wharf gateway is serving");
+    tracing::info!(address = %serving.address, verifier = %args.verifier.url, "wharf gateway is serving");
     shutdown_signal().await;
     tracing::info!("shutting down: finishing in-flight requests");
     serving.stop("gateway").await;
@@ -150,7 +203,10 @@ pub(crate) async fn run_verifier(args: VerifierArgs) -> anyhow::Result<()> {
     let router = tonic::service::Routes::new(GrpcServerTrace::new(VerifierServer::new(service)))
         .into_axum_router()
         .merge(health);
-    let serving = runtime::serve(args.listen, None, router)?;
+    let tls = args
+        .tls
+        .load_requiring_clients(args.tls_client_ca.as_deref())?;
+    let serving = runtime::serve(args.listen, tls, router)?;
     tracing::info!(address = %serving.address, "wharf verifier is serving");
     shutdown_signal().await;
     serving.stop("verifier").await;
