@@ -17,6 +17,7 @@
 //!
 //! Only stream and consumer options that a NATS 2.9 server understands are used.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -503,7 +504,9 @@ impl UploadBus for NatsBus {
         Ok(OutcomeWatch::new(Box::pin(async move {
             let message = subscriber.next().await.ok_or(BusError::Closed)?;
             // Dropping the subscriber unsubscribes.
-            Ok(UploadOutcome::decode(message.payload)?)
+            let mut outcome = UploadOutcome::decode(message.payload)?;
+            outcome.trace_context = trace_context_from(message.headers.as_ref());
+            Ok(outcome)
         })))
     }
 
@@ -514,12 +517,13 @@ impl UploadBus for NatsBus {
                 "a staged upload needs an upload id".to_owned(),
             ));
         }
-        // Room for W3C `traceparent`/`tracestate` next to the de-duplication id.
         let mut headers = HeaderMap::new();
         headers.insert(
             async_nats::header::NATS_MESSAGE_ID,
             event.upload_id.as_str(),
         );
+        let mut event = event.clone();
+        move_trace_context(&mut event.trace_context, &mut headers);
         headers.insert(
             async_nats::header::NATS_EXPECTED_STREAM,
             self.inner.names.uploads_stream.as_str(),
@@ -551,9 +555,12 @@ impl UploadBus for NatsBus {
     #[tracing::instrument(skip_all, fields(upload_id = %outcome.upload_id))]
     async fn publish_outcome(&self, outcome: &UploadOutcome) -> Result<(), BusError> {
         let subject = self.inner.names.outcome_subject(&outcome.upload_id)?;
+        let mut headers = HeaderMap::new();
+        let mut outcome = outcome.clone();
+        move_trace_context(&mut outcome.trace_context, &mut headers);
         self.inner
             .client
-            .publish(subject, outcome.encode_to_vec().into())
+            .publish_with_headers(subject, headers, outcome.encode_to_vec().into())
             .await
             .map_err(|error| self.inner.unavailable("cannot publish the outcome", error))?;
         // Core NATS buffers publishes; flushing reports a connection that is down now rather
@@ -684,6 +691,34 @@ impl Pump {
     }
 }
 
+/// The W3C trace-context fields a message may carry.
+const TRACE_HEADERS: [&str; 2] = ["traceparent", "tracestate"];
+
+/// Moves a message's trace context (`traceparent`, `tracestate`) from its protobuf field to
+/// NATS headers, where the W3C convention and other NATS tooling look for it.
+fn move_trace_context(context: &mut HashMap<String, String>, headers: &mut HeaderMap) {
+    for name in TRACE_HEADERS {
+        if let Some(value) = context.remove(name) {
+            headers.insert(name, value.as_str());
+        }
+    }
+    context.clear();
+}
+
+/// The trace context a received message carries in its headers.
+fn trace_context_from(headers: Option<&HeaderMap>) -> HashMap<String, String> {
+    let Some(headers) = headers else {
+        return HashMap::new();
+    };
+    TRACE_HEADERS
+        .into_iter()
+        .filter_map(|name| {
+            let value = headers.get(name)?.as_str();
+            Some((name.to_owned(), value.to_owned()))
+        })
+        .collect()
+}
+
 /// Decodes a pulled message; an undecodable one is terminated (it can never succeed).
 async fn into_delivery(message: jetstream::Message) -> Option<Delivery> {
     let delivered = match message.info() {
@@ -696,7 +731,8 @@ async fn into_delivery(message: jetstream::Message) -> Option<Delivery> {
     let delivery_count = u32::try_from(delivered.max(1)).unwrap_or(u32::MAX);
     let (message, acker) = message.split();
     match FileStaged::decode(message.payload) {
-        Ok(event) => {
+        Ok(mut event) => {
+            event.trace_context = trace_context_from(message.headers.as_ref());
             let settle = NatsSettle { acker };
             Some(Delivery::new(event, delivery_count, Box::new(settle)))
         }

@@ -16,7 +16,7 @@ use futures::stream::BoxStream;
 use prost::Message;
 use wharf_bus::{
     BusError, Delivery, FileStaged, NatsBus, NatsConfig, PublicEvent, SUBJECT_FILE_PUBLISHED,
-    UploadBus, UploadOutcome,
+    SUBJECT_OUTCOME_PREFIX, SUBJECT_STAGED, UploadBus, UploadOutcome,
 };
 use wharf_proto::v1::upload_outcome::Result as OutcomeResult;
 use wharf_proto::v1::{FilePublished, UploadRejected};
@@ -230,6 +230,87 @@ async fn outcome_round_trip() {
     ));
     // Acked on a work queue: the message is gone from the stream.
     assert_eq!(env.stream_messages(env.bus.uploads_stream()).await, 0);
+}
+
+/// The W3C trace context rides in NATS headers (where other tooling looks), not in the
+/// payload, both ways; receivers get it back in the message's field.
+#[tokio::test]
+async fn trace_context_travels_in_nats_headers() {
+    let env = TestBus::new().await;
+    let worker = env.sibling().await;
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let context = HashMap::from([
+        ("traceparent".to_owned(), traceparent.to_owned()),
+        ("tracestate".to_owned(), "wharf=1".to_owned()),
+    ]);
+    let mut staged_wire = env
+        .client
+        .subscribe(env.bus.subject(SUBJECT_STAGED))
+        .await
+        .expect("subscribe staged");
+    let mut outcome_wire = env
+        .client
+        .subscribe(format!("{}.>", env.bus.subject(SUBJECT_OUTCOME_PREFIX)))
+        .await
+        .expect("subscribe outcomes");
+    env.client.flush().await.expect("flush");
+
+    let upload_id = new_id();
+    let watch = env.bus.watch_outcome(&upload_id).await.expect("watch");
+    let mut event = staged(&upload_id);
+    event.trace_context = context.clone();
+    env.bus.publish_staged(&event).await.expect("publish");
+    let wire = tokio::time::timeout(WAIT, staged_wire.next())
+        .await
+        .expect("staged message in time")
+        .expect("subscription open");
+    let headers = wire.headers.expect("headers");
+    assert_eq!(
+        headers.get("traceparent").map(|v| v.as_str()),
+        Some(traceparent)
+    );
+    assert_eq!(
+        headers.get("tracestate").map(|v| v.as_str()),
+        Some("wharf=1")
+    );
+    assert!(
+        FileStaged::decode(wire.payload)
+            .expect("payload")
+            .trace_context
+            .is_empty()
+    );
+
+    let mut deliveries = worker.staged_deliveries().await.expect("deliveries");
+    let delivery = next(&mut deliveries).await;
+    assert_eq!(delivery.event.trace_context, context);
+
+    let outcome = UploadOutcome {
+        upload_id: upload_id.clone(),
+        result: Some(OutcomeResult::Rejected(UploadRejected {
+            http_status: 400,
+            message: "no".to_owned(),
+        })),
+        trace_context: HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]),
+    };
+    worker.publish_outcome(&outcome).await.expect("outcome");
+    let (_, _, settle) = delivery.into_parts();
+    settle.ack().await.expect("ack");
+    let wire = tokio::time::timeout(WAIT, outcome_wire.next())
+        .await
+        .expect("outcome message in time")
+        .expect("subscription open");
+    let headers = wire.headers.expect("outcome headers");
+    assert_eq!(
+        headers.get("traceparent").map(|v| v.as_str()),
+        Some(traceparent)
+    );
+    assert!(
+        UploadOutcome::decode(wire.payload)
+            .expect("payload")
+            .trace_context
+            .is_empty()
+    );
+    assert_eq!(watch.wait(WAIT).await.expect("wait"), outcome);
 }
 
 #[tokio::test]
