@@ -1,11 +1,18 @@
-//! A small OTLP/gRPC trace receiver: the collector's `TraceService`, generated from the OTLP
-//! protobuf definitions (`opentelemetry-proto`), serving on a free port and recording every
-//! span the real exporter of a `wharf` process sends, for the tests to inspect.
+//! A small OTLP/gRPC receiver: the collector's `TraceService` and `MetricsService`, generated
+//! from the OTLP protobuf definitions (`opentelemetry-proto`), serving on a free port and
+//! recording every span and metric data point the real exporters of a `wharf` process send,
+//! for the tests to inspect.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -13,6 +20,21 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value as NumberValue;
+
+/// One exported metric data point, flattened: sums and gauges give their value, histograms
+/// their count.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReceivedPoint {
+    /// `service.name` of the exporting process's resource.
+    pub service: String,
+    /// The instrument's name, e.g. `wharf.uploads`.
+    pub metric: String,
+    /// Attributes, values rendered as text.
+    pub attributes: HashMap<String, String>,
+    pub value: f64,
+}
 
 /// One exported span, flattened.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,6 +92,68 @@ fn hex(bytes: &[u8]) -> String {
 #[derive(Debug, Clone, Default)]
 struct Recorder {
     spans: Arc<Mutex<Vec<ReceivedSpan>>>,
+    points: Arc<Mutex<Vec<ReceivedPoint>>>,
+}
+
+#[tonic::async_trait]
+impl MetricsService for Recorder {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        let mut received = Vec::new();
+        for resource_metrics in request.into_inner().resource_metrics {
+            let resource = resource_metrics
+                .resource
+                .map(|resource| attributes_of(&resource.attributes))
+                .unwrap_or_default();
+            let service = resource.get("service.name").cloned().unwrap_or_default();
+            for metric in resource_metrics
+                .scope_metrics
+                .into_iter()
+                .flat_map(|scope| scope.metrics)
+            {
+                let point = |attributes: &[KeyValue], value: f64| ReceivedPoint {
+                    service: service.clone(),
+                    metric: metric.name.clone(),
+                    attributes: attributes_of(attributes),
+                    value,
+                };
+                let number = |value: Option<NumberValue>| match value {
+                    Some(NumberValue::AsInt(number)) => number as f64,
+                    Some(NumberValue::AsDouble(number)) => number,
+                    None => f64::NAN,
+                };
+                match &metric.data {
+                    Some(Data::Sum(sum)) => received.extend(
+                        sum.data_points
+                            .iter()
+                            .map(|data| point(&data.attributes, number(data.value))),
+                    ),
+                    Some(Data::Gauge(gauge)) => received.extend(
+                        gauge
+                            .data_points
+                            .iter()
+                            .map(|data| point(&data.attributes, number(data.value))),
+                    ),
+                    Some(Data::Histogram(histogram)) => received.extend(
+                        histogram
+                            .data_points
+                            .iter()
+                            .map(|data| point(&data.attributes, data.count as f64)),
+                    ),
+                    _ => {}
+                }
+            }
+        }
+        self.points
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(received);
+        Ok(tonic::Response::new(ExportMetricsServiceResponse {
+            partial_success: None,
+        }))
+    }
 }
 
 #[tonic::async_trait]
@@ -144,6 +228,7 @@ impl OtlpReceiver {
         let address = listener.local_addr().expect("receiver address");
         let recorder = Recorder::default();
         let router = tonic::service::Routes::new(TraceServiceServer::new(recorder.clone()))
+            .add_service(MetricsServiceServer::new(recorder.clone()))
             .into_axum_router();
         let handle = axum_server::Handle::new();
         {
@@ -174,6 +259,56 @@ impl OtlpReceiver {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// Every metric data point received so far, oldest first.
+    pub fn points(&self) -> Vec<ReceivedPoint> {
+        self.recorder
+            .points
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The latest value of `metric` from `service` whose attributes include `attributes`,
+    /// once `ready` accepts it (polled until `timeout`); panics with what arrived if never.
+    pub fn wait_for_point(
+        &self,
+        service: &str,
+        metric: &str,
+        attributes: &[(&str, &str)],
+        timeout: Duration,
+        ready: impl Fn(f64) -> bool,
+    ) -> f64 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let latest = self
+                .points()
+                .into_iter()
+                .rev()
+                .find(|point| {
+                    point.service == service
+                        && point.metric == metric
+                        && attributes.iter().all(|(key, value)| {
+                            point.attributes.get(*key).map(String::as_str) == Some(*value)
+                        })
+                })
+                .map(|point| point.value);
+            if let Some(value) = latest.filter(|value| ready(*value)) {
+                return value;
+            }
+            if Instant::now() > deadline {
+                let names: std::collections::BTreeSet<String> = self
+                    .points()
+                    .iter()
+                    .map(|point| format!("{}/{}", point.service, point.metric))
+                    .collect();
+                panic!(
+                    "{service}/{metric}{attributes:?} never became ready (last: {latest:?}); received: {names:?}"
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// The spans of `trace_id`, once `ready` accepts them (polled until `timeout`); panics

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use wharf_e2e::Registry;
-use wharf_e2e::cluster::Cluster;
+use wharf_e2e::cluster::{Cluster, Role, http_get};
 use wharf_e2e::dist::{Dist, Form, WheelBuilder, token_auth};
 use wharf_e2e::otlp_receiver::{OtlpReceiver, ReceivedSpan};
 use wharf_e2e::raw_http::{RawResponse, request};
@@ -401,6 +401,7 @@ fn one_upload_in_scaled_mode_is_one_trace_across_three_processes() {
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
         .env("OTEL_BSP_SCHEDULE_DELAY", "100")
         .env("OTEL_TRACES_SAMPLER", "parentbased_always_on")
+        .env("OTEL_METRIC_EXPORT_INTERVAL", "300")
         .start();
     let token = cluster.user_with_token("alice");
     let dist = Dist::wheel("scaled-traced", "1.0");
@@ -447,6 +448,59 @@ fn one_upload_in_scaled_mode_is_one_trace_across_three_processes() {
         HashSet::from(["wharf-gateway", "wharf-verifier", "wharf-worker"]),
         "one trace holds spans from all three services"
     );
+    // The same processes export their metrics over OTLP (cumulative sums, sampled gauges),
+    // and serve them at /metrics.
+    let published = [("outcome", "published"), ("status", "200")];
+    let wait =
+        |service: &str, metric: &str, attributes: &[(&str, &str)], ready: &dyn Fn(f64) -> bool| {
+            receiver.wait_for_point(service, metric, attributes, EXPORT_WAIT, ready)
+        };
+    wait("wharf-gateway", "wharf.uploads", &published, &|value| {
+        value == 1.0
+    });
+    wait(
+        "wharf-worker",
+        "wharf.worker_outcomes",
+        &published,
+        &|value| value == 1.0,
+    );
+    wait("wharf-worker", "wharf.stored", &[], &|value| {
+        value == dist.size() as f64
+    });
+    wait(
+        "wharf-worker",
+        "wharf.upload_stage_duration",
+        &[("stage", "hash")],
+        &|value| value == 1.0,
+    );
+    wait(
+        "wharf-worker",
+        "wharf.bus_consumer_messages",
+        &[("state", "pending")],
+        &|value| value == 0.0,
+    );
+    wait(
+        "wharf-verifier",
+        "wharf.db_pool_connections",
+        &[("state", "max")],
+        &|value| value >= 1.0,
+    );
+    let (status, body) =
+        http_get(&format!("{}/metrics", cluster.url(Role::Worker, 0))).expect("worker /metrics");
+    assert_eq!(status, 200);
+    let text = String::from_utf8_lossy(&body);
+    for gauge in [
+        "wharf_bus_consumer_messages{state=\"pending\"} 0",
+        "wharf_bus_consumer_messages{state=\"ack_pending\"} ",
+        "wharf_db_pool_connections{state=\"max\"} ",
+        "wharf_db_pool_connections{state=\"in_use\"} ",
+    ] {
+        assert!(
+            text.contains(gauge),
+            "no {gauge:?} in the worker's metrics:\n{text}"
+        );
+    }
+
     // `WHARF_TRACE_DUMP=<file>` keeps the trace for docs/tools/waterfall.py.
     if let Some(path) = std::env::var_os("WHARF_TRACE_DUMP") {
         wharf_e2e::otlp_receiver::dump_spans(&spans, std::path::Path::new(&path))

@@ -1,6 +1,7 @@
 //! The in-process bus of the embedded mode: channels instead of a broker.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,7 +11,8 @@ use futures::stream::BoxStream;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::{
-    BusError, Delivery, FileStaged, OutcomeWatch, PublicEvent, Settle, UploadBus, UploadOutcome,
+    Backlog, BusError, Delivery, FileStaged, OutcomeWatch, PublicEvent, Settle, UploadBus,
+    UploadOutcome,
 };
 
 type Queued = (FileStaged, u32);
@@ -28,6 +30,37 @@ struct Inner {
     receiver: tokio::sync::Mutex<mpsc::UnboundedReceiver<Queued>>,
     waiters: Mutex<HashMap<String, oneshot::Sender<UploadOutcome>>>,
     events: broadcast::Sender<PublicEvent>,
+    /// Uploads in the queue.
+    queued: AtomicU64,
+    /// Deliveries handed out and not settled yet (including retries waiting for their delay).
+    in_hand: AtomicU64,
+    /// Of those, redeliveries.
+    redelivered_in_hand: AtomicU64,
+}
+
+impl Inner {
+    fn enqueue(&self, message: Queued) {
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        if self.queue.send(message).is_err() {
+            // The bus is closed; nothing will ever take it.
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    fn handed_out(&self, delivery_count: u32) {
+        self.queued.fetch_sub(1, Ordering::Relaxed);
+        self.in_hand.fetch_add(1, Ordering::Relaxed);
+        if delivery_count > 1 {
+            self.redelivered_in_hand.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn settled(&self, delivery_count: u32) {
+        self.in_hand.fetch_sub(1, Ordering::Relaxed);
+        if delivery_count > 1 {
+            self.redelivered_in_hand.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Default for InProcessBus {
@@ -47,6 +80,9 @@ impl InProcessBus {
                 receiver: tokio::sync::Mutex::new(receiver),
                 waiters: Mutex::new(HashMap::new()),
                 events,
+                queued: AtomicU64::new(0),
+                in_hand: AtomicU64::new(0),
+                redelivered_in_hand: AtomicU64::new(0),
             }),
         }
     }
@@ -59,6 +95,14 @@ impl InProcessBus {
 
 #[async_trait]
 impl UploadBus for InProcessBus {
+    async fn backlog(&self) -> Result<Backlog, BusError> {
+        Ok(Backlog {
+            pending: self.inner.queued.load(Ordering::Relaxed),
+            ack_pending: self.inner.in_hand.load(Ordering::Relaxed),
+            redelivered: self.inner.redelivered_in_hand.load(Ordering::Relaxed),
+        })
+    }
+
     async fn ping(&self) -> Result<(), BusError> {
         if self.inner.queue.is_closed() {
             return Err(BusError::Closed);
@@ -78,10 +122,11 @@ impl UploadBus for InProcessBus {
     }
 
     async fn publish_staged(&self, event: &FileStaged) -> Result<(), BusError> {
-        self.inner
-            .queue
-            .send((event.clone(), 1))
-            .map_err(|_| BusError::Closed)
+        if self.inner.queue.is_closed() {
+            return Err(BusError::Closed);
+        }
+        self.inner.enqueue((event.clone(), 1));
+        Ok(())
     }
 
     async fn publish_outcome(&self, outcome: &UploadOutcome) -> Result<(), BusError> {
@@ -103,8 +148,9 @@ impl UploadBus for InProcessBus {
         let stream = futures::stream::unfold(inner, |inner| async move {
             let next = inner.receiver.lock().await.recv().await;
             next.map(|(event, delivery_count)| {
+                inner.handed_out(delivery_count);
                 let settle = InProcessSettle {
-                    queue: inner.queue.clone(),
+                    inner: Arc::clone(&inner),
                     message: Some((event.clone(), delivery_count)),
                 };
                 (
@@ -138,14 +184,24 @@ impl Drop for ForgetWaiter {
 /// Settles an in-process delivery; an unsettled one is queued again when dropped, as a
 /// broker would redeliver it after its ack deadline.
 struct InProcessSettle {
-    queue: mpsc::UnboundedSender<Queued>,
+    inner: Arc<Inner>,
     message: Option<Queued>,
+}
+
+impl InProcessSettle {
+    /// Settles for good (ack or reject).
+    fn finish(&mut self) {
+        if let Some((_, count)) = self.message.take() {
+            self.inner.settled(count);
+        }
+    }
 }
 
 impl Drop for InProcessSettle {
     fn drop(&mut self) {
         if let Some((event, count)) = self.message.take() {
-            let _ = self.queue.send((event, count + 1));
+            self.inner.settled(count);
+            self.inner.enqueue((event, count + 1));
         }
     }
 }
@@ -153,23 +209,24 @@ impl Drop for InProcessSettle {
 #[async_trait]
 impl Settle for InProcessSettle {
     async fn ack(mut self: Box<Self>) -> Result<(), BusError> {
-        self.message = None;
+        self.finish();
         Ok(())
     }
 
     async fn retry_later(mut self: Box<Self>, delay: Duration) -> Result<(), BusError> {
         if let Some((event, count)) = self.message.take() {
-            let queue = self.queue.clone();
+            let inner = Arc::clone(&self.inner);
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
-                let _ = queue.send((event, count + 1));
+                inner.settled(count);
+                inner.enqueue((event, count + 1));
             });
         }
         Ok(())
     }
 
     async fn reject(mut self: Box<Self>) -> Result<(), BusError> {
-        self.message = None;
+        self.finish();
         Ok(())
     }
 
@@ -215,6 +272,34 @@ mod tests {
             watch.wait(Duration::from_secs(1)).await.expect("wait"),
             outcome
         );
+    }
+
+    #[tokio::test]
+    async fn backlog_counts_queued_and_unsettled_uploads() {
+        let bus = InProcessBus::new();
+        let backlog = |pending, ack_pending, redelivered| Backlog {
+            pending,
+            ack_pending,
+            redelivered,
+        };
+        assert_eq!(bus.backlog().await.expect("backlog"), backlog(0, 0, 0));
+        bus.publish_staged(&staged("a")).await.expect("publish");
+        bus.publish_staged(&staged("b")).await.expect("publish");
+        assert_eq!(bus.backlog().await.expect("backlog"), backlog(2, 0, 0));
+        let mut deliveries = bus.staged_deliveries().await.expect("deliveries");
+        let first = deliveries.next().await.expect("a");
+        assert_eq!(bus.backlog().await.expect("backlog"), backlog(1, 1, 0));
+        drop(first);
+        assert_eq!(bus.backlog().await.expect("backlog"), backlog(2, 0, 0));
+        let second = deliveries.next().await.expect("b");
+        let again = deliveries.next().await.expect("a again");
+        assert_eq!(again.delivery_count, 2);
+        assert_eq!(bus.backlog().await.expect("backlog"), backlog(0, 2, 1));
+        let (_, _, settle) = again.into_parts();
+        settle.ack().await.expect("ack");
+        let (_, _, settle) = second.into_parts();
+        settle.reject().await.expect("reject");
+        assert_eq!(bus.backlog().await.expect("backlog"), backlog(0, 0, 0));
     }
 
     #[tokio::test]

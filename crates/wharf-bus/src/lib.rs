@@ -71,6 +71,19 @@ pub trait UploadBus: Send + Sync + std::fmt::Debug {
     /// [`Settle::ack`], [`Settle::retry_later`] or [`Settle::reject`]; one dropped
     /// unsettled is delivered again.
     async fn staged_deliveries(&self) -> Result<BoxStream<'static, Delivery>, BusError>;
+    /// The staged-upload work queue's backlog, for metrics.
+    async fn backlog(&self) -> Result<Backlog, BusError>;
+}
+
+/// How much work waits in the staged-upload queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Backlog {
+    /// Uploads not yet delivered to any worker.
+    pub pending: u64,
+    /// Uploads delivered and not yet settled.
+    pub ack_pending: u64,
+    /// Uploads delivered more than once and not yet settled.
+    pub redelivered: u64,
 }
 
 /// A pending wait for one upload's outcome.

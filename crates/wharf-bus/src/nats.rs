@@ -34,7 +34,7 @@ use sha2::Digest;
 use tokio::sync::watch;
 
 use crate::{
-    BusError, Delivery, FileStaged, OutcomeWatch, PublicEvent, SUBJECT_OUTCOME_PREFIX,
+    Backlog, BusError, Delivery, FileStaged, OutcomeWatch, PublicEvent, SUBJECT_OUTCOME_PREFIX,
     SUBJECT_STAGED, Settle, UploadBus, UploadOutcome,
 };
 
@@ -458,6 +458,35 @@ fn is_valid_name(name: &str) -> bool {
 
 #[async_trait]
 impl UploadBus for NatsBus {
+    async fn backlog(&self) -> Result<Backlog, BusError> {
+        let info = tokio::time::timeout(REQUEST_TIMEOUT, async {
+            let stream = self
+                .inner
+                .jetstream
+                .get_stream_no_info(&self.inner.names.uploads_stream)
+                .await
+                .map_err(|error| {
+                    self.inner
+                        .unavailable("cannot open the uploads stream", error)
+                })?;
+            stream
+                .consumer_info(&self.inner.config.consumer_name)
+                .await
+                .map_err(|error| {
+                    self.inner
+                        .unavailable("cannot read the consumer's state", error)
+                })
+        })
+        .await
+        .map_err(|_| BusError::Unavailable("JetStream did not answer in time".to_owned()))??;
+        let count = |value: usize| u64::try_from(value).unwrap_or(u64::MAX);
+        Ok(Backlog {
+            pending: info.num_pending,
+            ack_pending: count(info.num_ack_pending),
+            redelivered: count(info.num_redelivered),
+        })
+    }
+
     async fn ping(&self) -> Result<(), BusError> {
         let state = self.inner.client.connection_state();
         if state != async_nats::connection::State::Connected {

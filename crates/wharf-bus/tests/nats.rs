@@ -314,6 +314,38 @@ async fn trace_context_travels_in_nats_headers() {
 }
 
 #[tokio::test]
+async fn backlog_reports_the_consumers_pending_and_unacked_messages() {
+    let env = TestBus::new().await;
+    let empty = env.bus.backlog().await.expect("backlog");
+    assert_eq!((empty.pending, empty.ack_pending), (0, 0));
+    for _ in 0..3 {
+        env.bus
+            .publish_staged(&staged(&new_id()))
+            .await
+            .expect("publish");
+    }
+    assert_eq!(env.bus.backlog().await.expect("backlog").pending, 3);
+    let worker = env.sibling().await;
+    let mut deliveries = worker.staged_deliveries().await.expect("deliveries");
+    let delivery = next(&mut deliveries).await;
+    // The pull batch (2) is handed out at once: 2 unacknowledged, 1 still pending.
+    let deadline = Instant::now() + WAIT;
+    let backlog = loop {
+        let backlog = env.bus.backlog().await.expect("backlog");
+        if backlog.ack_pending == 2 || Instant::now() > deadline {
+            break backlog;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        (backlog.pending, backlog.ack_pending, backlog.redelivered),
+        (1, 2, 0)
+    );
+    let (_, _, settle) = delivery.into_parts();
+    settle.ack().await.expect("ack");
+}
+
+#[tokio::test]
 async fn an_unacked_delivery_comes_back_after_ack_wait() {
     let env = TestBus::new().await;
     let upload_id = new_id();

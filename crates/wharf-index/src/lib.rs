@@ -89,10 +89,34 @@ fn pg_code_is_transient(code: &str) -> bool {
 }
 
 /// The index API every service uses; one adapter per database backend.
+/// Connections of the index's database pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolUsage {
+    /// Open connections, idle or in use.
+    pub open: u32,
+    /// Open connections not in use.
+    pub idle: u32,
+    /// The most connections the pool opens.
+    pub max: u32,
+}
+
+impl PoolUsage {
+    fn of<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> PoolUsage {
+        PoolUsage {
+            open: pool.size(),
+            idle: u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+            max: pool.options().get_max_connections(),
+        }
+    }
+}
+
 #[async_trait]
 pub trait IndexRepo: Send + Sync + std::fmt::Debug {
     /// Tells whether the database answers.
     async fn ping(&self) -> Result<(), IndexError>;
+
+    /// The connection pool's current use, for metrics.
+    fn pool_usage(&self) -> PoolUsage;
 
     /// Creates a user; fails with [`IndexError::Conflict`] if the name is taken.
     async fn create_user(&self, name: &str, now_micros: i64) -> Result<User, IndexError>;

@@ -676,6 +676,10 @@ impl IndexRepo for PgIndex {
         Ok(())
     }
 
+    fn pool_usage(&self) -> crate::PoolUsage {
+        crate::PoolUsage::of(&self.pool)
+    }
+
     async fn create_user(&self, name: &str, now_micros: i64) -> Result<User, IndexError> {
         let user = User {
             id: Uuid::new_v4().to_string(),

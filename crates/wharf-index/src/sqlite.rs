@@ -260,6 +260,10 @@ impl IndexRepo for SqliteIndex {
         Ok(())
     }
 
+    fn pool_usage(&self) -> crate::PoolUsage {
+        crate::PoolUsage::of(&self.pool)
+    }
+
     async fn create_user(&self, name: &str, now_micros: i64) -> Result<User, IndexError> {
         let user = User {
             id: Uuid::new_v4().to_string(),

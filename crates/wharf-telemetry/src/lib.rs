@@ -10,7 +10,10 @@
 //!   trace id, so logs and the `X-Wharf-Trace-Id` response header always have one;
 //! - [`propagation`]: carrying the trace context over HTTP headers, gRPC metadata and bus
 //!   messages, plus a tower wrapper for gRPC servers ([`GrpcServerTrace`]);
-//! - [`Metrics`]: the Prometheus registry every service exposes at `/metrics`;
+//! - [`Metrics`]: the Prometheus registry every service exposes at `/metrics`, mirrored on
+//!   OpenTelemetry instruments that are exported with OTLP over gRPC when
+//!   `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`) is set, every
+//!   `OTEL_METRIC_EXPORT_INTERVAL` milliseconds (default 60 000);
 //! - [`Redacted`]: a wrapper for secrets that never shows them.
 
 mod grpc;
@@ -20,6 +23,7 @@ mod redact;
 
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use tracing::{Event, Subscriber};
@@ -31,7 +35,7 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 
 pub use grpc::{GrpcServerTrace, inject_into_request};
-pub use metrics::{METRICS_CONTENT_TYPE, Metrics, Stage, UploadResult};
+pub use metrics::{ConsumerBacklog, METRICS_CONTENT_TYPE, Metrics, PoolUsage, Stage, UploadResult};
 pub use redact::Redacted;
 
 /// The response header that carries a request's trace id.
@@ -62,6 +66,8 @@ pub struct TelemetryGuard {
     service_name: String,
     provider: SdkTracerProvider,
     exporting: bool,
+    /// Exports metrics over OTLP, when configured.
+    meter_provider: Option<SdkMeterProvider>,
 }
 
 impl TelemetryGuard {
@@ -75,9 +81,25 @@ impl TelemetryGuard {
         self.exporting
     }
 
-    /// Flushes and stops the trace pipeline. The SDK's shutdown blocks (it waits for the
-    /// batch processor's thread), so it runs on the blocking pool.
+    /// Tells whether metrics are exported over OTLP.
+    pub fn exporting_metrics(&self) -> bool {
+        self.meter_provider.is_some()
+    }
+
+    /// Flushes and stops the trace and metric pipelines. The SDK's shutdown blocks (it waits
+    /// for the exporters' threads), so it runs on the blocking pool.
     pub async fn shutdown(self) {
+        if let Some(meter_provider) = self.meter_provider {
+            match tokio::task::spawn_blocking(move || meter_provider.shutdown()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    tracing::warn!(error = %error, "could not flush the metric exporter")
+                }
+                Err(error) => {
+                    tracing::warn!(error = %error, "metric exporter shutdown task failed")
+                }
+            }
+        }
         let provider = self.provider;
         let exporting = self.exporting;
         match tokio::task::spawn_blocking(move || provider.shutdown()).await {
@@ -93,19 +115,22 @@ impl TelemetryGuard {
 
 /// The trace exporter's endpoint, if one is configured through the standard variables.
 fn otlp_endpoint() -> Option<String> {
-    if env_is("OTEL_SDK_DISABLED", "true") || env_is("OTEL_TRACES_EXPORTER", "none") {
+    signal_endpoint("OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+}
+
+/// The endpoint of one signal's exporter: its own variable, else the common one; none when
+/// the SDK or that exporter is disabled.
+fn signal_endpoint(exporter_variable: &str, endpoint_variable: &str) -> Option<String> {
+    if env_is("OTEL_SDK_DISABLED", "true") || env_is(exporter_variable, "none") {
         return None;
     }
-    [
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-        "OTEL_EXPORTER_OTLP_ENDPOINT",
-    ]
-    .into_iter()
-    .find_map(|name| {
-        std::env::var(name)
-            .ok()
-            .filter(|value| !value.trim().is_empty())
-    })
+    [endpoint_variable, "OTEL_EXPORTER_OTLP_ENDPOINT"]
+        .into_iter()
+        .find_map(|name| {
+            std::env::var(name)
+                .ok()
+                .filter(|value| !value.trim().is_empty())
+        })
 }
 
 fn env_is(name: &str, expected: &str) -> bool {
@@ -154,6 +179,28 @@ fn tracer_provider(service_name: &str) -> (SdkTracerProvider, Result<bool, Strin
             Err(format!("{endpoint}: {error}")),
         ),
     }
+}
+
+/// The OTLP metric pipeline when an endpoint is configured: a periodic reader (interval from
+/// `OTEL_METRIC_EXPORT_INTERVAL`) over the gRPC exporter, which reads the endpoint, headers
+/// and timeout from the standard variables. Must run inside a Tokio runtime.
+fn meter_provider(service_name: &str) -> Result<Option<SdkMeterProvider>, String> {
+    let Some(endpoint) = signal_endpoint(
+        "OTEL_METRICS_EXPORTER",
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+    ) else {
+        return Ok(None);
+    };
+    let exporter = opentelemetry_otlp::MetricExporter::builder()
+        .with_tonic()
+        .build()
+        .map_err(|error| format!("{endpoint}: {error}"))?;
+    Ok(Some(
+        SdkMeterProvider::builder()
+            .with_resource(resource(service_name))
+            .with_reader(PeriodicReader::builder(exporter).build())
+            .build(),
+    ))
 }
 
 /// Installs the global subscriber and the W3C propagator for `service_name`. Call once, from
@@ -212,10 +259,26 @@ pub fn init(service_name: &str) -> TelemetryGuard {
             "exporting traces with OTLP over gRPC"
         );
     }
+    // Installed before any `Metrics` is made: its instruments come from the global provider.
+    let meter_provider = match meter_provider(service_name) {
+        Ok(provider) => provider,
+        Err(error) => {
+            tracing::warn!(error = %error, "cannot set up the OTLP metric exporter; metrics are not exported");
+            None
+        }
+    };
+    if let Some(provider) = &meter_provider {
+        opentelemetry::global::set_meter_provider(provider.clone());
+        tracing::info!(
+            service = service_name,
+            "exporting metrics with OTLP over gRPC"
+        );
+    }
     TelemetryGuard {
         service_name: service_name.to_owned(),
         provider,
         exporting,
+        meter_provider,
     }
 }
 

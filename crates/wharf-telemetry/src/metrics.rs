@@ -1,13 +1,22 @@
-//! The Prometheus metrics of every service, in one registry per process (the embedded mode
-//! shares it between its three services). Services get a [`Metrics`] handle passed in
-//! explicitly; [`Metrics::encode`] renders the OpenMetrics text served at `/metrics`.
+//! The metrics of every service, in one registry per process (the embedded mode shares it
+//! between its three services). Services get a [`Metrics`] handle passed in explicitly;
+//! [`Metrics::encode`] renders the OpenMetrics text served at `/metrics`. Every measurement is
+//! also recorded on OpenTelemetry instruments of the global meter provider, which exports
+//! them over OTLP when an endpoint is configured (see [`crate::init`]) and is a no-op
+//! otherwise. The OTel names are dotted (`wharf.uploads`) and translate to the Prometheus ones
+//! (`wharf_uploads_total`) under the usual OTLP-to-Prometheus rules.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{
+    Counter as OtelCounter, Gauge as OtelGauge, Histogram as OtelHistogram,
+};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
@@ -80,6 +89,33 @@ struct PageLabels {
     page: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolLabels {
+    state: &'static str,
+}
+
+/// A bus consumer's backlog, as the broker reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ConsumerBacklog {
+    /// Messages not yet delivered to any worker.
+    pub pending: u64,
+    /// Messages delivered and not yet acknowledged.
+    pub ack_pending: u64,
+    /// Messages delivered more than once and not yet acknowledged.
+    pub redelivered: u64,
+}
+
+/// Connections of a database pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PoolUsage {
+    /// Open connections, idle or in use.
+    pub open: u32,
+    /// Open connections not in use.
+    pub idle: u32,
+    /// The most connections the pool opens.
+    pub max: u32,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn duration_histogram() -> Histogram {
@@ -100,6 +136,114 @@ struct Inner {
     jwks_fetches: Counter,
     jwks_failures: Counter,
     simple_requests: Family<PageLabels, Counter>,
+    consumer_backlog: Family<BacklogLabels, Gauge>,
+    db_pool: Family<PoolLabels, Gauge>,
+    otel: OtelInstruments,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BacklogLabels {
+    state: &'static str,
+}
+
+/// The same measurements on OpenTelemetry instruments (exported over OTLP when configured).
+struct OtelInstruments {
+    uploads: OtelCounter<u64>,
+    worker_outcomes: OtelCounter<u64>,
+    received_bytes: OtelCounter<u64>,
+    stored_bytes: OtelCounter<u64>,
+    stage_seconds: OtelHistogram<f64>,
+    deliveries: OtelCounter<u64>,
+    redeliveries: OtelCounter<u64>,
+    mint_outcomes: OtelCounter<u64>,
+    jwks_fetches: OtelCounter<u64>,
+    jwks_failures: OtelCounter<u64>,
+    simple_requests: OtelCounter<u64>,
+    consumer_backlog: OtelGauge<u64>,
+    db_pool: OtelGauge<u64>,
+}
+
+impl OtelInstruments {
+    fn new() -> OtelInstruments {
+        let meter = opentelemetry::global::meter("wharf");
+        let counter = |name: &'static str, unit: &'static str, description: &'static str| {
+            meter
+                .u64_counter(name)
+                .with_unit(unit)
+                .with_description(description)
+                .build()
+        };
+        let gauge = |name: &'static str, description: &'static str| {
+            meter
+                .u64_gauge(name)
+                .with_unit("{message}")
+                .with_description(description)
+                .build()
+        };
+        OtelInstruments {
+            uploads: counter(
+                "wharf.uploads",
+                "{request}",
+                "Upload requests answered by the gateway",
+            ),
+            worker_outcomes: counter(
+                "wharf.worker_outcomes",
+                "{upload}",
+                "Uploads processed by storage workers",
+            ),
+            received_bytes: counter(
+                "wharf.upload_received",
+                "By",
+                "Distribution bytes streamed to staging",
+            ),
+            stored_bytes: counter("wharf.stored", "By", "Distribution bytes newly stored"),
+            stage_seconds: meter
+                .f64_histogram("wharf.upload_stage_duration")
+                .with_unit("s")
+                .with_description("Duration of each upload stage")
+                .with_boundaries(
+                    (0..16)
+                        .map(|power| 0.001 * f64::from(1u32 << power))
+                        .collect(),
+                )
+                .build(),
+            deliveries: counter(
+                "wharf.bus_deliveries",
+                "{delivery}",
+                "Staged-upload deliveries received",
+            ),
+            redeliveries: counter(
+                "wharf.bus_redeliveries",
+                "{delivery}",
+                "Staged-upload redeliveries received",
+            ),
+            mint_outcomes: counter(
+                "wharf.oidc_mint",
+                "{exchange}",
+                "Trusted-publishing token exchanges",
+            ),
+            jwks_fetches: counter("wharf.oidc_jwks_fetches", "{fetch}", "JWKS fetches"),
+            jwks_failures: counter(
+                "wharf.oidc_jwks_fetch_failures",
+                "{fetch}",
+                "JWKS fetches that failed",
+            ),
+            simple_requests: counter(
+                "wharf.simple_requests",
+                "{request}",
+                "Simple API pages served",
+            ),
+            consumer_backlog: gauge(
+                "wharf.bus_consumer_messages",
+                "The staged-upload consumer's backlog, by state",
+            ),
+            db_pool: meter
+                .u64_gauge("wharf.db_pool_connections")
+                .with_unit("{connection}")
+                .with_description("Index database pool connections, by state")
+                .build(),
+        }
+    }
 }
 
 /// Wharf's metrics; cheap to clone (one shared registry).
@@ -194,6 +338,18 @@ impl Metrics {
             "Simple repository API pages served, by page (index, project)",
             simple_requests.clone(),
         );
+        let consumer_backlog = Family::<BacklogLabels, Gauge>::default();
+        registry.register(
+            "bus_consumer_messages",
+            "The staged-upload consumer's backlog: pending (not yet delivered), ack_pending (delivered, unacknowledged), redelivered (delivered more than once, unacknowledged); sampled every few seconds",
+            consumer_backlog.clone(),
+        );
+        let db_pool = Family::<PoolLabels, Gauge>::default();
+        registry.register(
+            "db_pool_connections",
+            "Index database pool connections: in_use, idle, max; sampled every few seconds",
+            db_pool.clone(),
+        );
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -208,6 +364,9 @@ impl Metrics {
                 jwks_fetches,
                 jwks_failures,
                 simple_requests,
+                consumer_backlog,
+                db_pool,
+                otel: OtelInstruments::new(),
             }),
         }
     }
@@ -245,12 +404,24 @@ impl Metrics {
         }
     }
 
+    fn upload_attributes(result: UploadResult) -> [KeyValue; 2] {
+        let labels = Self::upload_labels(result);
+        [
+            KeyValue::new("outcome", labels.outcome),
+            KeyValue::new("status", labels.status),
+        ]
+    }
+
     /// Gateway: an upload request was answered.
     pub fn upload_answered(&self, result: UploadResult) {
         self.inner
             .uploads
             .get_or_create(&Self::upload_labels(result))
             .inc();
+        self.inner
+            .otel
+            .uploads
+            .add(1, &Self::upload_attributes(result));
     }
 
     /// Worker: an upload was processed (its outcome was sent).
@@ -259,16 +430,22 @@ impl Metrics {
             .worker_outcomes
             .get_or_create(&Self::upload_labels(result))
             .inc();
+        self.inner
+            .otel
+            .worker_outcomes
+            .add(1, &Self::upload_attributes(result));
     }
 
     /// Gateway: bytes streamed to staging.
     pub fn bytes_received(&self, bytes: u64) {
         self.inner.received_bytes.inc_by(bytes);
+        self.inner.otel.received_bytes.add(bytes, &[]);
     }
 
     /// Worker: bytes of a newly stored file.
     pub fn bytes_stored(&self, bytes: u64) {
         self.inner.stored_bytes.inc_by(bytes);
+        self.inner.otel.stored_bytes.add(bytes, &[]);
     }
 
     /// A stage took `elapsed`.
@@ -279,13 +456,19 @@ impl Metrics {
                 stage: stage.as_str(),
             })
             .observe(elapsed.as_secs_f64());
+        self.inner.otel.stage_seconds.record(
+            elapsed.as_secs_f64(),
+            &[KeyValue::new("stage", stage.as_str())],
+        );
     }
 
     /// Worker: a delivery arrived (`delivery_count` 1 for the first delivery).
     pub fn delivery(&self, delivery_count: u32) {
         self.inner.deliveries.inc();
+        self.inner.otel.deliveries.add(1, &[]);
         if delivery_count > 1 {
             self.inner.redeliveries.inc();
+            self.inner.otel.redeliveries.add(1, &[]);
         }
     }
 
@@ -302,13 +485,22 @@ impl Metrics {
             },
         };
         self.inner.mint_outcomes.get_or_create(&labels).inc();
+        self.inner.otel.mint_outcomes.add(
+            1,
+            &[
+                KeyValue::new("outcome", labels.outcome),
+                KeyValue::new("code", labels.code),
+            ],
+        );
     }
 
     /// Verifier: a JWKS fetch ended.
     pub fn jwks_fetch(&self, succeeded: bool) {
         self.inner.jwks_fetches.inc();
+        self.inner.otel.jwks_fetches.add(1, &[]);
         if !succeeded {
             self.inner.jwks_failures.inc();
+            self.inner.otel.jwks_failures.add(1, &[]);
         }
     }
 
@@ -318,6 +510,43 @@ impl Metrics {
             .simple_requests
             .get_or_create(&PageLabels { page })
             .inc();
+        self.inner
+            .otel
+            .simple_requests
+            .add(1, &[KeyValue::new("page", page)]);
+    }
+
+    /// Worker: the staged-upload consumer's backlog as last read from the broker.
+    pub fn consumer_backlog(&self, backlog: ConsumerBacklog) {
+        for (state, count) in [
+            ("pending", backlog.pending),
+            ("ack_pending", backlog.ack_pending),
+            ("redelivered", backlog.redelivered),
+        ] {
+            self.inner
+                .consumer_backlog
+                .get_or_create(&BacklogLabels { state })
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+            self.inner
+                .otel
+                .consumer_backlog
+                .record(count, &[KeyValue::new("state", state)]);
+        }
+    }
+
+    /// The index database pool's connections as last sampled.
+    pub fn db_pool(&self, usage: PoolUsage) {
+        let in_use = usage.open.saturating_sub(usage.idle);
+        for (state, count) in [("in_use", in_use), ("idle", usage.idle), ("max", usage.max)] {
+            self.inner
+                .db_pool
+                .get_or_create(&PoolLabels { state })
+                .set(i64::from(count));
+            self.inner
+                .otel
+                .db_pool
+                .record(u64::from(count), &[KeyValue::new("state", state)]);
+        }
     }
 }
 
@@ -338,6 +567,16 @@ mod tests {
         metrics.mint_outcome(Some("invalid-payload"));
         metrics.jwks_fetch(false);
         metrics.simple_request("project");
+        metrics.consumer_backlog(ConsumerBacklog {
+            pending: 7,
+            ack_pending: 2,
+            redelivered: 1,
+        });
+        metrics.db_pool(PoolUsage {
+            open: 5,
+            idle: 2,
+            max: 10,
+        });
         let text = metrics.encode();
         for expected in [
             "wharf_uploads_total{outcome=\"published\",status=\"200\"} 1",
@@ -350,6 +589,10 @@ mod tests {
             "wharf_oidc_jwks_fetches_total 1",
             "wharf_oidc_jwks_fetch_failures_total 1",
             "wharf_simple_requests_total{page=\"project\"} 1",
+            "wharf_bus_consumer_messages{state=\"pending\"} 7",
+            "wharf_bus_consumer_messages{state=\"redelivered\"} 1",
+            "wharf_db_pool_connections{state=\"in_use\"} 3",
+            "wharf_db_pool_connections{state=\"max\"} 10",
             "# EOF",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in\n{text}");

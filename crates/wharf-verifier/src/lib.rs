@@ -782,6 +782,10 @@ mod tests {
             self.inner.ping().await
         }
 
+        fn pool_usage(&self) -> wharf_index::PoolUsage {
+            self.inner.pool_usage()
+        }
+
         async fn create_user(&self, name: &str, now_micros: i64) -> Result<User, IndexError> {
             self.inner.create_user(name, now_micros).await
         }

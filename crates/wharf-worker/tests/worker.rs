@@ -18,7 +18,8 @@ use sha2::Digest;
 use tokio_util::sync::CancellationToken;
 use wharf_blob::BlobStore;
 use wharf_bus::{
-    BusError, Delivery, InProcessBus, OutcomeWatch, PublicEvent, SUBJECT_FILE_PUBLISHED, UploadBus,
+    Backlog, BusError, Delivery, InProcessBus, OutcomeWatch, PublicEvent, SUBJECT_FILE_PUBLISHED,
+    UploadBus,
 };
 use wharf_core::form::ReleaseMetadata;
 use wharf_index::{IndexRepo, SqliteIndex, User};
@@ -212,6 +213,10 @@ impl UploadBus for RecordingBus {
 
     async fn staged_deliveries(&self) -> Result<BoxStream<'static, Delivery>, BusError> {
         self.inner.staged_deliveries().await
+    }
+
+    async fn backlog(&self) -> Result<Backlog, BusError> {
+        self.inner.backlog().await
     }
 }
 

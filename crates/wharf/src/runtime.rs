@@ -33,6 +33,43 @@ pub(crate) async fn shutdown_signal() {
     }
 }
 
+/// How often the gauges (database pool, upload queue) are sampled.
+const GAUGE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Samples the index pool's connections and, in a process that runs storage workers
+/// (`bus`), the upload queue's backlog into `metrics`: at once, then every few seconds, for
+/// as long as the runtime lives.
+pub(crate) fn sample_gauges(
+    metrics: wharf_telemetry::Metrics,
+    index: Arc<dyn wharf_index::IndexRepo>,
+    bus: Option<Arc<dyn wharf_bus::UploadBus>>,
+) {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(GAUGE_INTERVAL);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let pool = index.pool_usage();
+            metrics.db_pool(wharf_telemetry::PoolUsage {
+                open: pool.open,
+                idle: pool.idle,
+                max: pool.max,
+            });
+            if let Some(bus) = &bus {
+                match bus.backlog().await {
+                    Ok(backlog) => metrics.consumer_backlog(wharf_telemetry::ConsumerBacklog {
+                        pending: backlog.pending,
+                        ack_pending: backlog.ack_pending,
+                        redelivered: backlog.redelivered,
+                    }),
+                    // Readiness reports the outage; the gauge keeps its last value.
+                    Err(error) => tracing::debug!(error = %error, "cannot sample the upload queue"),
+                }
+            }
+        }
+    });
+}
+
 /// One dependency a service needs to be ready: a name and a probe.
 pub(crate) type ReadinessCheck = (
     &'static str,

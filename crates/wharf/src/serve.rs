@@ -99,6 +99,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         gateway_settings,
     )
     .with_metrics(metrics.clone());
+    runtime::sample_gauges(metrics.clone(), Arc::clone(&index), Some(Arc::clone(&bus)));
     let worker = StorageWorker::new(Arc::clone(&index), blobs, Arc::clone(&bus), worker_settings)
         .with_metrics(metrics);
 

@@ -168,8 +168,9 @@ pub(crate) async fn run_gateway(args: GatewayArgs) -> anyhow::Result<()> {
     let index = args.index.open().await?;
     let blobs = args.store.open(&args.index.data_dir)?;
     let bus = args.nats.connect().await?;
-    let gateway = Gateway::new(verifier, index, blobs, bus, settings)
-        .with_metrics(wharf_telemetry::Metrics::new());
+    let metrics = wharf_telemetry::Metrics::new();
+    runtime::sample_gauges(metrics.clone(), Arc::clone(&index), None);
+    let gateway = Gateway::new(verifier, index, blobs, bus, settings).with_metrics(metrics);
     let serving = runtime::serve(args.listen, tls, gateway.router())?;
     tracing::info!(address = %serving.address, verifier = %args.verifier.url, "wharf gateway is serving");
     shutdown_signal().await;
@@ -185,6 +186,7 @@ pub(crate) async fn run_verifier(args: VerifierArgs) -> anyhow::Result<()> {
     let index = args.index.open().await?;
     let bus = args.nats.connect().await?;
     let metrics = wharf_telemetry::Metrics::new();
+    runtime::sample_gauges(metrics.clone(), Arc::clone(&index), None);
     let service = VerifierService::new_with_metrics(Arc::clone(&index), settings, metrics.clone())
         .context("failed to set up the verifier")?
         .with_events(bus);
@@ -244,6 +246,7 @@ pub(crate) async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
         }),
     ];
     let metrics = wharf_telemetry::Metrics::new();
+    runtime::sample_gauges(metrics.clone(), Arc::clone(&index), Some(Arc::clone(&bus)));
     let worker = StorageWorker::new(index, blobs, bus, settings).with_metrics(metrics.clone());
     let stop = CancellationToken::new();
     let worker_task = tokio::spawn(worker.run(stop.clone()));
