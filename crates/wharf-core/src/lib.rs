@@ -15,7 +15,7 @@ pub mod name;
 pub mod spdx;
 pub mod version;
 
-mod pyrepr;
+pub mod pyrepr;
 
 #[rustfmt::skip]
 mod classifiers_data;

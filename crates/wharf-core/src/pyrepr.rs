@@ -1,7 +1,8 @@
-//! Python `repr()` of strings and lists, used to reproduce PyPI's message texts.
+//! Python `repr()` of strings and lists, used to reproduce PyPI's message texts (here, in
+//! macaroon caveat errors and in trusted-publishing claim errors).
 
 /// Returns Python's `repr(s)` for a `str`.
-pub(crate) fn repr(s: &str) -> String {
+pub fn repr(s: &str) -> String {
     let quote = if s.contains('\'') && !s.contains('"') {
         '"'
     } else {
@@ -38,7 +39,7 @@ pub(crate) fn repr(s: &str) -> String {
 }
 
 /// Returns Python's `repr()` of a list of `str`.
-pub(crate) fn repr_list<S: AsRef<str>>(items: &[S]) -> String {
+pub fn repr_list<S: AsRef<str>>(items: &[S]) -> String {
     let inner: Vec<String> = items.iter().map(|s| repr(s.as_ref())).collect();
     format!("[{}]", inner.join(", "))
 }

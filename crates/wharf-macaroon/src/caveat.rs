@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use crate::verify::VerificationContext;
+use wharf_core::pyrepr::repr as py_repr;
 
 /// A PyPI caveat.
 ///
@@ -303,36 +304,6 @@ fn not_valid_for(name: &str) -> String {
         "project-scoped token is not valid for project: {}",
         py_repr(name)
     )
-}
-
-/// `repr(str)` in Python, for the ASCII names PyPI allows (and a best effort
-/// beyond: C0/C1 controls escaped, other characters kept).
-pub(crate) fn py_repr(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push(quote);
-    for ch in s.chars() {
-        match ch {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if (c as u32) < 0x20 || (0x7f..0xa0).contains(&(c as u32)) => {
-                out.push_str(&format!("\\x{:02x}", c as u32));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-    out
 }
 
 pub(crate) fn parse_internal(bytes: &[u8]) -> Result<Caveat, ParseFailure> {
@@ -784,14 +755,6 @@ mod tests {
             c.check_with(&as_pub("pub1"), Some(&["id-bar"])),
             Err("OIDC scoped token is not valid for project 'foo'".to_owned())
         );
-    }
-
-    #[test]
-    fn python_repr() {
-        assert_eq!(py_repr("foo"), "'foo'");
-        assert_eq!(py_repr("it's"), "\"it's\"");
-        assert_eq!(py_repr("a'b\"c"), "'a\\'b\"c'");
-        assert_eq!(py_repr("a\\b\n\u{1}"), "'a\\\\b\\n\\x01'");
     }
 
     fn caveat_strategy() -> impl Strategy<Value = Caveat> {

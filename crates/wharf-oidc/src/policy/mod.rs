@@ -25,6 +25,7 @@ pub use google::GooglePolicy;
 use crate::error::MintError;
 use crate::issuer::{Issuer, IssuerKind};
 use crate::verify::Claims;
+use wharf_core::pyrepr::repr as py_repr;
 
 /// PyPI's inner reason when no publisher fits.
 pub const NOT_FOUND: &str = "Publisher with matching claims was not found";
@@ -283,35 +284,6 @@ fn check_failed_optional(name: &str) -> String {
 /// A claim as a non-empty string (Python truthiness for the string claims PyPI reads).
 fn non_empty<'c>(claims: &'c Claims, name: &str) -> Option<&'c str> {
     claims.get_str(name).filter(|s| !s.is_empty())
-}
-
-/// Python's `repr()` of a string.
-pub(crate) fn py_repr(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push(quote);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-    out
 }
 
 /// Python's `repr()` of a JSON claim value (strings quoted, others as JSON).
