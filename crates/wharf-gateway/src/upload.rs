@@ -7,8 +7,9 @@
 
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use std::net::IpAddr;
 use std::time::Instant;
 
 use base64::Engine;
@@ -27,6 +28,7 @@ use wharf_proto::v1::{
 use wharf_telemetry::{Stage, UploadResult, propagation};
 
 use crate::Gateway;
+use crate::rate_limit::{Limited, RateRefusal, client_ip};
 use crate::response::upload_error;
 
 const INVALID_AUTH: &str = "Invalid or non-existent authentication information. \
@@ -40,6 +42,8 @@ const PASSWORD_AUTH: &str = "Username/Password authentication is no longer suppo
 struct Refusal {
     status: u16,
     message: String,
+    /// Seconds for the `Retry-After` header of a `429`.
+    retry_after: Option<u64>,
 }
 
 impl From<Rejection> for Refusal {
@@ -47,6 +51,7 @@ impl From<Rejection> for Refusal {
         Refusal {
             status: rejection.status(),
             message: rejection.message,
+            retry_after: None,
         }
     }
 }
@@ -71,6 +76,7 @@ impl Refusal {
         Refusal {
             status,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -83,6 +89,22 @@ impl Refusal {
             503,
             format!("{what} is unavailable right now; please try again later."),
         )
+    }
+}
+
+impl From<RateRefusal> for Refusal {
+    fn from(refusal: RateRefusal) -> Refusal {
+        match refusal {
+            RateRefusal::Limited {
+                limited,
+                retry_after,
+            } => Refusal {
+                status: 429,
+                message: limited.message(retry_after),
+                retry_after: Some(retry_after),
+            },
+            RateRefusal::Unavailable => Refusal::unavailable("The index"),
+        }
     }
 }
 
@@ -153,14 +175,17 @@ pub(crate) async fn upload(
     State(gateway): State<Gateway>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
+    extensions: Extensions,
     body: Body,
 ) -> Response {
     let upload_id = uuid::Uuid::now_v7().to_string();
     tracing::Span::current().record("wharf.upload_id", upload_id.as_str());
+    let client_ip = client_ip(&gateway.settings.rate_limits, &headers, &extensions);
     let result = Upload {
         gateway: &gateway,
         headers: &headers,
         upload_id: &upload_id,
+        client_ip,
     }
     .run(query.as_deref(), body)
     .await;
@@ -176,7 +201,13 @@ pub(crate) async fn upload(
             gateway
                 .metrics
                 .upload_answered(UploadResult::Rejected(refusal.status));
-            upload_error(refusal.status, &refusal.message, &headers)
+            let mut response = upload_error(refusal.status, &refusal.message, &headers);
+            if let Some(seconds) = refusal.retry_after {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            }
+            response
         }
     }
 }
@@ -186,6 +217,7 @@ struct Upload<'a> {
     gateway: &'a Gateway,
     headers: &'a HeaderMap,
     upload_id: &'a str,
+    client_ip: Option<IpAddr>,
 }
 
 /// A staged distribution: the part has been fully written to staging.
@@ -200,8 +232,20 @@ impl Upload<'_> {
         if let Some(action) = &query_action {
             check_action(action)?;
         }
+        // Per address before anything else (it also slows down token guessing), per token
+        // once the token is known to be real.
+        if let Some(ip) = self.client_ip {
+            self.gateway
+                .check_rate(Limited::UploadPerIp, &ip.to_string())
+                .await?;
+        }
         let token = token_from_headers(self.headers)?;
         let identity = self.authenticate(&token).await?;
+        if !identity.token_id.is_empty() {
+            self.gateway
+                .check_rate(Limited::UploadPerToken, &identity.token_id)
+                .await?;
+        }
 
         let content_type = self
             .headers

@@ -76,6 +76,11 @@ struct MintLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabels {
+    limit: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PageLabels {
     page: &'static str,
 }
@@ -100,6 +105,7 @@ struct Inner {
     jwks_fetches: Counter,
     jwks_failures: Counter,
     simple_requests: Family<PageLabels, Counter>,
+    rate_limited: Family<LimitLabels, Counter>,
 }
 
 /// Wharf's metrics; cheap to clone (one shared registry).
@@ -194,6 +200,12 @@ impl Metrics {
             "Simple repository API pages served, by page (index, project)",
             simple_requests.clone(),
         );
+        let rate_limited = Family::<LimitLabels, Counter>::default();
+        registry.register(
+            "rate_limited_requests",
+            "Requests refused with 429 by a rate limit, by limit",
+            rate_limited.clone(),
+        );
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -208,6 +220,7 @@ impl Metrics {
                 jwks_fetches,
                 jwks_failures,
                 simple_requests,
+                rate_limited,
             }),
         }
     }
@@ -317,6 +330,14 @@ impl Metrics {
         self.inner
             .simple_requests
             .get_or_create(&PageLabels { page })
+            .inc();
+    }
+
+    /// Gateway: a request was refused by the rate limit `limit` (e.g. `upload-ip`).
+    pub fn rate_limited(&self, limit: &'static str) {
+        self.inner
+            .rate_limited
+            .get_or_create(&LimitLabels { limit })
             .inc();
     }
 }
