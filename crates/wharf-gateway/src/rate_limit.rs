@@ -21,6 +21,10 @@ pub struct RateLimits {
     pub upload_per_token: Option<RateLimit>,
     /// Trusted-publishing token exchanges per client IP.
     pub mint_per_ip: Option<RateLimit>,
+    /// Projects created by one user (PyPI: 20 an hour).
+    pub new_project_per_user: Option<RateLimit>,
+    /// Projects created from one client IP (PyPI: 40 an hour).
+    pub new_project_per_ip: Option<RateLimit>,
     /// A header set by a trusted reverse proxy that carries the client address (e.g.
     /// `X-Forwarded-For`; its last entry is used). Unset: the socket peer address.
     pub client_ip_header: Option<HeaderName>,
@@ -32,6 +36,8 @@ pub(crate) enum Limited {
     UploadPerIp,
     UploadPerToken,
     MintPerIp,
+    NewProjectPerUser,
+    NewProjectPerIp,
 }
 
 impl Limited {
@@ -40,6 +46,8 @@ impl Limited {
             Limited::UploadPerIp => "upload-ip",
             Limited::UploadPerToken => "upload-token",
             Limited::MintPerIp => "mint-token-ip",
+            Limited::NewProjectPerUser => "new-project-user",
+            Limited::NewProjectPerIp => "new-project-ip",
         }
     }
 
@@ -48,6 +56,8 @@ impl Limited {
             Limited::UploadPerIp => limits.upload_per_ip,
             Limited::UploadPerToken => limits.upload_per_token,
             Limited::MintPerIp => limits.mint_per_ip,
+            Limited::NewProjectPerUser => limits.new_project_per_user,
+            Limited::NewProjectPerIp => limits.new_project_per_ip,
         }
     }
 
@@ -57,6 +67,10 @@ impl Limited {
             Limited::UploadPerIp => "Too many uploads from this IP address",
             Limited::UploadPerToken => "Too many uploads with this API token",
             Limited::MintPerIp => "Too many token requests from this IP address",
+            // PyPI's exact words (spec a.7).
+            Limited::NewProjectPerUser | Limited::NewProjectPerIp => {
+                return "Too many new projects created".to_owned();
+            }
         };
         let unit = if retry_after == 1 {
             "second"

@@ -280,6 +280,9 @@ impl Upload<'_> {
                     let checked = self
                         .check_before_streaming(&token, &fields, &filename, field.content_type())
                         .await?;
+                    if checked.1.may_create_project {
+                        self.check_new_project_rate(&identity).await?;
+                    }
                     let size = self
                         .stream_to_staging(&mut field, &checked.1, &checked.0)
                         .await?;
@@ -360,6 +363,22 @@ impl Upload<'_> {
             }
         }
         self.publish_and_wait(identity, grant, form, staged).await
+    }
+
+    /// PyPI's limits on creating projects, per user and per client IP (spec a.7), checked
+    /// once the upload is known to create one.
+    async fn check_new_project_rate(&self, identity: &Identity) -> Result<(), Refusal> {
+        if !identity.user_id.is_empty() {
+            self.gateway
+                .check_rate(Limited::NewProjectPerUser, &identity.user_id)
+                .await?;
+        }
+        if let Some(ip) = self.client_ip {
+            self.gateway
+                .check_rate(Limited::NewProjectPerIp, &ip.to_string())
+                .await?;
+        }
+        Ok(())
     }
 
     async fn authenticate(&self, token: &str) -> Result<Identity, Refusal> {

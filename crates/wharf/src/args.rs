@@ -60,7 +60,13 @@ pub(crate) struct UploadArgs {
     /// (0: no limit).
     #[arg(long, env = "WHARF_MINT_TOKEN_RATE_LIMIT", default_value_t = 120)]
     mint_token_rate_limit: u32,
-    /// The window of the rate limits; the allowance refills evenly over it.
+    /// Projects one user may create per hour (PyPI: 20; 0: no limit).
+    #[arg(long, env = "WHARF_NEW_PROJECT_RATE_LIMIT", default_value_t = 20)]
+    new_project_rate_limit: u32,
+    /// Projects that may be created from one client IP per hour (PyPI: 40; 0: no limit).
+    #[arg(long, env = "WHARF_NEW_PROJECT_IP_RATE_LIMIT", default_value_t = 40)]
+    new_project_ip_rate_limit: u32,
+    /// The window of the upload and token rate limits; the allowance refills evenly over it.
     #[arg(long, env = "WHARF_RATE_LIMIT_WINDOW", default_value = "60s", value_parser = parse_duration)]
     rate_limit_window: Duration,
     /// Header a trusted reverse proxy sets to the client address (e.g. X-Forwarded-For; its
@@ -77,7 +83,11 @@ impl UploadArgs {
             .ok()
             .filter(|window| *window > 0)
             .ok_or_else(|| ConfigError("--rate-limit-window must be positive".to_owned()))?;
-        let limit = |requests: u32| (requests > 0).then(|| RateLimit::per_window(requests, window));
+        let limit_in = |requests: u32, window: i64| {
+            (requests > 0).then(|| RateLimit::per_window(requests, window))
+        };
+        let limit = |requests: u32| limit_in(requests, window);
+        let hourly = |requests: u32| limit_in(requests, 3_600_000_000);
         let client_ip_header = self
             .client_ip_header
             .as_deref()
@@ -91,6 +101,8 @@ impl UploadArgs {
             upload_per_ip: limit(self.upload_rate_limit),
             upload_per_token: limit(self.upload_token_rate_limit),
             mint_per_ip: limit(self.mint_token_rate_limit),
+            new_project_per_user: hourly(self.new_project_rate_limit),
+            new_project_per_ip: hourly(self.new_project_ip_rate_limit),
             client_ip_header,
         })
     }
