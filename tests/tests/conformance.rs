@@ -6,7 +6,7 @@
 
 use wharf_e2e::Registry;
 use wharf_e2e::dist::{Dist, Form, WheelBuilder, post_form, sha256_hex};
-use wharf_e2e::raw_http::RawResponse;
+use wharf_e2e::raw_http::{RawResponse, request};
 
 const INVALID_AUTH: &str = "Invalid or non-existent authentication information. \
      See https://pypi.org/help/#invalid-auth for more information.";
@@ -387,4 +387,24 @@ fn a4_precedence_of_checks() {
         "{}",
         response.reason
     );
+}
+
+/// §a.8 / §a.4 step 15: the project's total size is limited too; a file that would take the
+/// project over the limit is refused while it streams, and nothing is stored.
+#[test]
+fn a8_project_size_limit() {
+    let first = Dist::wheel("Sized", "1.0");
+    let second = Dist::wheel("Sized", "2.0");
+    let limit = format!("{}", first.size() + second.size() - 1);
+    let (registry, alice, _) = registry_with_two_users(&["--max-project-size", &limit]);
+    assert_ok(&upload(&registry, Some(&alice), &first.form()));
+    assert_answer(
+        &upload(&registry, Some(&alice), &second.form()),
+        400,
+        "Project size too large. Limit for project 'Sized' total size is 0 GB. \
+         See https://pypi.org/help/#project-size-limit for more information.",
+    );
+    // The refused file left no release behind.
+    let release = request(&registry.url(), "GET", "/pypi/sized/2.0/json", &[], &[]);
+    assert_eq!(release.status, 404);
 }
