@@ -408,3 +408,55 @@ fn a8_project_size_limit() {
     let release = request(&registry.url(), "GET", "/pypi/sized/2.0/json", &[], &[]);
     assert_eq!(release.status, 404);
 }
+
+/// POSTs a mint-token request (its body is no JWT: the verifier refuses it with 422) with an
+/// optional `X-Forwarded-For`.
+fn mint_token(registry: &Registry, forwarded_for: Option<&str>) -> RawResponse {
+    let mut headers = vec![("Content-Type", "application/json")];
+    if let Some(address) = forwarded_for {
+        headers.push(("X-Forwarded-For", address));
+    }
+    request(
+        &registry.url(),
+        "POST",
+        "/_/oidc/mint-token",
+        &headers,
+        br#"{"token": "not-a-jwt"}"#,
+    )
+}
+
+/// §a.9.4 (Wharf's own): token exchanges are limited per client IP, answered with `429`,
+/// `Retry-After` and the mint-token error shape. The client IP is the socket peer unless a
+/// proxy header is trusted, so a client cannot dodge the limit with `X-Forwarded-For`.
+#[test]
+fn a9_4_mint_token_rate_limit_per_client_ip() {
+    let registry = Registry::start_with(&["--mint-token-rate-limit", "1"]);
+    assert_eq!(mint_token(&registry, None).status, 422);
+    let refused = mint_token(&registry, Some("203.0.113.5"));
+    assert_eq!(refused.status, 429, "{}", refused.text());
+    let retry_after: u64 = refused
+        .header("retry-after")
+        .and_then(|value| value.parse().ok())
+        .expect("Retry-After seconds");
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    let message = format!(
+        "Too many token requests from this IP address. Try again in {retry_after} seconds."
+    );
+    let body = refused.json();
+    assert_eq!(body["message"], message.as_str(), "{body}");
+    assert_eq!(body["errors"][0]["code"], "rate-limited", "{body}");
+
+    // Behind a trusted proxy each forwarded address has its own allowance.
+    let registry = Registry::start_with(&[
+        "--mint-token-rate-limit",
+        "1",
+        "--client-ip-header",
+        "X-Forwarded-For",
+    ]);
+    assert_eq!(mint_token(&registry, Some("203.0.113.5")).status, 422);
+    assert_eq!(
+        mint_token(&registry, Some("198.51.100.1, 203.0.113.6")).status,
+        422
+    );
+    assert_eq!(mint_token(&registry, Some("203.0.113.5")).status, 429);
+}

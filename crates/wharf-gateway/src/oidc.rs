@@ -51,11 +51,16 @@ fn too_many_requests(message: &str, retry_after: u64) -> Response {
 
 fn verifier_unavailable(status: &tonic::Status) -> Response {
     tracing::warn!(code = ?status.code(), "verifier unavailable");
+    unavailable("The verifier")
+}
+
+/// `503` naming what is unavailable, in the upload API's words.
+fn unavailable(what: &str) -> Response {
     (
         StatusCode::SERVICE_UNAVAILABLE,
-        axum::Json(with_trace_id(
-            json!({ "message": "The verifier is unavailable right now; please try again later." }),
-        )),
+        axum::Json(with_trace_id(json!({
+            "message": format!("{what} is unavailable right now; please try again later.")
+        }))),
     )
         .into_response()
 }
@@ -120,9 +125,7 @@ pub(crate) async fn mint_token(
                 limited,
                 retry_after,
             }) => return too_many_requests(&limited.message(retry_after), retry_after),
-            Err(RateRefusal::Unavailable) => {
-                return verifier_unavailable(&tonic::Status::unavailable("rate limit counter"));
-            }
+            Err(RateRefusal::Unavailable) => return unavailable("The index"),
         }
     }
     // A body without a token is refused by the verifier too, so that every refusal is
