@@ -460,3 +460,25 @@ fn a9_4_mint_token_rate_limit_per_client_ip() {
     );
     assert_eq!(mint_token(&registry, Some("203.0.113.5")).status, 429);
 }
+
+/// §a.1: the upload URL of old clients, `POST /pypi?:action=file_upload`, is gone and says
+/// where the API moved.
+#[test]
+fn a1_08_old_upload_url_is_410() {
+    let (registry, alice, _) = registry_with_two_users(&[]);
+    let form = Dist::wheel("old-url", "1.0").form();
+    let response = post_form(
+        &registry.url(),
+        "/pypi?:action=file_upload",
+        Some(&alice),
+        &form,
+        None,
+    );
+    let message = format!("This API has moved to {}/legacy/.", registry.url());
+    assert_answer(&response, 410, &message);
+    assert_eq!(
+        request(&registry.url(), "GET", "/simple/old-url/", &[], &[]).status,
+        404,
+        "nothing was uploaded"
+    );
+}

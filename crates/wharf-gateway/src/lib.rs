@@ -135,6 +135,7 @@ impl Gateway {
                 "/legacy",
                 post(|| async { Redirect::permanent("/legacy/") }),
             )
+            .route("/pypi", post(upload::moved_to_legacy))
             .route("/simple/", get(simple::index_page))
             .route(
                 "/simple",

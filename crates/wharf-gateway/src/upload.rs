@@ -30,6 +30,7 @@ use wharf_telemetry::{Stage, UploadResult, propagation};
 use crate::Gateway;
 use crate::rate_limit::{Limited, RateRefusal, client_ip};
 use crate::response::upload_error;
+use crate::simple::base_url;
 
 const INVALID_AUTH: &str = "Invalid or non-existent authentication information. \
      See https://pypi.org/help/#invalid-auth for more information.";
@@ -210,6 +211,19 @@ pub(crate) async fn upload(
             response
         }
     }
+}
+
+/// `POST /pypi` (the upload URL before `/legacy/`): `410` saying where the API moved (spec
+/// §a.1), in PyPI's words without its help link.
+pub(crate) async fn moved_to_legacy(
+    State(gateway): State<Gateway>,
+    headers: HeaderMap,
+) -> Response {
+    let message = format!(
+        "This API has moved to {}/legacy/.",
+        base_url(&gateway, &headers)
+    );
+    upload_error(410, &message, &headers)
 }
 
 /// One upload request in progress.
