@@ -9,7 +9,7 @@ LISTEN ?= 127.0.0.1:8080
 DATA   ?= ./wharf-data
 
 .DEFAULT_GOAL := help
-.PHONY: help run build test lint fmt fmt-check clippy venv services clean k8s-lint cluster
+.PHONY: help run build test lint fmt fmt-check clippy venv services clean k8s-lint cluster conformance
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -61,3 +61,9 @@ test: venv services lint ## Lint, then run every unit, integration and end-to-en
 clean: ## Remove build output and the test venv
 	$(CARGO) clean
 	rm -rf $(VENV) $(DEPLOY_VENV)
+
+conformance: venv services ## Run the suites docs/conformance.md maps PyPI's rules to
+	$(CARGO) build -p wharf
+	$(CARGO) test -p wharf-core -p wharf-archive -p wharf-macaroon -p wharf-gateway -p wharf-verifier
+	$(CARGO) test -p wharf-index --test index_rules
+	WHARF_BIN=$(CURDIR)/target/debug/wharf $(CARGO) test -p wharf-e2e --test conformance --test http_api --test clients

@@ -468,3 +468,25 @@ pub fn token_auth(token: &str) -> String {
         base64::engine::general_purpose::STANDARD.encode(format!("__token__:{token}"))
     )
 }
+
+/// POSTs `form` to `path` on `base_url` as twine does: with the token (if any) and an
+/// `Accept` header (if any); the raw response, reason phrase included.
+pub fn post_form(
+    base_url: &str,
+    path: &str,
+    token: Option<&str>,
+    form: &Form,
+    accept: Option<&str>,
+) -> crate::raw_http::RawResponse {
+    let content_type = form.content_type();
+    let auth = token.map(token_auth);
+    let mut headers: Vec<(&str, &str)> =
+        vec![("Content-Type", &content_type), ("User-Agent", "wharf-e2e")];
+    if let Some(auth) = &auth {
+        headers.push(("Authorization", auth));
+    }
+    if let Some(accept) = accept {
+        headers.push(("Accept", accept));
+    }
+    crate::raw_http::request(base_url, "POST", path, &headers, &form.body())
+}

@@ -41,17 +41,7 @@ fn post_form(
     form: &Form,
     accept: Option<&str>,
 ) -> RawResponse {
-    let content_type = form.content_type();
-    let auth = token.map(token_auth);
-    let mut headers: Vec<(&str, &str)> =
-        vec![("Content-Type", &content_type), ("User-Agent", "wharf-e2e")];
-    if let Some(auth) = &auth {
-        headers.push(("Authorization", auth));
-    }
-    if let Some(accept) = accept {
-        headers.push(("Accept", accept));
-    }
-    request(&registry.url(), "POST", path, &headers, &form.body())
+    wharf_e2e::dist::post_form(&registry.url(), path, token, form, accept)
 }
 
 /// GET `path` with extra headers.

@@ -1314,3 +1314,100 @@ fn admin_changes_are_public_events() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Rate limits
+// ---------------------------------------------------------------------------------------------
+
+/// A `429` from `limit` whose `Retry-After` is a whole number of seconds (1..=`at_most`);
+/// returns it.
+#[track_caller]
+fn assert_rate_limited(response: &RawResponse, message_start: &str, at_most: u64) -> u64 {
+    assert_eq!(
+        response.status,
+        429,
+        "{:?}; body:\n{}",
+        response.reason,
+        response.text()
+    );
+    assert!(
+        response.reason.starts_with(message_start) && response.reason.contains(". Try again in "),
+        "reason {:?}",
+        response.reason
+    );
+    assert!(
+        response.text().contains(message_start),
+        "{}",
+        response.text()
+    );
+    let retry_after: u64 = response
+        .header("retry-after")
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("Retry-After: {:?}", response.header("retry-after")));
+    assert!(
+        (1..=at_most).contains(&retry_after),
+        "Retry-After {retry_after}"
+    );
+    retry_after
+}
+
+/// Two gateways on one PostgreSQL index enforce one limit per client IP and one per token:
+/// requests through either gateway count against the same allowance; a refusal is a `429`
+/// with `Retry-After`, counted in `/metrics`; once that time has passed, uploads go through.
+#[test]
+fn rate_limits_are_shared_by_the_gateways() {
+    let _serial = serial();
+    // Per IP: 4 per 12 s (one more every 3 s); per token: 2 per 12 s (one more every 6 s).
+    let cluster = Cluster::builder()
+        .gateways(2)
+        .gateway_args(&[
+            "--upload-rate-limit",
+            "4",
+            "--upload-token-rate-limit",
+            "2",
+            "--rate-limit-window",
+            "12s",
+        ])
+        .start();
+    let first_token = cluster.user_with_token("rate-a");
+    let second_token = cluster.user_with_token("rate-b");
+    let (gateway_0, gateway_1) = (cluster.gateway_url(0), cluster.gateway_url(1));
+
+    // The first token's allowance (2) is spent across both gateways.
+    assert_ok(
+        &upload(&gateway_0, &first_token, &Dist::wheel("Rate-Demo", "1.0")),
+        "first upload",
+    );
+    assert_ok(
+        &upload(&gateway_1, &first_token, &Dist::sdist("Rate-Demo", "1.0")),
+        "second upload",
+    );
+    assert_rate_limited(
+        &upload(&gateway_0, &first_token, &Dist::wheel("Rate-Demo", "2.0")),
+        "Too many uploads with this API token",
+        6,
+    );
+    // Another token still may, until the address's allowance (4) is spent.
+    assert_ok(
+        &upload(&gateway_1, &second_token, &Dist::wheel("Rate-Other", "1.0")),
+        "upload with another token",
+    );
+    let refused = upload(&gateway_0, &second_token, &Dist::sdist("Rate-Other", "1.0"));
+    let retry_after = assert_rate_limited(&refused, "Too many uploads from this IP address", 3);
+    let (status, metrics) = http_get(&format!("{gateway_0}/metrics")).expect("metrics");
+    assert_eq!(status, 200);
+    let metrics = String::from_utf8_lossy(&metrics);
+    for line in [
+        "wharf_rate_limited_requests_total{limit=\"upload-token\"} 1",
+        "wharf_rate_limited_requests_total{limit=\"upload-ip\"} 1",
+    ] {
+        assert!(metrics.contains(line), "no {line} in:\n{metrics}");
+    }
+
+    // After Retry-After the address may upload again.
+    std::thread::sleep(Duration::from_secs(retry_after));
+    assert_ok(
+        &upload(&gateway_1, &second_token, &Dist::sdist("Rate-Other", "1.0")),
+        "upload after Retry-After",
+    );
+}

@@ -10,6 +10,7 @@ mod files;
 mod json_api;
 mod negotiate;
 mod oidc;
+mod rate_limit;
 mod response;
 mod simple;
 mod tracing_layer;
@@ -28,6 +29,8 @@ use wharf_bus::UploadBus;
 use wharf_index::IndexRepo;
 use wharf_proto::v1::verifier_client::VerifierClient;
 use wharf_telemetry::Metrics;
+
+pub use rate_limit::RateLimits;
 
 /// The transport under the verifier client: an in-process service in the embedded mode, a
 /// network channel in the scaled mode.
@@ -63,6 +66,8 @@ pub struct GatewaySettings {
     /// Scheme of absolute links when neither `public_url` nor `X-Forwarded-Proto` says:
     /// `https` when the gateway itself serves TLS.
     pub default_scheme: &'static str,
+    /// Rate limits on uploads and token exchanges (all off by default).
+    pub rate_limits: RateLimits,
 }
 
 impl Default for GatewaySettings {
@@ -74,6 +79,7 @@ impl Default for GatewaySettings {
             public_url: None,
             max_form_text_bytes: 16 * 1024 * 1024,
             default_scheme: "http",
+            rate_limits: RateLimits::default(),
         }
     }
 }
@@ -129,6 +135,7 @@ impl Gateway {
                 "/legacy",
                 post(|| async { Redirect::permanent("/legacy/") }),
             )
+            .route("/pypi", post(upload::moved_to_legacy))
             .route("/simple/", get(simple::index_page))
             .route(
                 "/simple",

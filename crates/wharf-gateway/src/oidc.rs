@@ -3,7 +3,7 @@
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tracing::{Instrument, info_span, instrument};
@@ -12,6 +12,7 @@ use wharf_proto::v1::{
 };
 
 use crate::Gateway;
+use crate::rate_limit::{Limited, RateRefusal, client_ip};
 
 /// Largest accepted mint-token request body (a JWT is a few KiB).
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -35,13 +36,31 @@ fn mint_failure(code: &str, description: &str) -> Response {
         .into_response()
 }
 
+/// `429` in the mint-token error shape (clients print `errors`), with `Retry-After`.
+fn too_many_requests(message: &str, retry_after: u64) -> Response {
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(header::RETRY_AFTER, HeaderValue::from(retry_after))],
+        axum::Json(with_trace_id(json!({
+            "message": message,
+            "errors": [{ "code": "rate-limited", "description": message }],
+        }))),
+    )
+        .into_response()
+}
+
 fn verifier_unavailable(status: &tonic::Status) -> Response {
     tracing::warn!(code = ?status.code(), "verifier unavailable");
+    unavailable("The verifier")
+}
+
+/// `503` naming what is unavailable, in the upload API's words.
+fn unavailable(what: &str) -> Response {
     (
         StatusCode::SERVICE_UNAVAILABLE,
-        axum::Json(with_trace_id(
-            json!({ "message": "The verifier is unavailable right now; please try again later." }),
-        )),
+        axum::Json(with_trace_id(json!({
+            "message": format!("{what} is unavailable right now; please try again later.")
+        }))),
     )
         .into_response()
 }
@@ -90,7 +109,25 @@ pub(crate) async fn audience(State(gateway): State<Gateway>) -> Response {
 
 /// `POST /_/oidc/mint-token` (and the legacy `/_/oidc/github/mint-token` alias).
 #[instrument(skip_all, name = "gateway.oidc_mint_token", fields(wharf.oidc.error = tracing::field::Empty))]
-pub(crate) async fn mint_token(State(gateway): State<Gateway>, body: Bytes) -> Response {
+pub(crate) async fn mint_token(
+    State(gateway): State<Gateway>,
+    headers: HeaderMap,
+    extensions: Extensions,
+    body: Bytes,
+) -> Response {
+    if let Some(ip) = client_ip(&gateway.settings.rate_limits, &headers, &extensions) {
+        match gateway
+            .check_rate(Limited::MintPerIp, &ip.to_string())
+            .await
+        {
+            Ok(()) => {}
+            Err(RateRefusal::Limited {
+                limited,
+                retry_after,
+            }) => return too_many_requests(&limited.message(retry_after), retry_after),
+            Err(RateRefusal::Unavailable) => return unavailable("The index"),
+        }
+    }
     // A body without a token is refused by the verifier too, so that every refusal is
     // audited in one place.
     let request = match token_from_body(&body) {

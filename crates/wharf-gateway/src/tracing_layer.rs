@@ -20,6 +20,7 @@ fn is_probe(path: &str) -> bool {
 fn route_of(path: &str) -> Option<&'static str> {
     let route = match path {
         "/legacy/" | "/legacy" => "/legacy/",
+        "/pypi" => "/pypi",
         "/simple/" | "/simple" => "/simple/",
         "/_/oidc/audience" => "/_/oidc/audience",
         "/_/oidc/mint-token" => "/_/oidc/mint-token",
@@ -79,6 +80,7 @@ mod tests {
     #[test]
     fn routes_are_templates() {
         assert_eq!(route_of("/legacy/"), Some("/legacy/"));
+        assert_eq!(route_of("/pypi"), Some("/pypi"));
         assert_eq!(route_of("/simple/demo/"), Some("/simple/{project}/"));
         assert_eq!(route_of("/pypi/demo/json"), Some("/pypi/{project}/json"));
         assert_eq!(

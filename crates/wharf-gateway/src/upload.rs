@@ -7,8 +7,9 @@
 
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use std::net::IpAddr;
 use std::time::Instant;
 
 use base64::Engine;
@@ -27,7 +28,9 @@ use wharf_proto::v1::{
 use wharf_telemetry::{Stage, UploadResult, propagation};
 
 use crate::Gateway;
+use crate::rate_limit::{Limited, RateRefusal, client_ip};
 use crate::response::upload_error;
+use crate::simple::base_url;
 
 const INVALID_AUTH: &str = "Invalid or non-existent authentication information. \
      See https://pypi.org/help/#invalid-auth for more information.";
@@ -40,6 +43,8 @@ const PASSWORD_AUTH: &str = "Username/Password authentication is no longer suppo
 struct Refusal {
     status: u16,
     message: String,
+    /// Seconds for the `Retry-After` header of a `429`.
+    retry_after: Option<u64>,
 }
 
 impl From<Rejection> for Refusal {
@@ -47,6 +52,7 @@ impl From<Rejection> for Refusal {
         Refusal {
             status: rejection.status(),
             message: rejection.message,
+            retry_after: None,
         }
     }
 }
@@ -71,6 +77,7 @@ impl Refusal {
         Refusal {
             status,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -83,6 +90,22 @@ impl Refusal {
             503,
             format!("{what} is unavailable right now; please try again later."),
         )
+    }
+}
+
+impl From<RateRefusal> for Refusal {
+    fn from(refusal: RateRefusal) -> Refusal {
+        match refusal {
+            RateRefusal::Limited {
+                limited,
+                retry_after,
+            } => Refusal {
+                status: 429,
+                message: limited.message(retry_after),
+                retry_after: Some(retry_after),
+            },
+            RateRefusal::Unavailable => Refusal::unavailable("The index"),
+        }
     }
 }
 
@@ -153,14 +176,17 @@ pub(crate) async fn upload(
     State(gateway): State<Gateway>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
+    extensions: Extensions,
     body: Body,
 ) -> Response {
     let upload_id = uuid::Uuid::now_v7().to_string();
     tracing::Span::current().record("wharf.upload_id", upload_id.as_str());
+    let client_ip = client_ip(&gateway.settings.rate_limits, &headers, &extensions);
     let result = Upload {
         gateway: &gateway,
         headers: &headers,
         upload_id: &upload_id,
+        client_ip,
     }
     .run(query.as_deref(), body)
     .await;
@@ -176,9 +202,28 @@ pub(crate) async fn upload(
             gateway
                 .metrics
                 .upload_answered(UploadResult::Rejected(refusal.status));
-            upload_error(refusal.status, &refusal.message, &headers)
+            let mut response = upload_error(refusal.status, &refusal.message, &headers);
+            if let Some(seconds) = refusal.retry_after {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            }
+            response
         }
     }
+}
+
+/// `POST /pypi` (the upload URL before `/legacy/`): `410` saying where the API moved (spec
+/// §a.1), in PyPI's words without its help link.
+pub(crate) async fn moved_to_legacy(
+    State(gateway): State<Gateway>,
+    headers: HeaderMap,
+) -> Response {
+    let message = format!(
+        "This API has moved to {}/legacy/.",
+        base_url(&gateway, &headers)
+    );
+    upload_error(410, &message, &headers)
 }
 
 /// One upload request in progress.
@@ -186,6 +231,7 @@ struct Upload<'a> {
     gateway: &'a Gateway,
     headers: &'a HeaderMap,
     upload_id: &'a str,
+    client_ip: Option<IpAddr>,
 }
 
 /// A staged distribution: the part has been fully written to staging.
@@ -200,8 +246,20 @@ impl Upload<'_> {
         if let Some(action) = &query_action {
             check_action(action)?;
         }
+        // Per address before anything else (it also slows down token guessing), per token
+        // once the token is known to be real.
+        if let Some(ip) = self.client_ip {
+            self.gateway
+                .check_rate(Limited::UploadPerIp, &ip.to_string())
+                .await?;
+        }
         let token = token_from_headers(self.headers)?;
         let identity = self.authenticate(&token).await?;
+        if !identity.token_id.is_empty() {
+            self.gateway
+                .check_rate(Limited::UploadPerToken, &identity.token_id)
+                .await?;
+        }
 
         let content_type = self
             .headers
@@ -236,6 +294,9 @@ impl Upload<'_> {
                     let checked = self
                         .check_before_streaming(&token, &fields, &filename, field.content_type())
                         .await?;
+                    if checked.1.may_create_project {
+                        self.check_new_project_rate(&identity).await?;
+                    }
                     let size = self
                         .stream_to_staging(&mut field, &checked.1, &checked.0)
                         .await?;
@@ -316,6 +377,22 @@ impl Upload<'_> {
             }
         }
         self.publish_and_wait(identity, grant, form, staged).await
+    }
+
+    /// PyPI's limits on creating projects, per user and per client IP (spec a.7), checked
+    /// once the upload is known to create one.
+    async fn check_new_project_rate(&self, identity: &Identity) -> Result<(), Refusal> {
+        if !identity.user_id.is_empty() {
+            self.gateway
+                .check_rate(Limited::NewProjectPerUser, &identity.user_id)
+                .await?;
+        }
+        if let Some(ip) = self.client_ip {
+            self.gateway
+                .check_rate(Limited::NewProjectPerIp, &ip.to_string())
+                .await?;
+        }
+        Ok(())
     }
 
     async fn authenticate(&self, token: &str) -> Result<Identity, Refusal> {

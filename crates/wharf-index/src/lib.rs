@@ -211,6 +211,16 @@ pub trait IndexRepo: Send + Sync + std::fmt::Debug {
         expires_at: i64,
         now: i64,
     ) -> Result<bool, IndexError>;
+    /// Counts one request of `key` against `limit` in `scope` (e.g. uploads per client IP),
+    /// atomically across every process sharing the database. A refused request is not
+    /// counted. Keys whose allowance is full again are swept on the way.
+    async fn rate_limit(
+        &self,
+        scope: &str,
+        key: &str,
+        limit: RateLimit,
+        now: i64,
+    ) -> Result<RateVerdict, IndexError>;
     /// Deletes a token only if it was minted for a publisher; returns whether it did.
     async fn delete_publisher_token(&self, id: &str) -> Result<bool, IndexError>;
     /// Records a security event (mint, refusal, burn, publisher change).

@@ -36,10 +36,11 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use uuid::Uuid;
 
+use crate::records::limited_until;
 use crate::{
     CommitResult, FileAdmission, FileCandidate, FileRecord, FileRefusal, IndexError, IndexRepo,
     IssuerRecord, NewPublisher, NewToken, NewUpload, Project, ProjectTarget, PublisherRecord,
-    ReifyResult, Release, TokenRecord, TokenSummary, User, YankChange,
+    RateLimit, RateVerdict, ReifyResult, Release, TokenRecord, TokenSummary, User, YankChange,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -1052,6 +1053,48 @@ impl IndexRepo for PgIndex {
         .execute(&self.pool)
         .await?;
         Ok(claimed.rows_affected() == 1)
+    }
+
+    async fn rate_limit(
+        &self,
+        scope: &str,
+        key: &str,
+        limit: RateLimit,
+        now: i64,
+    ) -> Result<RateVerdict, IndexError> {
+        // Garbage collection only: a swept row and a missing row mean the same.
+        sqlx::query(
+            "DELETE FROM rate_limits WHERE (scope, key) IN (SELECT scope, key FROM rate_limits \
+             WHERE tat < $1 LIMIT 1000 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        // GCRA in one statement (the row lock serialises concurrent gateways): the new
+        // arrival time is taken only if it stays within the tolerance; otherwise nothing
+        // changes and no row comes back.
+        let taken: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO rate_limits (scope, key, tat) VALUES ($1, $2, $3 + $4) \
+             ON CONFLICT (scope, key) DO UPDATE SET tat = GREATEST(rate_limits.tat, $3) + $4 \
+             WHERE GREATEST(rate_limits.tat, $3) + $4 - $3 <= $5 RETURNING tat",
+        )
+        .bind(scope)
+        .bind(key)
+        .bind(now)
+        .bind(limit.interval_micros)
+        .bind(limit.tolerance_micros())
+        .fetch_optional(&self.pool)
+        .await?;
+        if taken.is_some() {
+            return Ok(RateVerdict::Allowed);
+        }
+        let tat: Option<i64> =
+            sqlx::query_scalar("SELECT tat FROM rate_limits WHERE scope = $1 AND key = $2")
+                .bind(scope)
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(limited_until(tat, limit))
     }
 
     async fn delete_publisher_token(&self, id: &str) -> Result<bool, IndexError> {

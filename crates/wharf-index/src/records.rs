@@ -308,3 +308,52 @@ pub enum ReifyResult {
     /// The project exists already: the pending publisher was deleted.
     ProjectExists,
 }
+
+/// A rate limit: at most `burst` requests at once, refilled at one request per
+/// `interval_micros` (so `burst` requests per `burst × interval`). It is enforced as the
+/// generic cell rate algorithm, whose whole state is one timestamp per key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Requests allowed back to back.
+    pub burst: u32,
+    /// Microseconds for one more request to be allowed.
+    pub interval_micros: i64,
+}
+
+impl RateLimit {
+    /// `requests` per `window_micros`, all of them usable at once.
+    pub fn per_window(requests: u32, window_micros: i64) -> RateLimit {
+        let requests = requests.max(1);
+        RateLimit {
+            burst: requests,
+            interval_micros: (window_micros / i64::from(requests)).max(1),
+        }
+    }
+
+    /// How far the theoretical arrival time may run ahead of now.
+    pub fn tolerance_micros(&self) -> i64 {
+        self.interval_micros.saturating_mul(i64::from(self.burst))
+    }
+}
+
+/// The answer of [`crate::IndexRepo::rate_limit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateVerdict {
+    /// The request is counted and may proceed.
+    Allowed,
+    /// Over the limit (and not counted); the next request is allowed from `retry_at`
+    /// (microseconds since the epoch).
+    Limited { retry_at: i64 },
+}
+
+/// The verdict on a refused GCRA update, given the key's stored arrival time. A row can
+/// only be missing if another process (with a later clock) swept it, i.e. the allowance is
+/// full again.
+pub(crate) fn limited_until(tat: Option<i64>, limit: RateLimit) -> RateVerdict {
+    match tat {
+        Some(tat) => RateVerdict::Limited {
+            retry_at: tat + limit.interval_micros - limit.tolerance_micros(),
+        },
+        None => RateVerdict::Allowed,
+    }
+}

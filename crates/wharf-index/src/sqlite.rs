@@ -11,10 +11,11 @@ use sqlx::sqlite::{
 };
 use uuid::Uuid;
 
+use crate::records::limited_until;
 use crate::{
     CommitResult, FileAdmission, FileCandidate, FileRecord, FileRefusal, IndexError, IndexRepo,
     IssuerRecord, NewPublisher, NewToken, NewUpload, Project, ProjectTarget, PublisherRecord,
-    ReifyResult, Release, TokenRecord, TokenSummary, User, YankChange,
+    RateLimit, RateVerdict, ReifyResult, Release, TokenRecord, TokenSummary, User, YankChange,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -704,6 +705,43 @@ impl IndexRepo for SqliteIndex {
         .execute(&self.pool)
         .await?;
         Ok(claimed.rows_affected() == 1)
+    }
+
+    async fn rate_limit(
+        &self,
+        scope: &str,
+        key: &str,
+        limit: RateLimit,
+        now: i64,
+    ) -> Result<RateVerdict, IndexError> {
+        sqlx::query("DELETE FROM rate_limits WHERE tat < ?1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        // GCRA in one statement: the new arrival time is taken only if it stays within the
+        // tolerance; otherwise nothing changes and no row comes back.
+        let taken: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO rate_limits (scope, key, tat) VALUES (?1, ?2, ?3 + ?4) \
+             ON CONFLICT (scope, key) DO UPDATE SET tat = MAX(tat, ?3) + ?4 \
+             WHERE MAX(tat, ?3) + ?4 - ?3 <= ?5 RETURNING tat",
+        )
+        .bind(scope)
+        .bind(key)
+        .bind(now)
+        .bind(limit.interval_micros)
+        .bind(limit.tolerance_micros())
+        .fetch_optional(&self.pool)
+        .await?;
+        if taken.is_some() {
+            return Ok(RateVerdict::Allowed);
+        }
+        let tat: Option<i64> =
+            sqlx::query_scalar("SELECT tat FROM rate_limits WHERE scope = ?1 AND key = ?2")
+                .bind(scope)
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(limited_until(tat, limit))
     }
 
     async fn delete_publisher_token(&self, id: &str) -> Result<bool, IndexError> {

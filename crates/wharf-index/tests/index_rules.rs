@@ -22,8 +22,8 @@ use wharf_core::Version;
 use wharf_core::name::{normalize, ultranormalize};
 use wharf_index::{
     CommitResult, FileAdmission, FileCandidate, FileRefusal, IndexError, IndexRepo, IssuerRecord,
-    NewFile, NewPublisher, NewToken, NewUpload, ProjectTarget, ReifyResult, ReleaseTarget, User,
-    YankChange,
+    NewFile, NewPublisher, NewToken, NewUpload, ProjectTarget, RateLimit, RateVerdict, ReifyResult,
+    ReleaseTarget, User, YankChange,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -309,6 +309,8 @@ macro_rules! conformance {
             claim_jti_once_until_expiry,
             race_claim_jti_one_winner,
             audit_events_are_recorded,
+            rate_limit_allows_a_burst_then_refuses_until_refilled,
+            race_rate_limit_across_pools,
         );
     };
     (@tests $harness:ty; $($rule:ident),* $(,)?) => {
@@ -1639,6 +1641,33 @@ async fn other_indexes(h: &dyn Harness, count: usize) -> Vec<Arc<dyn IndexRepo>>
     indexes
 }
 
+/// Runs `operation` on every index at once (released together by a barrier), as that many
+/// processes would; the results in index order.
+async fn on_every_index_at_once<T, F, Fut>(indexes: Vec<Arc<dyn IndexRepo>>, operation: F) -> Vec<T>
+where
+    T: Send + 'static,
+    F: Fn(Arc<dyn IndexRepo>) -> Fut,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+{
+    let barrier = Arc::new(tokio::sync::Barrier::new(indexes.len()));
+    let tasks: Vec<_> = indexes
+        .into_iter()
+        .map(|index| {
+            let barrier = Arc::clone(&barrier);
+            let operation = operation(index);
+            tokio::spawn(async move {
+                barrier.wait().await;
+                operation.await
+            })
+        })
+        .collect();
+    let mut results = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        results.push(task.await.expect("task"));
+    }
+    results
+}
+
 /// Runs `uploads[i]` on `indexes[i]`, all at once.
 async fn commit_across(indexes: &[Arc<dyn IndexRepo>], uploads: Vec<Upload>) -> Vec<CommitResult> {
     assert_eq!(indexes.len(), uploads.len());
@@ -2192,23 +2221,15 @@ async fn race_reify_once(h: &dyn Harness) {
         .insert_publisher(&pending_publisher("pub-a", "racy-thing", &alice, T0))
         .await
         .expect("insert");
-    let indexes = other_indexes(h, 8).await;
-    let barrier = Arc::new(tokio::sync::Barrier::new(indexes.len()));
-    let tasks: Vec<_> = indexes
-        .into_iter()
-        .map(|index| {
-            let barrier = Arc::clone(&barrier);
-            tokio::spawn(async move {
-                barrier.wait().await;
-                index
-                    .reify_pending_publisher("pub-a", &reify_target("racy-thing"), T0 + 1)
-                    .await
-            })
-        })
-        .collect();
+    let results = on_every_index_at_once(other_indexes(h, 8).await, |index| async move {
+        index
+            .reify_pending_publisher("pub-a", &reify_target("racy-thing"), T0 + 1)
+            .await
+    })
+    .await;
     let mut created = 0;
-    for task in tasks {
-        match task.await.expect("task") {
+    for result in results {
+        match result {
             Ok(ReifyResult::Created { .. }) => created += 1,
             Err(IndexError::Conflict(_)) => {}
             other => panic!("unexpected: {other:?}"),
@@ -2254,22 +2275,14 @@ async fn race_claim_jti_one_winner(h: &dyn Harness) {
             .await
             .expect("claim")
     );
-    let indexes = other_indexes(h, 16).await;
-    let barrier = Arc::new(tokio::sync::Barrier::new(indexes.len()));
-    let tasks: Vec<_> = indexes
+    let claims = on_every_index_at_once(other_indexes(h, 16).await, |index| async move {
+        index.claim_jti(GITHUB, "jti-race", T0 + 900, T0).await
+    })
+    .await;
+    let won = claims
         .into_iter()
-        .map(|index| {
-            let barrier = Arc::clone(&barrier);
-            tokio::spawn(async move {
-                barrier.wait().await;
-                index.claim_jti(GITHUB, "jti-race", T0 + 900, T0).await
-            })
-        })
-        .collect();
-    let mut won = 0;
-    for task in tasks {
-        won += usize::from(task.await.expect("task").expect("claim_jti"));
-    }
+        .filter(|claimed| *claimed.as_ref().expect("claim_jti"))
+        .count();
     assert_eq!(won, 1);
     assert!(
         !index
@@ -2418,4 +2431,77 @@ mod postgres_only {
         );
         assert!(index.find_project("other").await.expect("find").is_none());
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rate limits
+// ---------------------------------------------------------------------------------------------
+
+/// One second in microseconds.
+const SECOND: i64 = 1_000_000;
+
+async fn rate_limit_allows_a_burst_then_refuses_until_refilled(h: &dyn Harness) {
+    let index = h.index();
+    // 3 requests per 6 s: a burst of 3, then one more every 2 s.
+    let limit = RateLimit::per_window(3, 6 * SECOND);
+    let hit = |key: &'static str, now: i64| {
+        let index = Arc::clone(&index);
+        async move {
+            index
+                .rate_limit("upload-ip", key, limit, now)
+                .await
+                .expect("rate_limit")
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(hit("10.0.0.1", T0).await, RateVerdict::Allowed);
+    }
+    let refused = RateVerdict::Limited {
+        retry_at: T0 + 2 * SECOND,
+    };
+    assert_eq!(hit("10.0.0.1", T0).await, refused);
+    // A refused request is not counted: the retry time does not move.
+    assert_eq!(hit("10.0.0.1", T0 + SECOND).await, refused);
+    // Keys and scopes are independent.
+    assert_eq!(hit("10.0.0.2", T0 + SECOND).await, RateVerdict::Allowed);
+    assert_eq!(
+        index
+            .rate_limit("mint-ip", "10.0.0.1", limit, T0 + SECOND)
+            .await
+            .expect("rate_limit"),
+        RateVerdict::Allowed
+    );
+    // At the retry time one request is allowed, the next is refused again.
+    assert_eq!(hit("10.0.0.1", T0 + 2 * SECOND).await, RateVerdict::Allowed);
+    assert_eq!(
+        hit("10.0.0.1", T0 + 2 * SECOND).await,
+        RateVerdict::Limited {
+            retry_at: T0 + 4 * SECOND
+        }
+    );
+    // After a whole window the full burst is back (the stale row is swept).
+    for _ in 0..3 {
+        assert_eq!(
+            hit("10.0.0.1", T0 + 20 * SECOND).await,
+            RateVerdict::Allowed
+        );
+    }
+    assert!(matches!(
+        hit("10.0.0.1", T0 + 20 * SECOND).await,
+        RateVerdict::Limited { .. }
+    ));
+}
+
+/// Sixteen gateways count the same key at once: exactly the burst gets through.
+async fn race_rate_limit_across_pools(h: &dyn Harness) {
+    let limit = RateLimit::per_window(5, 60 * SECOND);
+    let verdicts = on_every_index_at_once(other_indexes(h, 16).await, |index| async move {
+        index.rate_limit("upload-token", "token-1", limit, T0).await
+    })
+    .await;
+    let allowed = verdicts
+        .into_iter()
+        .filter(|verdict| *verdict.as_ref().expect("rate_limit") == RateVerdict::Allowed)
+        .count();
+    assert_eq!(allowed, 5);
 }

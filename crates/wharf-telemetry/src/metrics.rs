@@ -85,6 +85,11 @@ struct MintLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabels {
+    limit: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PageLabels {
     page: &'static str,
 }
@@ -136,6 +141,7 @@ struct Inner {
     jwks_fetches: Counter,
     jwks_failures: Counter,
     simple_requests: Family<PageLabels, Counter>,
+    rate_limited: Family<LimitLabels, Counter>,
     consumer_backlog: Family<BacklogLabels, Gauge>,
     db_pool: Family<PoolLabels, Gauge>,
     otel: OtelInstruments,
@@ -161,6 +167,7 @@ struct OtelInstruments {
     simple_requests: OtelCounter<u64>,
     consumer_backlog: OtelGauge<u64>,
     db_pool: OtelGauge<u64>,
+    rate_limited: OtelCounter<u64>,
 }
 
 impl OtelInstruments {
@@ -242,6 +249,11 @@ impl OtelInstruments {
                 .with_unit("{connection}")
                 .with_description("Index database pool connections, by state")
                 .build(),
+            rate_limited: counter(
+                "wharf.rate_limited_requests",
+                "{request}",
+                "Requests refused with 429 by a rate limit",
+            ),
         }
     }
 }
@@ -350,6 +362,12 @@ impl Metrics {
             "Index database pool connections: in_use, idle, max; sampled every few seconds",
             db_pool.clone(),
         );
+        let rate_limited = Family::<LimitLabels, Counter>::default();
+        registry.register(
+            "rate_limited_requests",
+            "Requests refused with 429 by a rate limit, by limit",
+            rate_limited.clone(),
+        );
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -364,6 +382,7 @@ impl Metrics {
                 jwks_fetches,
                 jwks_failures,
                 simple_requests,
+                rate_limited,
                 consumer_backlog,
                 db_pool,
                 otel: OtelInstruments::new(),
@@ -547,6 +566,18 @@ impl Metrics {
                 .db_pool
                 .record(u64::from(count), &[KeyValue::new("state", state)]);
         }
+    }
+
+    /// Gateway: a request was refused by the rate limit `limit` (e.g. `upload-ip`).
+    pub fn rate_limited(&self, limit: &'static str) {
+        self.inner
+            .rate_limited
+            .get_or_create(&LimitLabels { limit })
+            .inc();
+        self.inner
+            .otel
+            .rate_limited
+            .add(1, &[KeyValue::new("limit", limit)]);
     }
 }
 

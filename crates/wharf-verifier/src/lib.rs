@@ -938,6 +938,16 @@ mod tests {
             self.inner.claim_jti(issuer_url, jti, expires_at, now).await
         }
 
+        async fn rate_limit(
+            &self,
+            scope: &str,
+            key: &str,
+            limit: wharf_index::RateLimit,
+            now: i64,
+        ) -> Result<wharf_index::RateVerdict, IndexError> {
+            self.inner.rate_limit(scope, key, limit, now).await
+        }
+
         async fn delete_publisher_token(&self, id: &str) -> Result<bool, IndexError> {
             self.inner.delete_publisher_token(id).await
         }

@@ -8,7 +8,8 @@ use anyhow::Context;
 use clap::Args;
 use wharf_blob::{BlobStore, S3Options};
 use wharf_bus::UploadBus;
-use wharf_gateway::GatewaySettings;
+use wharf_gateway::{GatewaySettings, RateLimits};
+use wharf_index::RateLimit;
 use wharf_verifier::{OidcSettings, VerifierSettings};
 use wharf_worker::WorkerSettings;
 
@@ -48,9 +49,64 @@ pub(crate) struct UploadArgs {
     /// How long an upload waits for the storage worker's answer.
     #[arg(long, env = "WHARF_UPLOAD_TIMEOUT", default_value = "300s", value_parser = parse_duration)]
     upload_timeout: Duration,
+    /// Uploads allowed per client IP in each --rate-limit-window, shared by every gateway on
+    /// one index database (0: no limit).
+    #[arg(long, env = "WHARF_UPLOAD_RATE_LIMIT", default_value_t = 1200)]
+    upload_rate_limit: u32,
+    /// Uploads allowed per API token in each --rate-limit-window (0: no limit).
+    #[arg(long, env = "WHARF_UPLOAD_TOKEN_RATE_LIMIT", default_value_t = 600)]
+    upload_token_rate_limit: u32,
+    /// Trusted-publishing token exchanges allowed per client IP in each --rate-limit-window
+    /// (0: no limit).
+    #[arg(long, env = "WHARF_MINT_TOKEN_RATE_LIMIT", default_value_t = 120)]
+    mint_token_rate_limit: u32,
+    /// Projects one user may create per hour (PyPI: 20; 0: no limit).
+    #[arg(long, env = "WHARF_NEW_PROJECT_RATE_LIMIT", default_value_t = 20)]
+    new_project_rate_limit: u32,
+    /// Projects that may be created from one client IP per hour (PyPI: 40; 0: no limit).
+    #[arg(long, env = "WHARF_NEW_PROJECT_IP_RATE_LIMIT", default_value_t = 40)]
+    new_project_ip_rate_limit: u32,
+    /// The window of the upload and token rate limits; the allowance refills evenly over it.
+    #[arg(long, env = "WHARF_RATE_LIMIT_WINDOW", default_value = "60s", value_parser = parse_duration)]
+    rate_limit_window: Duration,
+    /// Header a trusted reverse proxy sets to the client address (e.g. X-Forwarded-For; its
+    /// last entry counts). Unset: the connection's peer address; never set it without such
+    /// a proxy, or clients choose their own address.
+    #[arg(long, env = "WHARF_CLIENT_IP_HEADER")]
+    client_ip_header: Option<String>,
 }
 
 impl UploadArgs {
+    /// The rate limits, after checking the flags.
+    fn rate_limits(&self) -> Result<RateLimits, ConfigError> {
+        let window = i64::try_from(self.rate_limit_window.as_micros())
+            .ok()
+            .filter(|window| *window > 0)
+            .ok_or_else(|| ConfigError("--rate-limit-window must be positive".to_owned()))?;
+        let limit_in = |requests: u32, window: i64| {
+            (requests > 0).then(|| RateLimit::per_window(requests, window))
+        };
+        let limit = |requests: u32| limit_in(requests, window);
+        let hourly = |requests: u32| limit_in(requests, 3_600_000_000);
+        let client_ip_header = self
+            .client_ip_header
+            .as_deref()
+            .map(|name| {
+                http::HeaderName::try_from(name).map_err(|_| {
+                    ConfigError(format!("--client-ip-header '{name}' is not a header name"))
+                })
+            })
+            .transpose()?;
+        Ok(RateLimits {
+            upload_per_ip: limit(self.upload_rate_limit),
+            upload_per_token: limit(self.upload_token_rate_limit),
+            mint_per_ip: limit(self.mint_token_rate_limit),
+            new_project_per_user: hourly(self.new_project_rate_limit),
+            new_project_per_ip: hourly(self.new_project_ip_rate_limit),
+            client_ip_header,
+        })
+    }
+
     /// The gateway settings, after checking the flags.
     pub(crate) fn settings(&self) -> Result<GatewaySettings, ConfigError> {
         if let Some(url) = &self.public_url
@@ -65,6 +121,7 @@ impl UploadArgs {
             max_project_size: self.max_project_size,
             outcome_timeout: self.upload_timeout,
             public_url: self.public_url.clone(),
+            rate_limits: self.rate_limits()?,
             ..GatewaySettings::default()
         })
     }

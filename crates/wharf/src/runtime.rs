@@ -157,7 +157,8 @@ pub(crate) fn serve(
         .with_context(|| format!("failed to listen on {address}"))?;
     let address = listener.local_addr().context("listener has no address")?;
     let handle = axum_server::Handle::new();
-    let app = router.into_make_service();
+    // The peer address is the client IP of the rate limits (unless a proxy header is trusted).
+    let app = router.into_make_service_with_connect_info::<SocketAddr>();
     let task = match tls {
         Some(config) => tokio::spawn(
             axum_server::from_tcp_rustls(listener, config)

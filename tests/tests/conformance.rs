@@ -1,0 +1,484 @@
+//! PyPI upload rules (spec §a.3–a.7) that no other suite checks end to end, one test per
+//! rule group, named after the spec's numbering (`a4_13_…` is §a.4 step 13), and the
+//! precedence of checks: a request that breaks two rules gets the error the spec says wins.
+//! docs/conformance.md maps every rule of the spec to its test.
+//! Each test starts one registry and batches its checks against it.
+
+use wharf_e2e::Registry;
+use wharf_e2e::dist::{Dist, Form, WheelBuilder, post_form, sha256_hex};
+use wharf_e2e::raw_http::{RawResponse, request};
+
+const INVALID_AUTH: &str = "Invalid or non-existent authentication information. \
+     See https://pypi.org/help/#invalid-auth for more information.";
+
+/// POSTs `form` to `/legacy/` with `token` (if any).
+fn upload(registry: &Registry, token: Option<&str>, form: &Form) -> RawResponse {
+    post_form(&registry.url(), "/legacy/", token, form, None)
+}
+
+/// Uploads `dist` under each filename: each is refused with its message (status 400).
+#[track_caller]
+fn assert_filenames_refused(registry: &Registry, token: &str, dist: &Dist, cases: &[(&str, &str)]) {
+    for (filename, message) in cases {
+        let form = dist.clone().renamed(filename).form();
+        assert_answer(&upload(registry, Some(token), &form), 400, message);
+    }
+}
+
+/// The status and reason phrase (where PyPI puts its message).
+#[track_caller]
+fn assert_answer(response: &RawResponse, status: u16, reason: &str) {
+    assert_eq!(
+        (response.status, response.reason.as_str()),
+        (status, reason),
+        "body:\n{}",
+        response.text()
+    );
+}
+
+#[track_caller]
+fn assert_ok(response: &RawResponse) {
+    assert_answer(response, 200, "OK");
+}
+
+/// A registry with users `alice` and `bob` and their tokens.
+fn registry_with_two_users(args: &[&str]) -> (Registry, String, String) {
+    let registry = Registry::start_with(args);
+    let alice = registry.user_with_token("alice", &[]);
+    let bob = registry.user_with_token("bob", &[]);
+    (registry, alice, bob)
+}
+
+fn invalid_extension() -> &'static str {
+    "Invalid file extension: Use .tar.gz, .whl or .zip extension. \
+     See https://www.python.org/dev/peps/pep-0527 and https://peps.python.org/pep-0715/ \
+     for more information"
+}
+
+/// §a.3: the file part's content type, form fields sent as files, `protocol_version`, and a
+/// `gpg_signature` file that is accepted and ignored.
+#[test]
+fn a3_multipart_form_fields() {
+    let (registry, alice, _) = registry_with_two_users(&[]);
+    let dist = Dist::wheel("form-rules", "1.0");
+    let image = dist
+        .form()
+        .file("content", &dist.filename, Some("image/png"), &dist.bytes);
+    assert_answer(
+        &upload(&registry, Some(&alice), &image),
+        400,
+        "Invalid distribution file.",
+    );
+    let summary_as_file =
+        dist.form()
+            .remove("summary")
+            .file("summary", "summary.txt", None, b"text");
+    assert_answer(
+        &upload(&registry, Some(&alice), &summary_as_file),
+        400,
+        "summary: Should not be a tuple.",
+    );
+    assert_answer(
+        &upload(
+            &registry,
+            Some(&alice),
+            &dist.form().set("protocol_version", "2"),
+        ),
+        400,
+        "Unknown protocol version.",
+    );
+    // uv sends the file part without a content type.
+    let untyped = dist
+        .form()
+        .file("content", &dist.filename, None, &dist.bytes);
+    assert_ok(&upload(&registry, Some(&alice), &untyped));
+}
+
+/// §a.4 step 13: filename sanity, before anything is read.
+#[test]
+fn a4_13_filename_sanity() {
+    let (registry, alice, _) = registry_with_two_users(&[]);
+    let sdist = Dist::sdist("sane-names", "1.0");
+    let cases = [
+        (
+            "sane_names-1.0\t.tar.gz",
+            "Cannot upload a file with non-printable characters (ordinals 0-31) or the DEL \
+             character (ordinal 127) in the name.",
+        ),
+        (
+            "dir/sane_names-1.0.tar.gz",
+            "Cannot upload a file with '/' or '\\' in the name.",
+        ),
+        ("sane_names-1.0.tar.bz2", invalid_extension()),
+        ("sane_names-1.0.egg", invalid_extension()),
+        (
+            "sane_names-1.0-py3-none-any.whl",
+            "Invalid file extension: Extension .whl is invalid for filetype sdist. \
+             See https://www.python.org/dev/peps/pep-0527 for more information.",
+        ),
+    ];
+    assert_filenames_refused(&registry, &alice, &sdist, &cases);
+    // A `.zip` sdist passes step 13 but not PEP 625's exact-name rule (§a.5).
+    let zipped = sdist.clone().renamed("sane_names-1.0.zip").form();
+    assert_answer(
+        &upload(&registry, Some(&alice), &zipped),
+        400,
+        "Filename 'sane_names-1.0.zip' is invalid, should be 'sane_names-1.0.tar.gz'.",
+    );
+}
+
+/// §a.5 wheel filename rules 1–5: packaging's parse errors verbatim, platform tags, the
+/// name and version in the filename against the form.
+#[test]
+fn a5_wheel_filename_rules() {
+    let (registry, alice, _) = registry_with_two_users(&[]);
+    let wheel = Dist::wheel("Wheel.Names", "1.0");
+    let cases = [
+        (
+            "wheel_names-1.0.whl",
+            "Invalid wheel filename (wrong number of parts): 'wheel_names-1.0'",
+        ),
+        (
+            "wheel_names-1.0-q-py3-none-any.whl",
+            "Invalid build number: q in 'wheel_names-1.0-q-py3-none-any'",
+        ),
+        (
+            "wheel_names-1.0-py3-none-linux_x86_64.whl",
+            "Binary wheel 'wheel_names-1.0-py3-none-linux_x86_64.whl' has an unsupported \
+             platform tag 'linux_x86_64'.",
+        ),
+        (
+            "other_name-1.0-py3-none-any.whl",
+            "Start filename for 'Wheel.Names' with 'wheel_names'.",
+        ),
+        (
+            "Wheel.Names-1.0-py3-none-any.whl",
+            "Filename 'Wheel.Names-1.0-py3-none-any.whl' should contain the normalized \
+             project name 'wheel_names', not 'Wheel.Names'.",
+        ),
+        (
+            "wheel_names-2.0-py3-none-any.whl",
+            "Version in filename should be '1.0' not '2.0'.",
+        ),
+    ];
+    assert_filenames_refused(&registry, &alice, &wheel, &cases);
+    // An allowed platform tag passes (the archive checks read the dist-info directory's name
+    // from the filename's first two parts, as PyPI does).
+    let manylinux = wheel
+        .clone()
+        .renamed("wheel_names-1.0-cp312-cp312-manylinux_2_28_x86_64.whl")
+        .form();
+    assert_ok(&upload(&registry, Some(&alice), &manylinux));
+}
+
+/// §a.7: checks on a new project's name, in order, and who may create it.
+#[test]
+fn a7_new_project_names() {
+    let (registry, alice, bob) = registry_with_two_users(&["--prohibited-names", "forbidden"]);
+    let cases = [
+        (
+            "Asyncio",
+            400,
+            "The name 'Asyncio' isn't allowed (conflict with Python Standard Library module \
+             name). See https://pypi.org/help/#project-name for more information.",
+        ),
+        (
+            "Forbidden",
+            400,
+            "The name 'Forbidden' isn't allowed. \
+             See https://pypi.org/help/#project-name for more information.",
+        ),
+    ];
+    for (name, status, message) in cases {
+        let form = Dist::wheel(name, "1.0").form();
+        assert_answer(&upload(&registry, Some(&alice), &form), status, message);
+    }
+    assert_ok(&upload(
+        &registry,
+        Some(&alice),
+        &Dist::wheel("Taken-Name", "1.0").form(),
+    ));
+    // Alike once ultranormalized (separators dropped, o → 0, l and i → 1).
+    assert_answer(
+        &upload(
+            &registry,
+            Some(&bob),
+            &Dist::wheel("taken_nam_e", "1.0").form(),
+        ),
+        400,
+        "The name 'taken_nam_e' is too similar to an existing project. \
+         See https://pypi.org/help/#project-name for more information.",
+    );
+    // The same normalized name is the existing project, which bob may not upload to.
+    assert_answer(
+        &upload(
+            &registry,
+            Some(&bob),
+            &Dist::wheel("taken_name", "2.0").form(),
+        ),
+        403,
+        "The user 'bob' isn't allowed to upload to project 'Taken-Name'. \
+         See https://pypi.org/help/#project-name for more information.",
+    );
+}
+
+/// §a.7: new projects are rate limited per user (and per IP): `429 Too many new projects
+/// created`; uploads to existing projects are not affected.
+#[test]
+fn a7_new_project_rate_limit() {
+    let (registry, alice, _) = registry_with_two_users(&["--new-project-rate-limit", "2"]);
+    for name in ["first-project", "second-project"] {
+        assert_ok(&upload(
+            &registry,
+            Some(&alice),
+            &Dist::wheel(name, "1.0").form(),
+        ));
+    }
+    let refused = upload(
+        &registry,
+        Some(&alice),
+        &Dist::wheel("third-project", "1.0").form(),
+    );
+    assert_answer(&refused, 429, "Too many new projects created");
+    let retry_after: u64 = refused
+        .header("retry-after")
+        .and_then(|value| value.parse().ok())
+        .expect("Retry-After seconds");
+    // 2 an hour: the next one in half an hour at most.
+    assert!((1..=1800).contains(&retry_after), "{retry_after}");
+    assert_ok(&upload(
+        &registry,
+        Some(&alice),
+        &Dist::sdist("first-project", "1.0").form(),
+    ));
+}
+
+/// §a.4: the first failing check wins. Each case breaks two rules; the comment names the
+/// steps, the earlier one must be reported.
+#[test]
+fn a4_precedence_of_checks() {
+    let (registry, alice, bob) = registry_with_two_users(&["--max-file-size", "2KiB"]);
+    let published = Dist::wheel("precedence", "1.0");
+    assert_ok(&upload(&registry, Some(&alice), &published.form()));
+    let sdist = Dist::sdist("precedence", "1.0");
+    assert_ok(&upload(&registry, Some(&alice), &sdist.form()));
+
+    // 1 (identity) before 4 (form).
+    let bad_name = Dist::wheel("precedence", "2.0").form().set("name", "-bad-");
+    assert_answer(&upload(&registry, None, &bad_name), 403, INVALID_AUTH);
+    // 4 (the form, whose name rule comes first) before 5 (core metadata).
+    let form = Dist::wheel("precedence", "2.0")
+        .form()
+        .set("metadata_version", "2.0")
+        .set("name", "-bad-");
+    assert_answer(
+        &upload(&registry, Some(&alice), &form),
+        400,
+        "'-bad-' is an invalid value for Name. Error: Start and end with a letter or numeral \
+         containing only ASCII numeric and '.', '_' and '-'. \
+         See https://packaging.python.org/specifications/core-metadata for more information.",
+    );
+    // 5: metadata version before version.
+    let form = Dist::wheel("precedence", "2.0")
+        .form()
+        .set("metadata_version", "2.0")
+        .set("version", "dog");
+    assert_answer(
+        &upload(&registry, Some(&alice), &form),
+        400,
+        "'2.0' is not a valid metadata version. \
+         See https://packaging.python.org/specifications/core-metadata for more information.",
+    );
+    // 5 (metadata) before 6 (no file).
+    let form = Dist::wheel("precedence", "2.0")
+        .form()
+        .set("version", "1.0+local")
+        .without_file();
+    assert_answer(
+        &upload(&registry, Some(&alice), &form),
+        400,
+        "The use of local versions in '1.0+local' is not allowed. \
+         See https://packaging.python.org/specifications/version-specifiers/#local-version-identifiers \
+         for more information.",
+    );
+    // 8 (permission) before 13 (filename).
+    let form = Dist::wheel("precedence", "2.0")
+        .renamed("precedence-2.0.egg")
+        .form();
+    assert_answer(
+        &upload(&registry, Some(&bob), &form),
+        403,
+        "The user 'bob' isn't allowed to upload to project 'precedence'. \
+         See https://pypi.org/help/#project-name for more information.",
+    );
+    // 13 (filename) before 14 (content type).
+    let wheel_2 = Dist::wheel("precedence", "2.0");
+    let form = wheel_2.form().file(
+        "content",
+        "precedence-2.0.egg",
+        Some("image/png"),
+        &wheel_2.bytes,
+    );
+    assert_answer(
+        &upload(&registry, Some(&alice), &form),
+        400,
+        invalid_extension(),
+    );
+    // 15 (file size) before 16 (digest).
+    let big = WheelBuilder::new("precedence", "3.0")
+        .padding(8 * 1024)
+        .build();
+    let form = big
+        .form()
+        .remove("blake2_256_digest")
+        .set("sha256_digest", &sha256_hex(b"other"));
+    assert_answer(
+        &upload(&registry, Some(&alice), &form),
+        400,
+        "File too large. Limit for project 'precedence' is 0 MB. \
+         See https://pypi.org/help/#file-size-limit for more information.",
+    );
+    // 16 (digest) before 17 (duplicate).
+    let form = published
+        .form()
+        .remove("blake2_256_digest")
+        .set("sha256_digest", &sha256_hex(b"other"));
+    assert_answer(
+        &upload(&registry, Some(&alice), &form),
+        400,
+        "The digest supplied does not match a digest calculated from the uploaded file.",
+    );
+    // 17 (duplicate) before 20 (one sdist) and 21 (archive): other bytes under the
+    // published sdist's filename, and they are not even an archive.
+    let broken = Dist {
+        bytes: b"not a tarball".to_vec(),
+        ..sdist.clone()
+    };
+    let response = upload(&registry, Some(&alice), &broken.form());
+    assert_eq!(response.status, 400, "{}", response.text());
+    assert!(
+        response.reason.starts_with(&format!(
+            "File already exists ('{}', with blake2_256 hash '{}').",
+            sdist.filename,
+            broken.blake2_256()
+        )),
+        "{}",
+        response.reason
+    );
+    // 20 (one sdist per release) before 21 (archive): 1.0.0 is release 1.0.
+    let broken = Dist {
+        bytes: b"not a tarball either".to_vec(),
+        ..Dist::sdist("precedence", "1.0.0")
+    };
+    assert_answer(
+        &upload(&registry, Some(&alice), &broken.form()),
+        400,
+        "Only one sdist may be uploaded per release.",
+    );
+    // 21 (archive) before 22 (filename ↔ metadata): a broken wheel of a new version.
+    let broken = Dist {
+        bytes: b"not a zip".to_vec(),
+        ..Dist::wheel("precedence", "4.0")
+    };
+    let response = upload(&registry, Some(&alice), &broken.form());
+    assert_eq!(response.status, 400, "{}", response.text());
+    assert!(
+        response.reason.starts_with("Invalid distribution file."),
+        "{}",
+        response.reason
+    );
+}
+
+/// §a.8 / §a.4 step 15: the project's total size is limited too; a file that would take the
+/// project over the limit is refused while it streams, and nothing is stored.
+#[test]
+fn a8_project_size_limit() {
+    let first = Dist::wheel("Sized", "1.0");
+    let second = Dist::wheel("Sized", "2.0");
+    let limit = format!("{}", first.size() + second.size() - 1);
+    let (registry, alice, _) = registry_with_two_users(&["--max-project-size", &limit]);
+    assert_ok(&upload(&registry, Some(&alice), &first.form()));
+    assert_answer(
+        &upload(&registry, Some(&alice), &second.form()),
+        400,
+        "Project size too large. Limit for project 'Sized' total size is 0 GB. \
+         See https://pypi.org/help/#project-size-limit for more information.",
+    );
+    // The refused file left no release behind.
+    let release = request(&registry.url(), "GET", "/pypi/sized/2.0/json", &[], &[]);
+    assert_eq!(release.status, 404);
+}
+
+/// POSTs a mint-token request (its body is no JWT: the verifier refuses it with 422) with an
+/// optional `X-Forwarded-For`.
+fn mint_token(registry: &Registry, forwarded_for: Option<&str>) -> RawResponse {
+    let mut headers = vec![("Content-Type", "application/json")];
+    if let Some(address) = forwarded_for {
+        headers.push(("X-Forwarded-For", address));
+    }
+    request(
+        &registry.url(),
+        "POST",
+        "/_/oidc/mint-token",
+        &headers,
+        br#"{"token": "not-a-jwt"}"#,
+    )
+}
+
+/// §a.9.4 (Wharf's own): token exchanges are limited per client IP, answered with `429`,
+/// `Retry-After` and the mint-token error shape. The client IP is the socket peer unless a
+/// proxy header is trusted, so a client cannot dodge the limit with `X-Forwarded-For`.
+#[test]
+fn a9_4_mint_token_rate_limit_per_client_ip() {
+    let registry = Registry::start_with(&["--mint-token-rate-limit", "1"]);
+    assert_eq!(mint_token(&registry, None).status, 422);
+    let refused = mint_token(&registry, Some("203.0.113.5"));
+    assert_eq!(refused.status, 429, "{}", refused.text());
+    let retry_after: u64 = refused
+        .header("retry-after")
+        .and_then(|value| value.parse().ok())
+        .expect("Retry-After seconds");
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    let message = format!(
+        "Too many token requests from this IP address. Try again in {retry_after} seconds."
+    );
+    let body = refused.json();
+    assert_eq!(body["message"], message.as_str(), "{body}");
+    assert_eq!(body["errors"][0]["code"], "rate-limited", "{body}");
+
+    // Behind a trusted proxy each forwarded address has its own allowance.
+    let registry = Registry::start_with(&[
+        "--mint-token-rate-limit",
+        "1",
+        "--client-ip-header",
+        "X-Forwarded-For",
+    ]);
+    assert_eq!(mint_token(&registry, Some("203.0.113.5")).status, 422);
+    assert_eq!(
+        mint_token(&registry, Some("198.51.100.1, 203.0.113.6")).status,
+        422
+    );
+    assert_eq!(mint_token(&registry, Some("203.0.113.5")).status, 429);
+}
+
+/// §a.1: the upload URL of old clients, `POST /pypi?:action=file_upload`, is gone and says
+/// where the API moved.
+#[test]
+fn a1_08_old_upload_url_is_410() {
+    let (registry, alice, _) = registry_with_two_users(&[]);
+    let form = Dist::wheel("old-url", "1.0").form();
+    let response = post_form(
+        &registry.url(),
+        "/pypi?:action=file_upload",
+        Some(&alice),
+        &form,
+        None,
+    );
+    let message = format!("This API has moved to {}/legacy/.", registry.url());
+    assert_answer(&response, 410, &message);
+    assert_eq!(
+        request(&registry.url(), "GET", "/simple/old-url/", &[], &[]).status,
+        404,
+        "nothing was uploaded"
+    );
+}
