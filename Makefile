@@ -9,7 +9,7 @@ LISTEN ?= 127.0.0.1:8080
 DATA   ?= ./wharf-data
 
 .DEFAULT_GOAL := help
-.PHONY: help run build test lint fmt fmt-check clippy venv services clean k8s-lint cluster conformance
+.PHONY: help run build test lint fmt fmt-check clippy venv services clean k8s-lint cluster conformance bench
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -52,6 +52,9 @@ $(DEPLOY_VENV)/.installed: deploy/requirements.txt
 
 cluster: build venv ## Run the scaled topology as local processes (PostgreSQL, NATS, moto S3)
 	./scripts/cluster.sh
+
+bench: ## Measure Wharf against pypiserver; rewrites docs/benchmarks.md (about 10 minutes)
+	./scripts/bench.sh
 
 # The end-to-end tests run the debug binary, which shares its build with `cargo test`.
 test: venv services lint ## Lint, then run every unit, integration and end-to-end test

@@ -11,7 +11,9 @@
 # Settings (environment): WHARF_BIN (default target/release/wharf), CLUSTER_LOG_DIR
 # (./cluster-logs), CLUSTER_DB (wharf_cluster), CLUSTER_NATS_PREFIX (wharf-cluster),
 # CLUSTER_S3_PORT (9000), CLUSTER_VERIFIER_PORT (8081), CLUSTER_GATEWAY_PORTS ("8080 8090"),
-# CLUSTER_WORKER_PORTS ("8082 8083"), CLUSTER_READY_TIMEOUT (60 seconds).
+# CLUSTER_WORKER_PORTS ("8082 8083"), CLUSTER_READY_TIMEOUT (60 seconds), CLUSTER_STORE (a
+# file:///dir URL: the services share that directory instead of the moto S3 server; `make bench`
+# uses it so the S3 emulator's cost and memory are not measured as Wharf's).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -29,6 +31,7 @@ read -r -a GATEWAY_PORTS <<<"${CLUSTER_GATEWAY_PORTS:-8080 8090}"
 read -r -a WORKER_PORTS <<<"${CLUSTER_WORKER_PORTS:-8082 8083}"
 READY_TIMEOUT=${CLUSTER_READY_TIMEOUT:-60}
 EXIT_AFTER_READY=${CLUSTER_EXIT_AFTER_READY:-0}
+STORE=${CLUSTER_STORE:-}
 PG_HOST=127.0.0.1 PG_PORT=5432 PG_USER=postgres NATS_PORT=4222
 
 say() { printf 'cluster: %s\n' "$*"; }
@@ -49,10 +52,11 @@ http_status() (
 # ---------------------------------------------------------------------------------------------
 # Preconditions
 [ -x "$WHARF_BIN" ] || fail "$WHARF_BIN not found: run 'make build' (or 'make cluster', which builds)"
-[ -x "$MOTO_SERVER" ] || fail "$MOTO_SERVER not found: run 'make venv' (moto is in tests/python/requirements.txt)"
+[ -n "$STORE" ] || [ -x "$MOTO_SERVER" ] || fail "$MOTO_SERVER not found: run 'make venv' (moto is in tests/python/requirements.txt)"
 command -v psql >/dev/null || fail "psql not found (it comes with PostgreSQL: run scripts/ensure-services.sh)"
 
-for port in "$S3_PORT" "$VERIFIER_PORT" "${GATEWAY_PORTS[@]}" "${WORKER_PORTS[@]}"; do
+[ -n "$STORE" ] && S3_PORT=
+for port in $S3_PORT "$VERIFIER_PORT" "${GATEWAY_PORTS[@]}" "${WORKER_PORTS[@]}"; do
     if port_open "$port"; then
         fail "port $port is already in use (another 'make run' or 'make cluster'?); free it or set CLUSTER_*_PORT(S)"
     fi
@@ -156,27 +160,33 @@ delete_streams() (
 ) 2>/dev/null
 delete_streams || say "could not reset the JetStream streams (continuing)"
 
-say "starting moto S3 on 127.0.0.1:$S3_PORT"
-start s3 "$MOTO_SERVER" -H 127.0.0.1 -p "$S3_PORT"
-deadline=$((SECONDS + READY_TIMEOUT))
-until port_open "$S3_PORT"; do
-    check_alive || fail "the S3 server did not start"
-    [ "$SECONDS" -lt "$deadline" ] || fail "the S3 server did not listen on $S3_PORT"
-    sleep 0.2
-done
-[ "$(http_status "$S3_PORT" PUT "/$S3_BUCKET")" = 200 ] || fail "could not create the bucket $S3_BUCKET"
+if [ -z "$STORE" ]; then
+    say "starting moto S3 on 127.0.0.1:$S3_PORT"
+    start s3 "$MOTO_SERVER" -H 127.0.0.1 -p "$S3_PORT"
+    deadline=$((SECONDS + READY_TIMEOUT))
+    until port_open "$S3_PORT"; do
+        check_alive || fail "the S3 server did not start"
+        [ "$SECONDS" -lt "$deadline" ] || fail "the S3 server did not listen on $S3_PORT"
+        sleep 0.2
+    done
+    [ "$(http_status "$S3_PORT" PUT "/$S3_BUCKET")" = 200 ] || fail "could not create the bucket $S3_BUCKET"
+fi
 
 # ---------------------------------------------------------------------------------------------
 # The Wharf services: one configuration, passed as the WHARF_* twins of the flags
 export WHARF_DATABASE_URL="postgres://$PG_USER@$PG_HOST:$PG_PORT/$DB_NAME"
 export WHARF_NATS_URL="nats://127.0.0.1:$NATS_PORT"
 export WHARF_NATS_PREFIX="$NATS_PREFIX"
-export WHARF_STORE="s3://$S3_BUCKET/packages"
-export WHARF_S3_ENDPOINT="http://127.0.0.1:$S3_PORT"
-export WHARF_S3_REGION=us-east-1
-export WHARF_S3_ALLOW_HTTP=true
-export WHARF_S3_PATH_STYLE=true
-export AWS_ACCESS_KEY_ID=wharf-cluster AWS_SECRET_ACCESS_KEY=wharf-cluster
+if [ -n "$STORE" ]; then
+    export WHARF_STORE="$STORE"
+else
+    export WHARF_STORE="s3://$S3_BUCKET/packages"
+    export WHARF_S3_ENDPOINT="http://127.0.0.1:$S3_PORT"
+    export WHARF_S3_REGION=us-east-1
+    export WHARF_S3_ALLOW_HTTP=true
+    export WHARF_S3_PATH_STYLE=true
+    export AWS_ACCESS_KEY_ID=wharf-cluster AWS_SECRET_ACCESS_KEY=wharf-cluster
+fi
 export WHARF_VERIFIER="http://127.0.0.1:$VERIFIER_PORT"
 export RUST_LOG=${RUST_LOG:-info} NO_COLOR=1
 # The services never write to the data directory in this mode; point it away from ./wharf-data.
@@ -208,7 +218,7 @@ Wharf cluster is up (all /readyz answered 200); logs in ${LOG_DIR#"$ROOT"/}/
   workers    $(for p in "${WORKER_PORTS[@]}"; do printf 'http://127.0.0.1:%s/readyz  ' "$p"; done)
   index      $WHARF_DATABASE_URL
   bus        $WHARF_NATS_URL (prefix $NATS_PREFIX)
-  store      $WHARF_STORE at $WHARF_S3_ENDPOINT (moto, in memory)
+  store      $WHARF_STORE${WHARF_S3_ENDPOINT:+ at $WHARF_S3_ENDPOINT (moto, in memory)}
 
 Create a user and a token (in another shell):
   export WHARF_DATABASE_URL=$WHARF_DATABASE_URL

@@ -2,7 +2,7 @@
 //! a fixed mtime), so their digests are the same on every run, and the multipart upload form
 //! twine sends for them.
 
-use std::io::{Cursor, Write};
+use std::io::{Cursor, Read, Write};
 
 use base64::Engine;
 use wharf_archive::digest::{Digests, digest_bytes};
@@ -58,16 +58,47 @@ pub fn md5_hex(bytes: &[u8]) -> String {
 
 /// Deterministic incompressible filler bytes (xorshift64*), for large test files.
 pub fn filler(length: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    let mut bytes = Vec::with_capacity(length + 8);
-    while bytes.len() < length {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        bytes.extend_from_slice(&state.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
-    }
-    bytes.truncate(length);
+    let mut bytes = vec![0u8; length];
+    Filler::new(seed).fill(&mut bytes);
     bytes
+}
+
+/// The endless stream of [`filler`] bytes for `seed`, for files too large to hold in memory.
+#[derive(Debug, Clone)]
+pub struct Filler {
+    state: u64,
+}
+
+impl Filler {
+    /// The stream `filler(_, seed)` starts with.
+    pub fn new(seed: u64) -> Filler {
+        Filler { state: seed | 1 }
+    }
+
+    /// Fills `buffer` with the next bytes; `buffer.len()` must be a multiple of 8 except for
+    /// the last call (a partial word is dropped).
+    pub fn fill(&mut self, buffer: &mut [u8]) {
+        for word in buffer.chunks_mut(8) {
+            self.state ^= self.state >> 12;
+            self.state ^= self.state << 25;
+            self.state ^= self.state >> 27;
+            let bytes = self.state.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes();
+            word.copy_from_slice(&bytes[..word.len()]);
+        }
+    }
+}
+
+impl Read for Filler {
+    /// A read into fewer than 8 bytes drops the rest of its word, as [`filler`] truncates.
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let length = if buffer.len() >= 8 {
+            buffer.len() / 8 * 8
+        } else {
+            buffer.len()
+        };
+        self.fill(&mut buffer[..length]);
+        Ok(length)
+    }
 }
 
 /// The core metadata text of a fixture release (METADATA in a wheel, PKG-INFO in an sdist).
@@ -136,6 +167,13 @@ impl Dist {
 
     /// The upload form twine sends for this file (with sha256 and blake2 digests).
     pub fn form(&self) -> Form {
+        let digests = self.digests();
+        self.form_with(&digests.sha256_hex(), &digests.blake2_256_hex())
+    }
+
+    /// The upload form twine sends for this file, with the digests given (for a file whose
+    /// bytes are streamed rather than held in `bytes`).
+    pub fn form_with(&self, sha256_hex: &str, blake2_256_hex: &str) -> Form {
         Form::new()
             .field(":action", "file_upload")
             .field("protocol_version", "1")
@@ -146,8 +184,8 @@ impl Dist {
             .field("requires_python", REQUIRES_PYTHON)
             .field("filetype", self.filetype)
             .field("pyversion", self.pyversion)
-            .field("sha256_digest", &self.sha256())
-            .field("blake2_256_digest", &self.blake2_256())
+            .field("sha256_digest", sha256_hex)
+            .field("blake2_256_digest", blake2_256_hex)
             .file(
                 "content",
                 &self.filename,
@@ -157,7 +195,8 @@ impl Dist {
     }
 }
 
-fn zip_options(method: zip::CompressionMethod) -> zip::write::SimpleFileOptions {
+/// Zip member options with a fixed timestamp and mode.
+pub fn zip_options(method: zip::CompressionMethod) -> zip::write::SimpleFileOptions {
     let time =
         zip::DateTime::from_date_and_time(2023, 11, 14, 22, 13, 20).expect("a valid zip time");
     zip::write::SimpleFileOptions::default()
@@ -208,65 +247,109 @@ impl WheelBuilder {
 
     /// The wheel.
     pub fn build(&self) -> Dist {
+        let mut zip = Cursor::new(Vec::new());
+        let mut dist = self.write_to(&mut zip).expect("zip");
+        dist.bytes = zip.into_inner();
+        dist
+    }
+
+    /// The file name `<name>-<version>-py3-none-any.whl`.
+    pub fn filename(&self) -> String {
+        format!(
+            "{}-{}-py3-none-any.whl",
+            filename_name(&self.name),
+            self.version
+        )
+    }
+
+    /// Writes the wheel to `out`, streaming the padding (so a wheel of any size needs no
+    /// memory for it); the returned [`Dist`] has empty `bytes`.
+    pub fn write_to<W: Write + std::io::Seek>(&self, out: W) -> zip::result::ZipResult<Dist> {
         let stem = filename_name(&self.name);
-        let module = stem.clone();
         let dist_info = format!("{stem}-{}.dist-info", self.version);
         let metadata = core_metadata(&self.name, &self.version);
-        let mut members: Vec<(String, Vec<u8>, zip::CompressionMethod)> = vec![(
-            format!("{module}/__init__.py"),
-            format!("def hello():\n    return {:?}\n", self.greeting).into_bytes(),
-            zip::CompressionMethod::Deflated,
-        )];
+        let mut writer = zip::ZipWriter::new(out);
+        let mut record = String::new();
+        let add =
+            |writer: &mut zip::ZipWriter<W>, record: &mut String, path: String, bytes: &[u8]| {
+                writer.start_file(path.as_str(), zip_options(zip::CompressionMethod::Deflated))?;
+                writer.write_all(bytes)?;
+                record.push_str(&record_line(&path, &digests(bytes), bytes.len() as u64));
+                zip::result::ZipResult::Ok(())
+            };
+        add(
+            &mut writer,
+            &mut record,
+            format!("{stem}/__init__.py"),
+            format!("def hello():\n    return {:?}\n", self.greeting).as_bytes(),
+        )?;
         if self.padding > 0 {
-            members.push((
-                format!("{module}/padding.bin"),
-                filler(self.padding, self.padding as u64),
-                zip::CompressionMethod::Stored,
-            ));
+            let path = format!("{stem}/padding.bin");
+            writer.start_file(path.as_str(), zip_options(zip::CompressionMethod::Stored))?;
+            let mut hashed = HashingWriter {
+                inner: &mut writer,
+                hasher: wharf_archive::MultiHasher::new(),
+            };
+            let mut padding = Filler::new(self.padding as u64).take(self.padding as u64);
+            std::io::copy(&mut padding, &mut hashed)?;
+            let digests = hashed.hasher.finalize();
+            record.push_str(&record_line(&path, &digests, self.padding as u64));
         }
-        members.push((
+        add(
+            &mut writer,
+            &mut record,
             format!("{dist_info}/METADATA"),
-            metadata.clone().into_bytes(),
-            zip::CompressionMethod::Deflated,
-        ));
+            metadata.as_bytes(),
+        )?;
         if self.with_wheel_file {
-            members.push((
+            add(
+                &mut writer,
+                &mut record,
                 format!("{dist_info}/WHEEL"),
-                b"Wheel-Version: 1.0\nGenerator: wharf-e2e\nRoot-Is-Purelib: true\nTag: py3-none-any\n".to_vec(),
-                zip::CompressionMethod::Deflated,
-            ));
+                b"Wheel-Version: 1.0\nGenerator: wharf-e2e\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+            )?;
         }
         let record_path = format!("{dist_info}/RECORD");
-        let mut record = String::new();
-        for (path, bytes, _) in &members {
-            let hash =
-                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digests(bytes).sha256);
-            record.push_str(&format!("{path},sha256={hash},{}\n", bytes.len()));
-        }
         record.push_str(&format!("{record_path},,\n"));
-        members.push((
-            record_path,
-            record.into_bytes(),
-            zip::CompressionMethod::Deflated,
-        ));
-
-        let mut writer = zip::ZipWriter::new(Cursor::new(Vec::new()));
-        for (path, bytes, method) in &members {
-            writer
-                .start_file(path.as_str(), zip_options(*method))
-                .expect("zip member");
-            writer.write_all(bytes).expect("zip member bytes");
-        }
-        let bytes = writer.finish().expect("zip").into_inner();
-        Dist {
+        writer.start_file(
+            record_path.as_str(),
+            zip_options(zip::CompressionMethod::Deflated),
+        )?;
+        writer.write_all(record.as_bytes())?;
+        writer.finish()?;
+        Ok(Dist {
             name: self.name.clone(),
             version: self.version.clone(),
-            filename: format!("{stem}-{}-py3-none-any.whl", self.version),
+            filename: self.filename(),
             filetype: "bdist_wheel",
             pyversion: "py3",
-            bytes,
+            bytes: Vec::new(),
             metadata,
-        }
+        })
+    }
+}
+
+/// One `RECORD` line: `path,sha256=<urlsafe b64>,size`.
+fn record_line(path: &str, digests: &Digests, size: u64) -> String {
+    let hash = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digests.sha256);
+    format!("{path},sha256={hash},{size}\n")
+}
+
+/// Passes writes through to `inner` and hashes them.
+struct HashingWriter<W> {
+    inner: W,
+    hasher: wharf_archive::MultiHasher,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let written = self.inner.write(buf)?;
+        self.hasher.update(&buf[..written]);
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 
@@ -276,6 +359,7 @@ pub struct SdistBuilder {
     name: String,
     version: String,
     greeting: String,
+    padding: usize,
 }
 
 impl SdistBuilder {
@@ -285,6 +369,7 @@ impl SdistBuilder {
             name: name.to_owned(),
             version: version.to_owned(),
             greeting: "hello".to_owned(),
+            padding: 0,
         }
     }
 
@@ -294,12 +379,18 @@ impl SdistBuilder {
         self
     }
 
+    /// Adds a data file of `bytes` incompressible bytes.
+    pub fn padding(mut self, bytes: usize) -> SdistBuilder {
+        self.padding = bytes;
+        self
+    }
+
     /// The sdist.
     pub fn build(&self) -> Dist {
         let stem = filename_name(&self.name);
         let top = format!("{stem}-{}", self.version);
         let metadata = core_metadata(&self.name, &self.version);
-        let members: Vec<(String, Vec<u8>)> = vec![
+        let mut members: Vec<(String, Vec<u8>)> = vec![
             (format!("{top}/PKG-INFO"), metadata.clone().into_bytes()),
             (
                 format!("{top}/pyproject.toml"),
@@ -314,20 +405,19 @@ impl SdistBuilder {
                 format!("def hello():\n    return {:?}\n", self.greeting).into_bytes(),
             ),
         ];
+        if self.padding > 0 {
+            members.push((
+                format!("{top}/src/{stem}/padding.bin"),
+                filler(self.padding, self.padding as u64),
+            ));
+        }
         let encoder = flate2::GzBuilder::new()
             .mtime(0)
             .write(Vec::new(), flate2::Compression::default());
         let mut archive = tar::Builder::new(encoder);
         archive.mode(tar::HeaderMode::Deterministic);
         for (path, bytes) in &members {
-            let mut header = tar::Header::new_ustar();
-            header.set_entry_type(tar::EntryType::Regular);
-            header.set_size(bytes.len() as u64);
-            header.set_mode(0o644);
-            header.set_mtime(FIXED_MTIME);
-            header.set_uid(0);
-            header.set_gid(0);
-            header.set_cksum();
+            let mut header = tar_header(bytes.len() as u64);
             archive
                 .append_data(&mut header, path, bytes.as_slice())
                 .expect("tar member");
@@ -346,6 +436,19 @@ impl SdistBuilder {
             metadata,
         }
     }
+}
+
+/// The ustar header of a regular sdist member of `size` bytes (fixed mtime, mode and owner).
+pub fn tar_header(size: u64) -> tar::Header {
+    let mut header = tar::Header::new_ustar();
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_size(size);
+    header.set_mode(0o644);
+    header.set_mtime(FIXED_MTIME);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_cksum();
+    header
 }
 
 /// The boundary of every multipart body this module builds.
@@ -434,15 +537,27 @@ impl Form {
 
     /// The encoded body.
     pub fn body(&self) -> Vec<u8> {
-        let mut body = Vec::new();
+        let (mut body, tail) = self.around_file();
+        if let Some(file) = &self.file {
+            body.extend_from_slice(&file.bytes);
+        }
+        body.extend_from_slice(&tail);
+        body
+    }
+
+    /// The encoded body without the file's bytes, split where they go: a client streaming
+    /// the file sends the first part, the file, then the second part.
+    pub fn around_file(&self) -> (Vec<u8>, Vec<u8>) {
+        let mut head = Vec::new();
         for (name, value) in &self.fields {
-            body.extend_from_slice(
+            head.extend_from_slice(
                 format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
                     .as_bytes(),
             );
         }
+        let mut tail = Vec::new();
         if let Some(file) = &self.file {
-            body.extend_from_slice(
+            head.extend_from_slice(
                 format!(
                     "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{}\"; filename=\"{}\"\r\n",
                     file.field, file.filename
@@ -450,22 +565,26 @@ impl Form {
                 .as_bytes(),
             );
             if let Some(content_type) = &file.content_type {
-                body.extend_from_slice(format!("Content-Type: {content_type}\r\n").as_bytes());
+                head.extend_from_slice(format!("Content-Type: {content_type}\r\n").as_bytes());
             }
-            body.extend_from_slice(b"\r\n");
-            body.extend_from_slice(&file.bytes);
-            body.extend_from_slice(b"\r\n");
+            head.extend_from_slice(b"\r\n");
+            tail.extend_from_slice(b"\r\n");
         }
-        body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
-        body
+        tail.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+        (head, tail)
     }
 }
 
 /// `Authorization` value twine sends for an API token: Basic `__token__:<token>`.
 pub fn token_auth(token: &str) -> String {
+    basic_auth("__token__", token)
+}
+
+/// `Authorization` value for HTTP Basic `user:password`.
+pub fn basic_auth(user: &str, password: &str) -> String {
     format!(
         "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("__token__:{token}"))
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
     )
 }
 

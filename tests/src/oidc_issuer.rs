@@ -202,6 +202,32 @@ impl GitHubIdentity {
         self
     }
 
+    /// The `wharf admin` arguments that add a GitHub trusted publisher for this identity's
+    /// repository, workflow and environment to `project`, trusting the issuer `issuer_name`.
+    pub fn publisher_add_args(&self, issuer_name: &str, project: &str) -> Vec<String> {
+        let mut args: Vec<String> = [
+            "publisher",
+            "add",
+            "github",
+            "--issuer",
+            issuer_name,
+            "--project",
+            project,
+            "--owner",
+            &self.owner,
+            "--repository",
+            &self.repository,
+            "--workflow",
+            &self.workflow,
+        ]
+        .map(str::to_owned)
+        .into();
+        if let Some(environment) = &self.environment {
+            args.extend(["--environment".to_owned(), environment.clone()]);
+        }
+        args
+    }
+
     /// `<owner>/<repository>`.
     pub fn full_repository(&self) -> String {
         format!("{}/{}", self.owner, self.repository)
@@ -432,17 +458,18 @@ impl TestIssuer {
     /// Registers this issuer in `registry` as an operator issuer of kind `github` named
     /// `name` (plain HTTP allowed: it is a test issuer).
     pub fn register(&self, registry: &Registry, name: &str) {
-        registry.admin(&[
-            "issuer",
-            "add",
-            "--name",
-            name,
-            "--kind",
-            "github",
-            "--url",
-            self.url(),
-            "--allow-http",
-        ]);
+        let args = self.admin_add_args(name);
+        registry.admin(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+
+    /// The `wharf admin` arguments that register this issuer as `name` (kind `github`,
+    /// plain HTTP allowed).
+    pub fn admin_add_args(&self, name: &str) -> Vec<String> {
+        ["issuer", "add", "--name", name, "--kind", "github", "--url"]
+            .into_iter()
+            .map(str::to_owned)
+            .chain([self.url().to_owned(), "--allow-http".to_owned()])
+            .collect()
     }
 }
 

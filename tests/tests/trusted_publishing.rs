@@ -116,28 +116,11 @@ fn add_github_publisher(
     project: &str,
     pending_user: Option<&str>,
 ) -> String {
-    let mut args = vec![
-        "publisher",
-        "add",
-        "github",
-        "--issuer",
-        ISSUER_NAME,
-        "--project",
-        project,
-        "--owner",
-        &identity.owner,
-        "--repository",
-        &identity.repository,
-        "--workflow",
-        &identity.workflow,
-    ];
-    if let Some(environment) = &identity.environment {
-        args.extend_from_slice(&["--environment", environment]);
-    }
+    let mut args = identity.publisher_add_args(ISSUER_NAME, project);
     if let Some(user) = pending_user {
-        args.extend_from_slice(&["--pending", "--user", user]);
+        args.extend(["--pending", "--user", user].map(str::to_owned));
     }
-    registry.admin(&args)
+    registry.admin(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 /// A plain-HTTP registry (started with `flags`) trusting a fresh test issuer for `identity`,
