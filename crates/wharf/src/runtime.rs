@@ -10,6 +10,8 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use axum_server::accept::NoDelayAcceptor;
+use axum_server::tls_rustls::RustlsAcceptor;
 use futures::future::BoxFuture;
 
 /// How long shutdown waits for in-flight work before giving up on it.
@@ -159,16 +161,19 @@ pub(crate) fn serve(
     let handle = axum_server::Handle::new();
     // The peer address is the client IP of the rate limits (unless a proxy header is trusted).
     let app = router.into_make_service_with_connect_info::<SocketAddr>();
+    // TCP_NODELAY: a response is written as headers, then body chunks; with Nagle's
+    // algorithm the second write waits for the client's delayed ACK (~40 ms per response).
+    let server = axum_server::from_tcp(listener).context("cannot serve on the listener")?;
     let task = match tls {
         Some(config) => tokio::spawn(
-            axum_server::from_tcp_rustls(listener, config)
-                .context("cannot serve on the listener")?
+            server
+                .acceptor(RustlsAcceptor::new(config).acceptor(NoDelayAcceptor::new()))
                 .handle(handle.clone())
                 .serve(app),
         ),
         None => tokio::spawn(
-            axum_server::from_tcp(listener)
-                .context("cannot serve on the listener")?
+            server
+                .acceptor(NoDelayAcceptor::new())
                 .handle(handle.clone())
                 .serve(app),
         ),
