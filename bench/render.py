@@ -84,7 +84,9 @@ def render(results):
         f"{corpus['bytes'] / 1e6:,.0f} MB, made by `wharf-bench corpus` from a fixed seed; plus "
         f"one {corpus['huge_bytes'] / 2**30:.2f} GiB wheel. Uploads are the legacy protocol as "
         "twine sends it (`wharf-bench upload`, streamed multipart, Basic auth); Wharf answers "
-        "200 only once the worker has committed the file. Reads are `wrk -t2 -c16 --latency`.",
+        "200 only once the worker has committed the file. Reads are `wrk -t2 -c16 --latency`. "
+        "Wharf's rate limits are off for the runs (one load generator is one IP with one "
+        "token); the `jti` replay guard stays on.",
         "",
         "## Results",
         "",

@@ -119,6 +119,13 @@ class Target:
         self.log.close()
 
 
+# One load generator on loopback is one client IP with one token: the per-IP and per-token
+# limits (and PyPI's new-project limits) would measure the limiter, not the registry.
+NO_RATE_LIMITS = {"WHARF_UPLOAD_RATE_LIMIT": "0", "WHARF_UPLOAD_TOKEN_RATE_LIMIT": "0",
+                  "WHARF_MINT_TOKEN_RATE_LIMIT": "0", "WHARF_NEW_PROJECT_RATE_LIMIT": "0",
+                  "WHARF_NEW_PROJECT_IP_RATE_LIMIT": "0"}
+
+
 class Embedded(Target):
     """`wharf serve`: SQLite, local files, the in-process bus; one process."""
 
@@ -132,8 +139,8 @@ class Embedded(Target):
         self.log = open(self.dir / "serve.log", "w")
         self.process = subprocess.Popen(
             [WHARF, "serve", "--listen", f"127.0.0.1:{self.port}"],
-            env={**os.environ, **self.admin_env, "WHARF_MAX_FILE_SIZE": MAX_FILE_SIZE,
-                 "RUST_LOG": "warn"},
+            env={**os.environ, **self.admin_env, **NO_RATE_LIMITS,
+                 "WHARF_MAX_FILE_SIZE": MAX_FILE_SIZE, "RUST_LOG": "warn"},
             stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
         wait_ready(f"{self.base}/readyz", self.process)
         self.password = wharf_token(self.admin_env)
@@ -158,7 +165,8 @@ class Scaled(Target):
         self.log = open(self.dir / "cluster.log", "w")
         self.process = subprocess.Popen(
             [ROOT / "scripts/cluster.sh"],
-            env={**os.environ, "WHARF_BIN": str(WHARF), "CLUSTER_STORE": f"file://{self.dir / 'store'}",
+            env={**os.environ, **NO_RATE_LIMITS,
+                 "WHARF_BIN": str(WHARF), "CLUSTER_STORE": f"file://{self.dir / 'store'}",
                  "CLUSTER_LOG_DIR": str(self.dir / "logs"), "CLUSTER_DB": self.database,
                  "CLUSTER_NATS_PREFIX": "wharf-bench", "CLUSTER_GATEWAY_PORTS": str(gateway),
                  "CLUSTER_VERIFIER_PORT": str(verifier),

@@ -41,7 +41,11 @@ macro_rules! select_project {
 /// The index on a SQLite database file.
 #[derive(Debug, Clone)]
 pub struct SqliteIndex {
+    /// Reads, in parallel (WAL).
     pool: SqlitePool,
+    /// Writes, one at a time: SQLite has a single writer, and waiting here is an async queue
+    /// where waiting on SQLite's lock would be its busy handler sleeping (1, 2, 5 … 100 ms).
+    writer: SqlitePool,
 }
 
 impl SqliteIndex {
@@ -68,10 +72,14 @@ impl SqliteIndex {
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(SqliteIndex { pool })
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await?;
+        Ok(SqliteIndex { pool, writer })
     }
 }
 
@@ -278,7 +286,7 @@ impl IndexRepo for SqliteIndex {
         .bind(&user.id)
         .bind(&user.name)
         .bind(user.created_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         if inserted.rows_affected() == 0 {
             return Err(IndexError::Conflict(format!(
@@ -322,7 +330,7 @@ impl IndexRepo for SqliteIndex {
         .bind(token.expires_at)
         .bind(&token.publisher_id)
         .bind(&token.additional)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -351,7 +359,7 @@ impl IndexRepo for SqliteIndex {
     async fn delete_token(&self, id: &str) -> Result<bool, IndexError> {
         let result = sqlx::query("DELETE FROM api_tokens WHERE id = ?1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(result.rows_affected() > 0)
     }
@@ -360,7 +368,7 @@ impl IndexRepo for SqliteIndex {
         sqlx::query("UPDATE api_tokens SET last_used_at = ?2 WHERE id = ?1")
             .bind(id)
             .bind(now_micros)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -451,7 +459,7 @@ impl IndexRepo for SqliteIndex {
         change: &YankChange<'_>,
         now_micros: i64,
     ) -> Result<bool, IndexError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let target: Option<(String, String, String)> = sqlx::query_as(
             "SELECT r.id, p.id, p.name FROM releases r JOIN projects p ON p.id = r.project_id \
              WHERE p.normalized_name = ?1 AND r.canonical_version = ?2",
@@ -502,7 +510,7 @@ impl IndexRepo for SqliteIndex {
         .bind(&issuer.url)
         .bind(issuer.allow_http)
         .bind(issuer.created_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         if inserted.rows_affected() == 0 {
             return Err(IndexError::Conflict(format!(
@@ -524,13 +532,13 @@ impl IndexRepo for SqliteIndex {
     async fn delete_issuer(&self, name: &str) -> Result<bool, IndexError> {
         let result = sqlx::query("DELETE FROM oidc_issuers WHERE name = ?1")
             .bind(name)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(result.rows_affected() > 0)
     }
 
     async fn insert_publisher(&self, publisher: &NewPublisher) -> Result<(), IndexError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query(
             "INSERT INTO publishers (id, kind, issuer_url, policy, label, token_ttl_seconds, \
              pending_project_name, pending_project_ultranormalized, pending_user_id, created_at) \
@@ -593,7 +601,7 @@ impl IndexRepo for SqliteIndex {
     }
 
     async fn delete_publisher(&self, id: &str) -> Result<bool, IndexError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query("DELETE FROM api_tokens WHERE publisher_id = ?1")
             .bind(id)
             .execute(&mut *tx)
@@ -620,7 +628,7 @@ impl IndexRepo for SqliteIndex {
             .bind(id)
             .bind(policy)
             .bind(label)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -631,7 +639,7 @@ impl IndexRepo for SqliteIndex {
         project: &ProjectTarget,
         now_micros: i64,
     ) -> Result<ReifyResult, IndexError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let pending: Option<(String, String)> = sqlx::query_as(
             "SELECT p.pending_user_id, u.name FROM publishers p JOIN users u \
              ON u.id = p.pending_user_id WHERE p.id = ?1 AND p.pending_project_name IS NOT NULL",
@@ -691,9 +699,11 @@ impl IndexRepo for SqliteIndex {
         expires_at: i64,
         now: i64,
     ) -> Result<bool, IndexError> {
+        // One transaction, one commit: the sweep and the claim.
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query("DELETE FROM oidc_jti WHERE expires_at < ?1")
             .bind(now)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
         let claimed = sqlx::query(
             "INSERT INTO oidc_jti (issuer_url, jti, expires_at) VALUES (?1, ?2, ?3) \
@@ -702,8 +712,9 @@ impl IndexRepo for SqliteIndex {
         .bind(issuer_url)
         .bind(jti)
         .bind(expires_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(claimed.rows_affected() == 1)
     }
 
@@ -714,9 +725,11 @@ impl IndexRepo for SqliteIndex {
         limit: RateLimit,
         now: i64,
     ) -> Result<RateVerdict, IndexError> {
+        // One transaction, one commit: the sweep, the check and, when limited, the read.
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query("DELETE FROM rate_limits WHERE tat < ?1")
             .bind(now)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
         // GCRA in one statement: the new arrival time is taken only if it stays within the
         // tolerance; otherwise nothing changes and no row comes back.
@@ -730,17 +743,19 @@ impl IndexRepo for SqliteIndex {
         .bind(now)
         .bind(limit.interval_micros)
         .bind(limit.tolerance_micros())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
         if taken.is_some() {
+            tx.commit().await?;
             return Ok(RateVerdict::Allowed);
         }
         let tat: Option<i64> =
             sqlx::query_scalar("SELECT tat FROM rate_limits WHERE scope = ?1 AND key = ?2")
                 .bind(scope)
                 .bind(key)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *tx)
                 .await?;
+        tx.commit().await?;
         Ok(limited_until(tat, limit))
     }
 
@@ -748,7 +763,7 @@ impl IndexRepo for SqliteIndex {
         let result =
             sqlx::query("DELETE FROM api_tokens WHERE id = ?1 AND publisher_id IS NOT NULL")
                 .bind(id)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
         Ok(result.rows_affected() > 0)
     }
@@ -763,7 +778,7 @@ impl IndexRepo for SqliteIndex {
             .bind(kind)
             .bind(detail)
             .bind(now_micros)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -788,7 +803,7 @@ impl IndexRepo for SqliteIndex {
     async fn commit_upload(&self, upload: &NewUpload) -> Result<CommitResult, IndexError> {
         // IMMEDIATE takes the write lock up front, so the checks below and the inserts see
         // the same state and two concurrent commits of one filename cannot both pass.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let candidate = FileCandidate {
             normalized_name: &upload.project.normalized_name,
             canonical_version: &upload.release.canonical_version,
