@@ -380,11 +380,16 @@ fn metrics_count_uploads_by_outcome() {
 
     let simple = request(&registry.url(), "GET", "/simple/metrics-demo/", &[], &[]);
     assert_eq!(simple.status, 200);
+    // Unchanged since: the same page again, from the page cache.
+    let again = request(&registry.url(), "GET", "/simple/metrics-demo/", &[], &[]);
+    assert_eq!(again.body, simple.body);
     let refused = mint(&registry, r#"{"token": "a.b.c"}"#);
     assert_eq!(refused.status, 422);
     let last = scrape(&registry);
     let moved = |name: &str| sample(&last, name) - sample(&after, name);
-    assert_eq!(moved("wharf_simple_requests_total{page=\"project\"}"), 1.0);
+    assert_eq!(moved("wharf_simple_requests_total{page=\"project\"}"), 2.0);
+    assert_eq!(moved("wharf_simple_cache_total{result=\"miss\"}"), 1.0);
+    assert_eq!(moved("wharf_simple_cache_total{result=\"hit\"}"), 1.0);
     assert_eq!(
         moved("wharf_oidc_mint_total{outcome=\"refused\",code=\"invalid-payload\"}"),
         1.0

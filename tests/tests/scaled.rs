@@ -376,7 +376,11 @@ fn an_upload_on_one_gateway_is_visible_on_the_other() {
     assert_eq!(files.len(), 1);
     check_file(&cluster, &files[0], &wheel);
 
-    // The other way round, now that gateway 2 has served (and may have cached) the page.
+    // The other way round, now that both gateways have served (and cached) the page.
+    assert_eq!(
+        simple_filenames(&simple_json(&gateway_1, "Replica-Demo")),
+        vec![wheel.filename.clone()]
+    );
     let wheel_2 = WheelBuilder::new("Replica-Demo", "2.0")
         .greeting("hello through gateway 2")
         .build();

@@ -10,6 +10,7 @@ mod files;
 mod json_api;
 mod negotiate;
 mod oidc;
+mod page_cache;
 mod rate_limit;
 mod response;
 mod simple;
@@ -93,6 +94,7 @@ pub struct Gateway {
     bus: Arc<dyn UploadBus>,
     settings: Arc<GatewaySettings>,
     metrics: Metrics,
+    pages: page_cache::PageCache,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -119,6 +121,7 @@ impl Gateway {
             bus,
             settings: Arc::new(settings),
             metrics: Metrics::new(),
+            pages: page_cache::PageCache::default(),
         }
     }
 

@@ -13,6 +13,7 @@ use wharf_index::{FileRecord, Project};
 
 use crate::Gateway;
 use crate::negotiate::simple_format;
+use crate::page_cache::CachedPage;
 use crate::response::{html_escape, moved_permanently};
 
 pub(crate) const API_VERSION: &str = "1.4";
@@ -76,10 +77,26 @@ pub(crate) fn cacheable(
     body: String,
     serial: i64,
 ) -> Response {
+    let etag = etag_of(body.as_bytes(), content_type);
+    revalidated(request_headers, content_type, body.into(), &etag, serial)
+}
+
+/// The entity tag of a body in a content type.
+fn etag_of(body: &[u8], content_type: &str) -> String {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     body.hash(&mut hasher);
     content_type.hash(&mut hasher);
-    let etag = format!("\"{:016x}\"", hasher.finish());
+    format!("\"{:016x}\"", hasher.finish())
+}
+
+/// `body` tagged `etag`, or 304 when the client holds that tag already.
+fn revalidated(
+    request_headers: &HeaderMap,
+    content_type: &str,
+    body: bytes::Bytes,
+    etag: &str,
+    serial: i64,
+) -> Response {
     let not_modified = request_headers
         .get(header::IF_NONE_MATCH)
         .and_then(|value| value.to_str().ok())
@@ -96,7 +113,7 @@ pub(crate) fn cacheable(
     if let Ok(value) = HeaderValue::from_str(content_type) {
         headers.insert(header::CONTENT_TYPE, value);
     }
-    if let Ok(value) = HeaderValue::from_str(&etag) {
+    if let Ok(value) = HeaderValue::from_str(etag) {
         headers.insert(header::ETAG, value);
     }
     headers.insert(header::VARY, HeaderValue::from_static("Accept"));
@@ -107,6 +124,45 @@ pub(crate) fn cacheable(
         HeaderValue::from_static("max-age=0, must-revalidate"),
     );
     add_api_headers(headers, serial);
+    response
+}
+
+/// Serves the page `key` from the cache when it was rendered at `version`, else awaits
+/// `render` (a future, so it does no work on a hit), keeps the page and serves it.
+async fn cached_page(
+    gateway: &Gateway,
+    request_headers: &HeaderMap,
+    key: (Option<String>, &'static str, String),
+    version: (i64, String),
+    render: impl Future<Output = Result<String, Response>>,
+) -> Response {
+    let serial = version.0;
+    let content_type = key.1;
+    if let Some(page) = gateway.pages.get(&key, &version) {
+        gateway.metrics.simple_cache(true);
+        return revalidated(
+            request_headers,
+            content_type,
+            page.body.clone(),
+            &page.etag,
+            serial,
+        );
+    }
+    gateway.metrics.simple_cache(false);
+    let body = match render.await {
+        Ok(body) => bytes::Bytes::from(body),
+        Err(response) => return response,
+    };
+    let etag = etag_of(&body, content_type);
+    let response = revalidated(request_headers, content_type, body.clone(), &etag, serial);
+    gateway.pages.put(
+        key,
+        std::sync::Arc::new(CachedPage {
+            version,
+            body,
+            etag,
+        }),
+    );
     response
 }
 
@@ -130,16 +186,28 @@ pub(crate) async fn index_page(
     headers: HeaderMap,
 ) -> Response {
     gateway.metrics.simple_request("index");
-    let projects = match gateway.index.list_projects().await {
-        Ok(projects) => projects,
-        Err(error) => return unavailable(&error),
-    };
     let serial = match gateway.index.max_serial().await {
         Ok(serial) => serial,
         Err(error) => return unavailable(&error),
     };
     let format = simple_format(headers.get(header::ACCEPT), query.format.as_deref());
-    let body = if format == JSON_TYPE {
+    // Every change to the list (a new project, a status) appends to the journal, so the
+    // serial versions the whole page.
+    let key = (None, format, String::new());
+    let version = (serial, String::new());
+    let render = async {
+        let projects = gateway
+            .index
+            .list_projects()
+            .await
+            .map_err(|error| unavailable(&error))?;
+        Ok(render_index(&projects, format, serial))
+    };
+    cached_page(&gateway, &headers, key, version, render).await
+}
+
+fn render_index(projects: &[wharf_index::Project], format: &str, serial: i64) -> String {
+    if format == JSON_TYPE {
         let projects: Vec<_> = projects
             .iter()
             .filter(|project| project.status != "quarantined")
@@ -166,8 +234,7 @@ pub(crate) async fn index_page(
         }
         html.push_str("  </body>\n</html>\n");
         html
-    };
-    cacheable(&headers, format, body, serial)
+    }
 }
 
 /// `GET /simple/<name>` (no slash): redirect to the canonical URL.
@@ -206,19 +273,24 @@ pub(crate) async fn project_page(
         Ok(_) => return not_found(),
         Err(error) => return unavailable(&error),
     };
-    let mut files = match gateway.index.project_files(&project.id).await {
-        Ok(files) => files,
-        Err(error) => return unavailable(&error),
-    };
-    sort_files(&mut files);
     let base = base_url(&gateway, &headers);
     let format = simple_format(headers.get(header::ACCEPT), query.format.as_deref());
-    let body = if format == JSON_TYPE {
-        project_json(&project, &files, &base)
-    } else {
-        project_html(&project, &files, &base)
+    let key = (Some(normalized), format, base.clone());
+    let version = (project.last_serial, project.status.clone());
+    let render = async {
+        let mut files = gateway
+            .index
+            .project_files(&project.id)
+            .await
+            .map_err(|error| unavailable(&error))?;
+        sort_files(&mut files);
+        Ok(if format == JSON_TYPE {
+            project_json(&project, &files, &base)
+        } else {
+            project_html(&project, &files, &base)
+        })
     };
-    cacheable(&headers, format, body, project.last_serial)
+    cached_page(&gateway, &headers, key, version, render).await
 }
 
 /// The URL of a stored file.

@@ -95,6 +95,11 @@ struct PageLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CacheLabels {
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PoolLabels {
     state: &'static str,
 }
@@ -141,6 +146,7 @@ struct Inner {
     jwks_fetches: Counter,
     jwks_failures: Counter,
     simple_requests: Family<PageLabels, Counter>,
+    simple_cache: Family<CacheLabels, Counter>,
     rate_limited: Family<LimitLabels, Counter>,
     consumer_backlog: Family<BacklogLabels, Gauge>,
     db_pool: Family<PoolLabels, Gauge>,
@@ -165,6 +171,7 @@ struct OtelInstruments {
     jwks_fetches: OtelCounter<u64>,
     jwks_failures: OtelCounter<u64>,
     simple_requests: OtelCounter<u64>,
+    simple_cache: OtelCounter<u64>,
     consumer_backlog: OtelGauge<u64>,
     db_pool: OtelGauge<u64>,
     rate_limited: OtelCounter<u64>,
@@ -239,6 +246,11 @@ impl OtelInstruments {
                 "wharf.simple_requests",
                 "{request}",
                 "Simple API pages served",
+            ),
+            simple_cache: counter(
+                "wharf.simple_cache",
+                "{request}",
+                "Simple API pages from the page cache (hit) or rendered (miss)",
             ),
             consumer_backlog: gauge(
                 "wharf.bus_consumer_messages",
@@ -350,6 +362,12 @@ impl Metrics {
             "Simple repository API pages served, by page (index, project)",
             simple_requests.clone(),
         );
+        let simple_cache = Family::<CacheLabels, Counter>::default();
+        registry.register(
+            "simple_cache",
+            "Simple API pages served from the gateway's page cache (hit) or rendered (miss)",
+            simple_cache.clone(),
+        );
         let consumer_backlog = Family::<BacklogLabels, Gauge>::default();
         registry.register(
             "bus_consumer_messages",
@@ -382,6 +400,7 @@ impl Metrics {
                 jwks_fetches,
                 jwks_failures,
                 simple_requests,
+                simple_cache,
                 rate_limited,
                 consumer_backlog,
                 db_pool,
@@ -533,6 +552,19 @@ impl Metrics {
             .otel
             .simple_requests
             .add(1, &[KeyValue::new("page", page)]);
+    }
+
+    /// Gateway: a simple API page came from the page cache (`hit`) or was rendered.
+    pub fn simple_cache(&self, hit: bool) {
+        let result = if hit { "hit" } else { "miss" };
+        self.inner
+            .simple_cache
+            .get_or_create(&CacheLabels { result })
+            .inc();
+        self.inner
+            .otel
+            .simple_cache
+            .add(1, &[KeyValue::new("result", result)]);
     }
 
     /// Worker: the staged-upload consumer's backlog as last read from the broker.
