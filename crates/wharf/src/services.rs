@@ -117,7 +117,12 @@ pub(crate) async fn run_gateway(args: GatewayArgs) -> anyhow::Result<()> {
     let bus = args.nats.connect().await?;
     let gateway = Gateway::new(verifier, index, blobs, bus, settings)
         .with_metrics(wharf_telemetry::Metrics::new());
-    let serving = runtime::serve(args.listen, tls, gateway.router())?;
+    let serving = runtime::serve(
+        args.listen,
+        tls,
+        gateway.router(),
+        Some(args.upload.header_read_timeout),
+    )?;
     tracing::info!(address = %serving.address, verifier = %args.verifier, "wharf gateway is serving");
     shutdown_signal().await;
     tracing::info!("shutting down: finishing in-flight requests");
@@ -150,7 +155,7 @@ pub(crate) async fn run_verifier(args: VerifierArgs) -> anyhow::Result<()> {
     let router = tonic::service::Routes::new(GrpcServerTrace::new(VerifierServer::new(service)))
         .into_axum_router()
         .merge(health);
-    let serving = runtime::serve(args.listen, None, router)?;
+    let serving = runtime::serve(args.listen, None, router, None)?;
     tracing::info!(address = %serving.address, "wharf verifier is serving");
     shutdown_signal().await;
     serving.stop("verifier").await;
@@ -191,7 +196,12 @@ pub(crate) async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
     let worker = StorageWorker::new(index, blobs, bus, settings).with_metrics(metrics.clone());
     let stop = CancellationToken::new();
     let worker_task = tokio::spawn(worker.run(stop.clone()));
-    let serving = runtime::serve(args.listen, None, health_router(checks, metrics))?;
+    let serving = runtime::serve(
+        args.listen,
+        None,
+        health_router(checks, metrics),
+        Some(runtime::HEADER_READ_TIMEOUT),
+    )?;
     tracing::info!(address = %serving.address, "wharf worker is running");
     shutdown_signal().await;
     tracing::info!("shutting down: finishing in-flight uploads");
