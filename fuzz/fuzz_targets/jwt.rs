@@ -8,8 +8,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if let Ok(unverified) = peek_unverified(text) {
+    if peek_unverified(text).is_ok() {
         assert!(text.len() <= MAX_JWT_BYTES);
-        assert!(!unverified.issuer.is_empty() || text.contains('.'));
     }
 });

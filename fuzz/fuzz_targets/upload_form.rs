@@ -1,6 +1,6 @@
 //! The upload form's fields, validated as the gateway does before it reads the file
-//! (wharf-core `validate_upload_form`). Input: `name=value` lines (value escapes `\n` as
-//! `\\n` is not needed: a field spans one line).
+//! (wharf-core `validate_upload_form`). Input: one `name=value` field a line; the two
+//! characters `\n` inside a value stand for a newline.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -155,10 +155,10 @@ fn precheck_requirement(s: &str) -> Result<(), String> {
     if marker_has_non_ascii(rest) {
         return Err(format!("Invalid requirement: {}", repr(s)));
     }
+    // An unclosed `[` still has its extras validated by pep508_rs (found by fuzzing).
     if let Some(extras) = rest
         .strip_prefix('[')
-        .and_then(|r| r.split_once(']'))
-        .map(|(e, _)| e)
+        .map(|r| r.split_once(']').map_or(r, |(e, _)| e))
     {
         for extra in extras.split(',').map(str::trim).filter(|e| !e.is_empty()) {
             let token_len = extra
@@ -1124,6 +1124,8 @@ mod tests {
         assert!(parse_requirement("a[b-]").is_err());
         assert!(parse_requirement("a [b, c.] >=1").is_err());
         assert!(parse_requirement("a[b, c]").is_ok());
+        // Regression (fuzz target `metadata`): an unclosed extras list.
+        assert!(precheck_requirement("Zid[test, li.,8.15").is_err());
     }
 
     /// Regression (fuzz target `metadata`): a non-ASCII token after a marker expression made
