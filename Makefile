@@ -9,7 +9,7 @@ LISTEN ?= 127.0.0.1:8080
 DATA   ?= ./wharf-data
 
 .DEFAULT_GOAL := help
-.PHONY: help run build test lint fmt fmt-check clippy venv services clean k8s-lint cluster conformance bench
+.PHONY: help run build test lint fmt fmt-check clippy venv services clean k8s-lint cluster conformance bench fuzz
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -55,6 +55,30 @@ cluster: build venv ## Run the scaled topology as local processes (PostgreSQL, N
 
 bench: ## Measure Wharf against pypiserver; rewrites docs/benchmarks.md (about 10 minutes)
 	./scripts/bench.sh
+
+# Fuzzing: cargo-fuzz (pinned) on the nightly toolchain, one target at a time, one job each.
+# FUZZ_SECONDS bounds each target's run; FUZZ_RUNS stops a target earlier once it has run
+# that many inputs (0: no cap); FUZZ_TARGETS picks targets. A crash fails the target (libFuzzer
+# exits non-zero) and leaves the input in fuzz/artifacts/<target>/.
+CARGO_FUZZ_VERSION := 0.13.2
+FUZZ_SECONDS ?= 60
+FUZZ_RUNS    ?= 0
+FUZZ_TARGETS ?= filename name_version metadata upload_form multipart macaroon jwt wheel sdist
+# Crates here forbid unsafe code: AddressSanitizer would only watch dependencies, at half the
+# speed, so the targets run uninstrumented for memory errors, with debug assertions on.
+FUZZ_FLAGS   := --sanitizer none --debug-assertions
+
+fuzz: ## Run every fuzz target for FUZZ_SECONDS (default 60) each; fails on a crash
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked --version $(CARGO_FUZZ_VERSION)
+	cd fuzz && $(CARGO) +nightly fuzz build $(FUZZ_FLAGS)
+	@set -e; for target in $(FUZZ_TARGETS); do \
+		mkdir -p fuzz/corpus/$$target; \
+		cp -n fuzz/seeds/$$target/* fuzz/corpus/$$target/ 2>/dev/null || true; \
+		echo "== fuzz $$target ($(FUZZ_SECONDS)s)"; \
+		(cd fuzz && $(CARGO) +nightly fuzz run $(FUZZ_FLAGS) $$target corpus/$$target -- \
+			-max_total_time=$(FUZZ_SECONDS) -runs=$(if $(filter 0,$(FUZZ_RUNS)),-1,$(FUZZ_RUNS)) \
+			-rss_limit_mb=1024 -malloc_limit_mb=512 -timeout=10 -print_final_stats=1); \
+	done
 
 # The end-to-end tests run the debug binary, which shares its build with `cargo test`.
 test: venv services lint ## Lint, then run every unit, integration and end-to-end test

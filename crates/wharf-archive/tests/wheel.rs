@@ -642,3 +642,104 @@ proptest! {
         let _ = inspect_wheel(Cursor::new(&z), FILENAME, &["x".to_owned()], &ArchiveLimits::default());
     }
 }
+
+// ---- hostile archives: nested archives, symlinks, huge central directories ----
+
+#[test]
+fn nested_archives_are_never_opened() {
+    // A member that is itself a zip bomb (16 MiB of zeros inside) is stored, not inflated:
+    // inspection reads only WHEEL, RECORD, METADATA and entry points.
+    let inner = build_zip(
+        &[("zeros.bin", &vec![0u8; 16 * 1024 * 1024])],
+        CompressionMethod::Deflated,
+    );
+    assert!(inner.len() < 1024 * 1024, "the inner bomb is small");
+    let nested = build_zip(&[("inner.zip", &inner)], CompressionMethod::Stored);
+    let z = wheel_with(
+        &[("demo/bomb.zip", &inner), ("demo/nested.zip", &nested)],
+        &[],
+    );
+    let inspection = inspect(&z).expect("nested archives are opaque members");
+    assert_eq!(inspection.metadata, METADATA);
+    // A METADATA that is an archive is just bytes that are not core metadata.
+    let z = wheel_with(&[(&format!("{DI}/METADATA"), &inner)], &["METADATA"]);
+    let inspection = inspect(&z).expect("read as bytes");
+    assert_eq!(inspection.metadata, inner);
+}
+
+#[test]
+fn symlink_members_are_never_followed() {
+    // METADATA as a symlink out of the archive: the link text is what is read.
+    let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    let opts = SimpleFileOptions::default();
+    for (name, data) in std_files() {
+        if name.ends_with("/METADATA") {
+            w.add_symlink(name, "../../../../etc/passwd", opts).unwrap();
+        } else {
+            w.start_file(name, opts).unwrap();
+            w.write_all(&data).unwrap();
+        }
+    }
+    let z = w.finish().unwrap().into_inner();
+    let inspection = inspect(&z).expect("a symlink member is a plain member here");
+    assert_eq!(inspection.metadata, b"../../../../etc/passwd");
+}
+
+#[test]
+fn huge_central_directory_claims_are_refused_without_allocating() {
+    let z = wheel_with(&[], &[]);
+    let eocd = *find_all(&z, b"PK\x05\x06").last().unwrap();
+    // Classic EOCD claiming 65 535 entries in a 4 GiB directory of a tiny file.
+    let mut claimed = z.clone();
+    put_u16(&mut claimed, eocd + 8, 0xFFFF);
+    put_u16(&mut claimed, eocd + 10, 0xFFFF);
+    put_u32(&mut claimed, eocd + 12, 0xFFFF_FFF0);
+    let e = err(&claimed);
+    assert!(
+        matches!(e, ArchiveError::NotAZip | ArchiveError::BadZip),
+        "{e:?}"
+    );
+    // ZIP64 records claiming 2^63 entries and an exabyte directory.
+    let mut zip64 = z[..eocd].to_vec();
+    let cd_start = find_all(&z, b"PK\x01\x02")[0];
+    let cd_size = (eocd - cd_start) as u64;
+    let record_at = zip64.len() as u64;
+    zip64.extend_from_slice(b"PK\x06\x06");
+    zip64.extend_from_slice(&44u64.to_le_bytes());
+    zip64.extend_from_slice(&[45, 0, 45, 0]);
+    zip64.extend_from_slice(&[0; 8]); // disk numbers
+    zip64.extend_from_slice(&(1u64 << 63).to_le_bytes());
+    zip64.extend_from_slice(&(1u64 << 63).to_le_bytes());
+    zip64.extend_from_slice(&(u64::MAX - 16).to_le_bytes());
+    zip64.extend_from_slice(&(cd_start as u64).to_le_bytes());
+    zip64.extend_from_slice(b"PK\x06\x07");
+    zip64.extend_from_slice(&0u32.to_le_bytes());
+    zip64.extend_from_slice(&record_at.to_le_bytes());
+    zip64.extend_from_slice(&1u32.to_le_bytes());
+    let mut classic = z[eocd..].to_vec();
+    put_u16(&mut classic, 8, 0xFFFF);
+    put_u16(&mut classic, 10, 0xFFFF);
+    put_u32(&mut classic, 12, 0xFFFF_FFFF);
+    put_u32(&mut classic, 16, 0xFFFF_FFFF);
+    zip64.extend_from_slice(&classic);
+    assert!(cd_size > 0);
+    let e = err(&zip64);
+    assert!(
+        matches!(
+            e,
+            ArchiveError::TooManyMembers(_) | ArchiveError::NotAZip | ArchiveError::BadZip
+        ),
+        "{e:?}"
+    );
+    assert!(e.is_invalid_distribution());
+    // Within the member limit, an exabyte-sized directory still fails on the bytes present.
+    let limits = ArchiveLimits {
+        max_members: u64::MAX,
+        ..ArchiveLimits::default()
+    };
+    let e = inspect_wheel(Cursor::new(&zip64), FILENAME, &[], &limits).unwrap_err();
+    assert!(
+        matches!(e, ArchiveError::NotAZip | ArchiveError::BadZip),
+        "{e:?}"
+    );
+}

@@ -152,10 +152,13 @@ fn precheck_requirement(s: &str) -> Result<(), String> {
         return Err(format!("Invalid package name: {}", repr(name)));
     }
     let rest = s[name_len..].trim_start();
+    if marker_has_non_ascii(rest) {
+        return Err(format!("Invalid requirement: {}", repr(s)));
+    }
+    // An unclosed `[` still has its extras validated by pep508_rs (found by fuzzing).
     if let Some(extras) = rest
         .strip_prefix('[')
-        .and_then(|r| r.split_once(']'))
-        .map(|(e, _)| e)
+        .map(|r| r.split_once(']').map_or(r, |(e, _)| e))
     {
         for extra in extras.split(',').map(str::trim).filter(|e| !e.is_empty()) {
             let token_len = extra
@@ -168,6 +171,22 @@ fn precheck_requirement(s: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Whether the environment marker (after `;`; after ` ;` once a URL has begun) holds a
+/// non-ASCII character. `pep508_rs` measures the token after a marker expression in
+/// characters and slices by bytes, so a non-ASCII character there panics (found by fuzzing);
+/// which token that is depends on how the parser recovers from bad quoting, so any non-ASCII
+/// marker is refused. Deliberately stricter than `packaging`, which accepts non-ASCII inside
+/// a marker's quoted strings: no environment marker value is non-ASCII.
+fn marker_has_non_ascii(after_name: &str) -> bool {
+    let url_start = after_name.find('@');
+    let marker_start = after_name.char_indices().find_map(|(at, c)| {
+        let in_url = url_start.is_some_and(|url| url < at);
+        let spaced = after_name[..at].ends_with(char::is_whitespace);
+        (c == ';' && (!in_url || spaced)).then_some(at + 1)
+    });
+    marker_start.is_some_and(|start| !after_name[start..].is_ascii())
 }
 
 /// Parses a PEP 508 requirement; the error is the parser's message.
@@ -1105,6 +1124,33 @@ mod tests {
         assert!(parse_requirement("a[b-]").is_err());
         assert!(parse_requirement("a [b, c.] >=1").is_err());
         assert!(parse_requirement("a[b, c]").is_ok());
+        // Regression (fuzz target `metadata`): an unclosed extras list.
+        assert!(precheck_requirement("Zid[test, li.,8.15").is_err());
+    }
+
+    /// Regression (fuzz target `metadata`): a non-ASCII token after a marker expression made
+    /// pep508_rs slice inside a character and panic.
+    #[test]
+    fn non_ascii_after_a_marker_is_refused_before_the_parser() {
+        let crashing = "pytest-asyncio >=0.17 ; extra == \"test\"#Requir\u{fffd}\u{fffd}* testpath";
+        assert!(precheck_requirement(crashing).is_err());
+        assert!(parse_requirement(crashing).is_err());
+        assert!(precheck_requirement("a ; extra == 'x' and\u{e9}").is_err());
+        // Bad quoting changes which token the parser measures: any non-ASCII marker is out.
+        let requoted = "p ; sys_platform != \"c; extra == \"doc\"a>=\u{fffd}3; extra == \"doc\"";
+        assert!(precheck_requirement(requoted).is_err());
+        assert!(precheck_requirement("a ; platform_machine == \"\u{e9} x\"").is_err());
+        // Non-ASCII in a URL is left to the parser.
+        assert!(precheck_requirement("a @ https://\u{e9}.example/a.whl").is_ok());
+        assert!(precheck_requirement("a @ https://e.example/a;\u{e9}.whl").is_ok());
+        for metadata in [
+            &include_bytes!("../tests/fixtures/fuzz-metadata-marker-crash")[..],
+            &include_bytes!("../tests/fixtures/fuzz-metadata-marker-crash-2")[..],
+        ] {
+            if let Ok(parsed) = crate::core_metadata::parse_core_metadata(metadata) {
+                assert!(validate_metadata(&parsed).is_err());
+            }
+        }
     }
 
     #[test]

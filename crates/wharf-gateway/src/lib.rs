@@ -7,6 +7,7 @@
 //! the bus, verifies and publishes them while the gateway waits for its answer.
 
 mod files;
+pub mod form;
 mod json_api;
 mod negotiate;
 mod oidc;
@@ -64,6 +65,10 @@ pub struct GatewaySettings {
     pub public_url: Option<String>,
     /// Largest total size of an upload form's text fields, in bytes.
     pub max_form_text_bytes: usize,
+    /// Most parts (fields and file) in one upload form.
+    pub max_form_parts: usize,
+    /// How long an upload may send no body bytes before it is refused with 408.
+    pub body_idle_timeout: Duration,
     /// Scheme of absolute links when neither `public_url` nor `X-Forwarded-Proto` says:
     /// `https` when the gateway itself serves TLS.
     pub default_scheme: &'static str,
@@ -79,6 +84,8 @@ impl Default for GatewaySettings {
             outcome_timeout: Duration::from_secs(300),
             public_url: None,
             max_form_text_bytes: 16 * 1024 * 1024,
+            max_form_parts: 1000,
+            body_idle_timeout: Duration::from_secs(60),
             default_scheme: "http",
             rate_limits: RateLimits::default(),
         }

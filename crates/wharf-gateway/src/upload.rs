@@ -28,6 +28,7 @@ use wharf_proto::v1::{
 use wharf_telemetry::{Stage, UploadResult, propagation};
 
 use crate::Gateway;
+use crate::form::{FormError, FormLimits, FormPart, FormReader};
 use crate::rate_limit::{Limited, RateRefusal, client_ip};
 use crate::response::upload_error;
 use crate::simple::base_url;
@@ -266,67 +267,59 @@ impl Upload<'_> {
             .get(header::CONTENT_TYPE)
             .and_then(|value| value.to_str().ok())
             .unwrap_or_default();
-        let boundary = multer::parse_boundary(content_type).map_err(|_| {
-            Refusal::bad_request("Invalid request: the body must be multipart/form-data.")
-        })?;
-        let mut multipart = multer::Multipart::new(body.into_data_stream(), boundary);
+        let settings = &self.gateway.settings;
+        let mut form_reader = FormReader::new(
+            body.into_data_stream(),
+            content_type,
+            FormLimits {
+                max_text_bytes: settings.max_form_text_bytes,
+                max_parts: settings.max_form_parts,
+                idle_timeout: settings.body_idle_timeout,
+            },
+        )?;
 
         let mut fields: Vec<(String, String)> = Vec::new();
-        let mut text_bytes = 0usize;
         let mut action_seen = query_action.is_some();
         let mut staged: Option<Staged> = None;
         let mut validated: Option<(ValidatedUpload, UploadGrant)> = None;
         let mut fields_after_content = false;
 
         let result = async {
-            while let Some(mut field) = multipart.next_field().await.map_err(multipart_refusal)? {
-                let field_name = field.name().unwrap_or_default().to_owned();
-                if field_name == "content" {
-                    if staged.is_some() {
-                        return Err(Refusal::bad_request(
-                            "Upload payload has more than one file.",
-                        ));
+            while let Some(part) = form_reader.next_part().await? {
+                let (field_name, value) = match part {
+                    FormPart::Signature => continue,
+                    FormPart::Text { name, value } => (name, value),
+                    FormPart::File(mut field) => {
+                        if staged.is_some() {
+                            return Err(Refusal::bad_request(
+                                "Upload payload has more than one file.",
+                            ));
+                        }
+                        let filename = field.file_name().unwrap_or_default().to_owned();
+                        if filename.is_empty() {
+                            return Err(Refusal::bad_request(
+                                "Upload payload does not have a file.",
+                            ));
+                        }
+                        let checked = self
+                            .check_before_streaming(
+                                &token,
+                                &fields,
+                                &filename,
+                                field.content_type(),
+                            )
+                            .await?;
+                        if checked.1.may_create_project {
+                            self.check_new_project_rate(&identity).await?;
+                        }
+                        let size = self
+                            .stream_to_staging(&mut field, &checked.1, &checked.0)
+                            .await?;
+                        staged = Some(Staged { filename, size });
+                        validated = Some(checked);
+                        continue;
                     }
-                    let filename = field.file_name().unwrap_or_default().to_owned();
-                    if filename.is_empty() {
-                        return Err(Refusal::bad_request("Upload payload does not have a file."));
-                    }
-                    let checked = self
-                        .check_before_streaming(&token, &fields, &filename, field.content_type())
-                        .await?;
-                    if checked.1.may_create_project {
-                        self.check_new_project_rate(&identity).await?;
-                    }
-                    let size = self
-                        .stream_to_staging(&mut field, &checked.1, &checked.0)
-                        .await?;
-                    staged = Some(Staged { filename, size });
-                    validated = Some(checked);
-                    continue;
-                }
-                if field.file_name().is_some() && field_name != "gpg_signature" {
-                    return Err(Refusal::bad_request(format!(
-                        "{field_name}: Should not be a tuple."
-                    )));
-                }
-                let mut value = Vec::new();
-                while let Some(chunk) = field.chunk().await.map_err(multipart_refusal)? {
-                    text_bytes += chunk.len();
-                    if text_bytes > self.gateway.settings.max_form_text_bytes {
-                        return Err(Refusal::bad_request(
-                            "The upload form's fields are too large.",
-                        ));
-                    }
-                    value.extend_from_slice(&chunk);
-                }
-                if field_name == "gpg_signature" {
-                    continue;
-                }
-                let value = String::from_utf8(value).map_err(|_| {
-                    Refusal::bad_request(format!(
-                        "'{field_name}' has invalid data: it is not UTF-8 text"
-                    ))
-                })?;
+                };
                 if field_name == ":action" {
                     check_action(&value)?;
                     action_seen = true;
@@ -489,7 +482,7 @@ impl Upload<'_> {
     /// Streams the file part to the staging object, enforcing the size limits as it goes.
     async fn stream_to_staging(
         &self,
-        field: &mut multer::Field<'_>,
+        field: &mut multer::Field<'static>,
         grant: &UploadGrant,
         form: &ValidatedUpload,
     ) -> Result<u64, Refusal> {
@@ -519,7 +512,7 @@ impl Upload<'_> {
         let mut size: u64 = 0;
         let started = Instant::now();
         let outcome = async {
-            while let Some(chunk) = field.chunk().await.map_err(multipart_refusal)? {
+            while let Some(chunk) = FormReader::file_chunk(field).await? {
                 size += chunk.len() as u64;
                 if size > settings.max_file_size {
                     return Err(Refusal::bad_request(format!(
@@ -671,8 +664,10 @@ fn mime_octet_stream() -> mime::Mime {
     mime::APPLICATION_OCTET_STREAM
 }
 
-fn multipart_refusal(error: multer::Error) -> Refusal {
-    Refusal::bad_request(format!("Invalid multipart form: {error}"))
+impl From<FormError> for Refusal {
+    fn from(error: FormError) -> Refusal {
+        Refusal::new(error.status(), error.to_string())
+    }
 }
 
 #[cfg(test)]

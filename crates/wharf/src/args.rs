@@ -74,6 +74,15 @@ pub(crate) struct UploadArgs {
     /// a proxy, or clients choose their own address.
     #[arg(long, env = "WHARF_CLIENT_IP_HEADER")]
     client_ip_header: Option<String>,
+    /// Most parts (fields and the file) in one upload form.
+    #[arg(long, env = "WHARF_MAX_FORM_PARTS", default_value_t = 1000)]
+    max_form_parts: usize,
+    /// Refuse an upload (408) whose client sends no body bytes for this long.
+    #[arg(long, env = "WHARF_BODY_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    body_idle_timeout: Duration,
+    /// Close a connection whose request headers are not complete after this long.
+    #[arg(long, env = "WHARF_HEADER_READ_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub(crate) header_read_timeout: Duration,
 }
 
 impl UploadArgs {
@@ -116,12 +125,23 @@ impl UploadArgs {
                 "--public-url must start with http:// or https://, got '{url}'"
             )));
         }
+        if self.max_form_parts == 0
+            || self.body_idle_timeout.is_zero()
+            || self.header_read_timeout.is_zero()
+        {
+            return Err(ConfigError(
+                "--max-form-parts, --body-idle-timeout and --header-read-timeout must be positive"
+                    .to_owned(),
+            ));
+        }
         Ok(GatewaySettings {
             max_file_size: self.max_file_size,
             max_project_size: self.max_project_size,
             outcome_timeout: self.upload_timeout,
             public_url: self.public_url.clone(),
             rate_limits: self.rate_limits()?,
+            max_form_parts: self.max_form_parts,
+            body_idle_timeout: self.body_idle_timeout,
             ..GatewaySettings::default()
         })
     }

@@ -14,6 +14,10 @@ use axum_server::accept::NoDelayAcceptor;
 use axum_server::tls_rustls::RustlsAcceptor;
 use futures::future::BoxFuture;
 
+/// How long a connection may take to send its request headers, for the health endpoints of
+/// the worker (the gateway's is a flag; the verifier's gRPC clients hold idle connections).
+pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How long shutdown waits for in-flight work before giving up on it.
 pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
 
@@ -149,11 +153,14 @@ impl Serving {
 }
 
 /// Binds `address` and serves `router` on it (HTTPS when `tls` is given; plain HTTP/1 and
-/// HTTP/2 otherwise, which gRPC clients use).
+/// HTTP/2 otherwise, which gRPC clients use). With `header_read_timeout`, a connection whose
+/// first request has not arrived in time is closed, and so is one whose later HTTP/1 request
+/// headers take longer (slowloris; hyper's own timer covers only headers it has started).
 pub(crate) fn serve(
     address: SocketAddr,
     tls: Option<axum_server::tls_rustls::RustlsConfig>,
     router: Router,
+    header_read_timeout: Option<Duration>,
 ) -> anyhow::Result<Serving> {
     let listener = std::net::TcpListener::bind(address)
         .with_context(|| format!("failed to listen on {address}"))?;
@@ -163,7 +170,10 @@ pub(crate) fn serve(
     let app = router.into_make_service_with_connect_info::<SocketAddr>();
     // TCP_NODELAY: a response is written as headers, then body chunks; with Nagle's
     // algorithm the second write waits for the client's delayed ACK (~40 ms per response).
-    let server = axum_server::from_tcp(listener).context("cannot serve on the listener")?;
+    let server = with_header_timeouts(
+        axum_server::from_tcp(listener).context("cannot serve on the listener")?,
+        header_read_timeout,
+    );
     let task = match tls {
         Some(config) => tokio::spawn(
             server
@@ -183,4 +193,16 @@ pub(crate) fn serve(
         handle,
         task,
     })
+}
+
+/// Bounds the wait for the first request on a connection and for later HTTP/1 request heads.
+fn with_header_timeouts<Acceptor>(
+    mut server: axum_server::Server<SocketAddr, Acceptor>,
+    header_read_timeout: Option<Duration>,
+) -> axum_server::Server<SocketAddr, Acceptor> {
+    server
+        .http_builder()
+        .http1()
+        .header_read_timeout(header_read_timeout);
+    server.first_request_timeout(header_read_timeout)
 }

@@ -105,7 +105,12 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     let stop_worker = CancellationToken::new();
     let worker_task = tokio::spawn(worker.run(stop_worker.clone()));
-    let serving = runtime::serve(args.listen, tls, gateway.router())?;
+    let serving = runtime::serve(
+        args.listen,
+        tls,
+        gateway.router(),
+        Some(args.upload.header_read_timeout),
+    )?;
     tracing::info!(address = %serving.address, data_dir = %args.index.data_dir.display(), "wharf is serving");
 
     shutdown_signal().await;

@@ -171,7 +171,12 @@ pub(crate) async fn run_gateway(args: GatewayArgs) -> anyhow::Result<()> {
     let metrics = wharf_telemetry::Metrics::new();
     runtime::sample_gauges(metrics.clone(), Arc::clone(&index), None);
     let gateway = Gateway::new(verifier, index, blobs, bus, settings).with_metrics(metrics);
-    let serving = runtime::serve(args.listen, tls, gateway.router())?;
+    let serving = runtime::serve(
+        args.listen,
+        tls,
+        gateway.router(),
+        Some(args.upload.header_read_timeout),
+    )?;
     tracing::info!(address = %serving.address, verifier = %args.verifier.url, "wharf gateway is serving");
     shutdown_signal().await;
     tracing::info!("shutting down: finishing in-flight requests");
@@ -208,7 +213,7 @@ pub(crate) async fn run_verifier(args: VerifierArgs) -> anyhow::Result<()> {
     let tls = args
         .tls
         .load_requiring_clients(args.tls_client_ca.as_deref())?;
-    let serving = runtime::serve(args.listen, tls, router)?;
+    let serving = runtime::serve(args.listen, tls, router, None)?;
     tracing::info!(address = %serving.address, "wharf verifier is serving");
     shutdown_signal().await;
     serving.stop("verifier").await;
@@ -250,7 +255,12 @@ pub(crate) async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
     let worker = StorageWorker::new(index, blobs, bus, settings).with_metrics(metrics.clone());
     let stop = CancellationToken::new();
     let worker_task = tokio::spawn(worker.run(stop.clone()));
-    let serving = runtime::serve(args.listen, None, health_router(checks, metrics))?;
+    let serving = runtime::serve(
+        args.listen,
+        None,
+        health_router(checks, metrics),
+        Some(runtime::HEADER_READ_TIMEOUT),
+    )?;
     tracing::info!(address = %serving.address, "wharf worker is running");
     shutdown_signal().await;
     tracing::info!("shutting down: finishing in-flight uploads");

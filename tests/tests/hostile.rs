@@ -1,0 +1,374 @@
+//! Hostile HTTP against a real `wharf serve`, over raw TCP: oversized headers, a huge field,
+//! endless parts and part headers, slow senders (headers and body), duplicated fields,
+//! invalid UTF-8, and a request cut off mid-body. Each gets a clear error; staging is empty
+//! afterwards; the server stays healthy; and its peak memory (VmHWM) stays under
+//! [`PEAK_MEMORY_BOUND`].
+//!
+//! The timeouts are set short by flags (1 s) so the slow-sender tests finish fast; the tests
+//! wait on the server (a blocking read with a generous ceiling), never on a clock.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use wharf_e2e::Registry;
+use wharf_e2e::dist::{Dist, Form, token_auth};
+use wharf_e2e::raw_http::{RawResponse, parse_response, request};
+
+/// Peak resident memory of the debug-build server across any test here.
+const PEAK_MEMORY_BOUND: u64 = 100 * 1024 * 1024;
+/// Longest a test waits for the server to answer or close (the server's own limits are 1 s).
+const SERVER_CEILING: Duration = Duration::from_secs(30);
+const BOUNDARY: &str = "hostileBoundary7d2f";
+
+/// A registry with short timeouts and small limits, and a user token.
+fn hostile_registry() -> (Registry, String) {
+    let registry = Registry::start_with(&[
+        "--header-read-timeout",
+        "1s",
+        "--body-idle-timeout",
+        "1s",
+        "--max-form-parts",
+        "100",
+        "--max-file-size",
+        "1MiB",
+    ]);
+    let token = registry.user_with_token("mallory", &[]);
+    (registry, token)
+}
+
+/// Writes `bytes` (stopping quietly if the server closes first) and reads the answer.
+fn exchange(stream: &mut TcpStream, bytes: &[u8]) -> Option<RawResponse> {
+    stream
+        .set_read_timeout(Some(SERVER_CEILING))
+        .expect("read timeout");
+    for piece in bytes.chunks(64 * 1024) {
+        if stream.write_all(piece).is_err() {
+            break;
+        }
+    }
+    read_answer(stream)
+}
+
+/// Reads until the server closes; `None` when it closed without a response.
+fn read_answer(stream: &mut TcpStream) -> Option<RawResponse> {
+    let mut raw = Vec::new();
+    let started = Instant::now();
+    let mut buffer = [0u8; 16 * 1024];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(read) => raw.extend_from_slice(&buffer[..read]),
+            // A reset after the answer (unread request bytes) ends the exchange too.
+            Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(error) => panic!(
+                "the server neither answered nor closed within {:?}: {error}",
+                started.elapsed()
+            ),
+        }
+    }
+    let complete = raw.windows(4).any(|window| window == b"\r\n\r\n");
+    complete.then(|| parse_response(&raw, false))
+}
+
+fn connect(registry: &Registry) -> TcpStream {
+    TcpStream::connect(registry.address()).expect("connect")
+}
+
+/// The head of a `POST /legacy/` with the token and a multipart body of `length` bytes.
+fn upload_head(token: &str, length: usize) -> String {
+    format!(
+        "POST /legacy/ HTTP/1.1\r\nHost: wharf\r\nConnection: close\r\n\
+         Authorization: {}\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}\r\n\
+         Content-Length: {length}\r\n\r\n",
+        token_auth(token)
+    )
+}
+
+/// One text part.
+fn text_part(name: &str, value: &[u8]) -> Vec<u8> {
+    let mut part =
+        format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n")
+            .into_bytes();
+    part.extend_from_slice(value);
+    part.extend_from_slice(b"\r\n");
+    part
+}
+
+/// A whole upload request of `parts` (the closing boundary is added).
+fn upload_request(token: &str, parts: &[Vec<u8>]) -> Vec<u8> {
+    let mut body: Vec<u8> = parts.concat();
+    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    let mut request = upload_head(token, body.len()).into_bytes();
+    request.extend_from_slice(&body);
+    request
+}
+
+/// The body of `form` with this file's boundary.
+fn form_body(form: &Form) -> Vec<u8> {
+    let body = form.body();
+    let theirs = form
+        .content_type()
+        .split("boundary=")
+        .nth(1)
+        .expect("a boundary")
+        .to_owned();
+    replace_all(&body, theirs.as_bytes(), BOUNDARY.as_bytes())
+}
+
+fn replace_all(haystack: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(haystack.len());
+    let mut rest = haystack;
+    while let Some(at) = rest.windows(from.len()).position(|window| window == from) {
+        out.extend_from_slice(&rest[..at]);
+        out.extend_from_slice(to);
+        rest = &rest[at + from.len()..];
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
+#[track_caller]
+fn assert_refused(response: Option<RawResponse>, status: u16, reason: &str) {
+    let response = response.expect("a response before the connection closed");
+    assert_eq!(
+        (response.status, response.reason.as_str()),
+        (status, reason),
+        "body: {}",
+        response.text()
+    );
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .flat_map(|entry| {
+            let path = entry.path();
+            if path.is_dir() {
+                files_under(&path)
+            } else {
+                vec![path]
+            }
+        })
+        .collect()
+}
+
+/// Staging empties (an aborted upload's cleanup runs as its request ends).
+#[track_caller]
+fn assert_staging_empty(registry: &Registry) {
+    let staging = registry.data_dir().join("files").join("staging");
+    let deadline = Instant::now() + SERVER_CEILING;
+    while !files_under(&staging).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let left = files_under(&staging);
+    assert!(left.is_empty(), "staging left: {left:?}");
+}
+
+/// The server answers `/healthz`, and its peak memory so far is under the bound.
+#[track_caller]
+fn assert_healthy_and_bounded(registry: &Registry) {
+    let health = request(&registry.url(), "GET", "/healthz", &[], &[]);
+    assert_eq!(health.status, 200, "healthz after the hostile requests");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", registry.pid()))
+        .expect("the server's /proc status");
+    let peak_kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc status");
+    assert!(
+        peak_kib * 1024 < PEAK_MEMORY_BOUND,
+        "peak memory {peak_kib} KiB is over the {} MiB bound",
+        PEAK_MEMORY_BOUND / (1024 * 1024)
+    );
+}
+
+#[test]
+fn oversized_headers_are_431() {
+    let (registry, _token) = hostile_registry();
+    // One header larger than the connection's read buffer.
+    let huge = format!(
+        "GET /simple/ HTTP/1.1\r\nHost: wharf\r\nX-Pad: {}\r\n\r\n",
+        "a".repeat(1024 * 1024)
+    );
+    let response = exchange(&mut connect(&registry), huge.as_bytes()).expect("a response");
+    assert_eq!(response.status, 431, "one huge header");
+    // More header lines than the server accepts.
+    let mut many = String::from("GET /simple/ HTTP/1.1\r\nHost: wharf\r\n");
+    for index in 0..500 {
+        many.push_str(&format!("X-Header-{index}: value\r\n"));
+    }
+    many.push_str("\r\n");
+    let response = exchange(&mut connect(&registry), many.as_bytes()).expect("a response");
+    assert_eq!(response.status, 431, "too many headers");
+    // A path of invalid UTF-8 (percent-encoded) is a clear client error, not a crash.
+    let response = request(&registry.url(), "GET", "/simple/%ff%fe/", &[], &[]);
+    assert!(
+        (400..500).contains(&response.status),
+        "invalid UTF-8 path: {}",
+        response.status
+    );
+    assert_healthy_and_bounded(&registry);
+}
+
+#[test]
+fn huge_fields_and_endless_parts_are_400() {
+    let (registry, token) = hostile_registry();
+    // One text field over the 16 MiB form budget.
+    let huge = upload_request(&token, &[text_part("description", &vec![b'x'; 17 << 20])]);
+    assert_refused(
+        exchange(&mut connect(&registry), &huge),
+        400,
+        "The upload form's fields are too large.",
+    );
+    // A part header that never ends (the parser would buffer it whole).
+    let mut endless_header =
+        format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"summary\"\r\nX-Pad: ")
+            .into_bytes();
+    endless_header.resize(endless_header.len() + (24 << 20), b'y');
+    let mut request_bytes = upload_head(&token, endless_header.len()).into_bytes();
+    request_bytes.extend_from_slice(&endless_header);
+    assert_refused(
+        exchange(&mut connect(&registry), &request_bytes),
+        400,
+        "The upload form's fields are too large.",
+    );
+    // Endless empty parts: the part limit stops them.
+    let parts: Vec<Vec<u8>> = (0..5000).map(|_| text_part("keywords", b"")).collect();
+    assert_refused(
+        exchange(&mut connect(&registry), &upload_request(&token, &parts)),
+        400,
+        "The upload form has too many fields (the limit is 100).",
+    );
+    assert_staging_empty(&registry);
+    assert_healthy_and_bounded(&registry);
+}
+
+#[test]
+fn slow_senders_are_cut_off() {
+    let (registry, token) = hostile_registry();
+    // Headers that never finish: the connection is closed (no request, so no answer).
+    let mut stream = connect(&registry);
+    let answer = exchange(
+        &mut stream,
+        b"GET /simple/ HTTP/1.1\r\nHost: wharf\r\nX-Slow: a",
+    );
+    assert!(
+        answer.is_none_or(|response| response.status == 408),
+        "an unfinished request head is closed or answered 408"
+    );
+    // A connection that sends nothing at all is closed too.
+    let mut silent = connect(&registry);
+    assert!(
+        exchange(&mut silent, b"").is_none_or(|response| response.status == 408),
+        "a silent connection is closed"
+    );
+    // A body that stops in the middle of the file: 408, and the staged bytes are removed.
+    let dist = Dist::wheel("slow-body", "1.0");
+    let body = form_body(&dist.form());
+    let mut stream = connect(&registry);
+    let mut partial = upload_head(&token, body.len()).into_bytes();
+    partial.extend_from_slice(&body[..body.len() - dist.size() / 2]);
+    assert_refused(
+        exchange(&mut stream, &partial),
+        408,
+        "Request timeout: no data received for 1 seconds.",
+    );
+    assert_staging_empty(&registry);
+    assert_healthy_and_bounded(&registry);
+}
+
+#[test]
+fn a_request_cut_off_mid_body_leaves_nothing_behind() {
+    let (registry, token) = hostile_registry();
+    let dist = Dist::wheel("cut-off", "1.0");
+    let body = form_body(&dist.form());
+    {
+        let mut stream = connect(&registry);
+        stream
+            .write_all(upload_head(&token, body.len()).as_bytes())
+            .expect("write head");
+        stream
+            .write_all(&body[..body.len() - dist.size() / 2])
+            .expect("write half the body");
+        stream.shutdown(Shutdown::Both).expect("cut the connection");
+    }
+    assert_staging_empty(&registry);
+    assert_eq!(
+        request(&registry.url(), "GET", "/simple/cut-off/", &[], &[]).status,
+        404,
+        "nothing was published"
+    );
+    // The same upload, sent whole, goes through.
+    let mut whole = upload_head(&token, body.len()).into_bytes();
+    whole.extend_from_slice(&body);
+    assert_refused(exchange(&mut connect(&registry), &whole), 200, "OK");
+    assert_staging_empty(&registry);
+    assert_healthy_and_bounded(&registry);
+}
+
+#[test]
+fn duplicated_fields_and_invalid_utf8() {
+    let (registry, token) = hostile_registry();
+    // A repeated single-use field is refused, as Warehouse's form parser does; a multi-use
+    // field may repeat.
+    let dist = Dist::wheel("twice", "1.0");
+    let upload = |form: &Form| {
+        let body = form_body(form);
+        let mut bytes = upload_head(&token, body.len()).into_bytes();
+        bytes.extend_from_slice(&body);
+        exchange(&mut connect(&registry), &bytes)
+    };
+    assert_refused(
+        upload(&dist.form().field("version", "9.9")),
+        400,
+        "'version' has invalid data. \
+         See https://packaging.python.org/specifications/core-metadata for more information.",
+    );
+    let classifiers = dist
+        .form()
+        .field("classifiers", "Programming Language :: Python :: 3")
+        .field("classifiers", "Operating System :: OS Independent");
+    assert_refused(upload(&classifiers), 200, "OK");
+    let json = request(&registry.url(), "GET", "/pypi/twice/json", &[], &[]).json();
+    assert_eq!(json["info"]["version"], "1.0");
+    // Two file parts.
+    let second = Dist::wheel("twice", "1.1");
+    let mut body = form_body(&second.form());
+    let closing = format!("--{BOUNDARY}--\r\n");
+    body.truncate(body.len() - closing.len());
+    let file_part = form_body(&Form::new().file(
+        "content",
+        &second.filename,
+        Some("application/octet-stream"),
+        &second.bytes,
+    ));
+    body.extend_from_slice(&file_part);
+    let mut two_files = upload_head(&token, body.len()).into_bytes();
+    two_files.extend_from_slice(&body);
+    assert_refused(
+        exchange(&mut connect(&registry), &two_files),
+        400,
+        "Upload payload has more than one file.",
+    );
+    // A field that is not UTF-8.
+    let invalid = upload_request(
+        &token,
+        &[
+            text_part(":action", b"file_upload"),
+            text_part("summary", b"caf\xe9 \xff"),
+        ],
+    );
+    assert_refused(
+        exchange(&mut connect(&registry), &invalid),
+        400,
+        "'summary' has invalid data: it is not UTF-8 text",
+    );
+    assert_staging_empty(&registry);
+    assert_healthy_and_bounded(&registry);
+}
