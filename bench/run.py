@@ -123,7 +123,8 @@ class Target:
 # limits (and PyPI's new-project limits) would measure the limiter, not the registry.
 NO_RATE_LIMITS = {"WHARF_UPLOAD_RATE_LIMIT": "0", "WHARF_UPLOAD_TOKEN_RATE_LIMIT": "0",
                   "WHARF_MINT_TOKEN_RATE_LIMIT": "0", "WHARF_NEW_PROJECT_RATE_LIMIT": "0",
-                  "WHARF_NEW_PROJECT_IP_RATE_LIMIT": "0"}
+                  "WHARF_NEW_PROJECT_IP_RATE_LIMIT": "0",
+                  "WHARF_MINT_TOKEN_IDENTITY_RATE_LIMIT": "0"}
 
 
 class Embedded(Target):

@@ -866,6 +866,40 @@ fn the_same_jwt_raced_from_16_requests_is_exchanged_exactly_once() {
     }
 }
 
+/// Beyond `--mint-token-identity-rate-limit` exchanges a minute, one identity (issuer and
+/// `sub`) gets `429` with `Retry-After`; another identity of the same issuer is not held up.
+#[test]
+fn mint_token_exchanges_are_limited_per_identity() {
+    let identity = GitHubIdentity::new("octo-org", "busy-repo", "release.yml");
+    let (issuer, registry) = registry_with_pending_publisher(
+        &["--mint-token-identity-rate-limit", "2"],
+        identity,
+        "busy-target",
+    );
+    minted(&mint(&registry, &issuer.token("wharf")));
+    minted(&mint(&registry, &issuer.token("wharf")));
+    let limited = mint(&registry, &issuer.token("wharf"));
+    assert_eq!(limited.status, 429, "{}", shown(&limited));
+    let retry_after: u64 = limited
+        .header("retry-after")
+        .and_then(|value| value.parse().ok())
+        .expect("Retry-After seconds");
+    assert!((1..=30).contains(&retry_after), "{retry_after}");
+    let body = limited.json();
+    assert_eq!(body["errors"][0]["code"], "rate-limited", "{body}");
+    assert_eq!(
+        body["errors"][0]["description"],
+        format!("Too many token requests for this identity. Try again in {retry_after} seconds.")
+            .as_str(),
+        "{body}"
+    );
+
+    let other = GitHubIdentity::new("octo-org", "quiet-repo", "release.yml");
+    add_github_publisher(&registry, &other, "quiet-target", Some("alice"));
+    issuer.set_identity(other);
+    minted(&mint(&registry, &issuer.token("wharf")));
+}
+
 #[test]
 fn trusted_publishing_can_be_turned_off() {
     let identity = GitHubIdentity::new("octo-org", "off-demo", "release.yml");

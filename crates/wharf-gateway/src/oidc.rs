@@ -164,6 +164,10 @@ pub(crate) async fn mint_token(
         .into_response(),
         Some(mint_token_response::Result::Refused(refusal)) => {
             tracing::Span::current().record("wharf.oidc.error", refusal.code.as_str());
+            if refusal.retry_after_seconds > 0 {
+                gateway.metrics.rate_limited("mint-token-identity");
+                return too_many_requests(&refusal.description, refusal.retry_after_seconds);
+            }
             mint_failure(&refusal.code, &refusal.description)
         }
         None => verifier_unavailable(&tonic::Status::internal("empty answer")),

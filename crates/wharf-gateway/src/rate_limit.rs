@@ -4,11 +4,11 @@
 //! one limit. A refused request gets `429 Too Many Requests` with `Retry-After` seconds.
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::ConnectInfo;
 use axum::http::{Extensions, HeaderMap, HeaderName};
-use wharf_index::{RateLimit, RateVerdict};
+use wharf_index::RateLimit;
 
 use crate::Gateway;
 
@@ -130,17 +130,16 @@ impl Gateway {
             .rate_limit(limited.scope(), key, limit, now)
             .await
         {
-            Ok(RateVerdict::Allowed) => Ok(()),
-            Ok(RateVerdict::Limited { retry_at }) => {
-                let wait = Duration::from_micros(u64::try_from(retry_at - now).unwrap_or(0));
-                // Whole seconds, rounded up, and never 0 (which would invite a busy loop).
-                let retry_after = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-                self.metrics.rate_limited(limited.scope());
-                Err(RateRefusal::Limited {
-                    limited,
-                    retry_after: retry_after.max(1),
-                })
-            }
+            Ok(verdict) => match verdict.retry_after_seconds(now) {
+                None => Ok(()),
+                Some(retry_after) => {
+                    self.metrics.rate_limited(limited.scope());
+                    Err(RateRefusal::Limited {
+                        limited,
+                        retry_after,
+                    })
+                }
+            },
             Err(error) => {
                 tracing::warn!(error = %error, "rate limit counter unavailable");
                 Err(RateRefusal::Unavailable)

@@ -346,6 +346,20 @@ pub enum RateVerdict {
     Limited { retry_at: i64 },
 }
 
+impl RateVerdict {
+    /// For a refusal, the `Retry-After` seconds from `now_micros`: rounded up, and never 0
+    /// (which would invite a busy loop); `None` when allowed.
+    pub fn retry_after_seconds(self, now_micros: i64) -> Option<u64> {
+        match self {
+            RateVerdict::Allowed => None,
+            RateVerdict::Limited { retry_at } => {
+                let wait = u64::try_from(retry_at.saturating_sub(now_micros)).unwrap_or(0);
+                Some(wait.div_ceil(1_000_000).max(1))
+            }
+        }
+    }
+}
+
 /// The verdict on a refused GCRA update, given the key's stored arrival time. A row can
 /// only be missing if another process (with a later clock) swept it, i.e. the allowance is
 /// full again.

@@ -17,6 +17,9 @@ pub enum ErrorCode {
     InvalidReuseToken,
     /// `invalid-publisher`: the token is valid but no publisher accepts it.
     InvalidPublisher,
+    /// `rate-limited` (Wharf's own; PyPI has no such limit): too many exchanges for one
+    /// identity, answered with `429` and `Retry-After`.
+    RateLimited,
 }
 
 impl ErrorCode {
@@ -29,6 +32,7 @@ impl ErrorCode {
             Self::InvalidPendingPublisher => "invalid-pending-publisher",
             Self::InvalidReuseToken => "invalid-reuse-token",
             Self::InvalidPublisher => "invalid-publisher",
+            Self::RateLimited => "rate-limited",
         }
     }
 }
@@ -49,6 +53,8 @@ pub struct MintError {
     pub code: ErrorCode,
     /// PyPI's human-readable text.
     pub description: String,
+    /// For [`ErrorCode::RateLimited`], the seconds after which to try again.
+    pub retry_after: Option<u64>,
 }
 
 impl MintError {
@@ -57,6 +63,23 @@ impl MintError {
         Self {
             code,
             description: description.into(),
+            retry_after: None,
+        }
+    }
+
+    /// `rate-limited`: too many exchanges for one identity; try again in `retry_after` s.
+    pub fn rate_limited(retry_after: u64) -> Self {
+        let unit = if retry_after == 1 {
+            "second"
+        } else {
+            "seconds"
+        };
+        Self {
+            code: ErrorCode::RateLimited,
+            description: format!(
+                "Too many token requests for this identity. Try again in {retry_after} {unit}."
+            ),
+            retry_after: Some(retry_after),
         }
     }
 
@@ -129,6 +152,7 @@ mod tests {
             ),
             (ErrorCode::InvalidReuseToken, "invalid-reuse-token"),
             (ErrorCode::InvalidPublisher, "invalid-publisher"),
+            (ErrorCode::RateLimited, "rate-limited"),
         ];
         for (code, text) in all {
             assert_eq!(code.as_str(), text);

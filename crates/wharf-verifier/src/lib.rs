@@ -431,6 +431,7 @@ impl Verifier for VerifierService {
             Err(error) => mint_token_response::Result::Refused(MintRefusal {
                 code: error.code.as_str().to_owned(),
                 description: error.description,
+                retry_after_seconds: error.retry_after.unwrap_or(0),
             }),
         };
         Ok(Response::new(MintTokenResponse {

@@ -9,7 +9,9 @@ use serde_json::json;
 use tracing::instrument;
 use wharf_bus::{PublicEvent, UploadBus};
 use wharf_core::name;
-use wharf_index::{IndexError, IndexRepo, NewToken, ProjectTarget, PublisherRecord, ReifyResult};
+use wharf_index::{
+    IndexError, IndexRepo, NewToken, ProjectTarget, PublisherRecord, RateLimit, ReifyResult,
+};
 use wharf_macaroon::Caveat;
 use wharf_oidc::{
     Candidate, Claims, ErrorCode, Issuer, IssuerKind, KeyStore, MintError, PublisherPolicy,
@@ -30,6 +32,9 @@ pub struct OidcSettings {
     pub max_token_ttl: Duration,
     /// The macaroon location written into minted tokens.
     pub location: String,
+    /// Exchanges allowed per identity (issuer and `sub`), shared through the index; `None`:
+    /// no limit.
+    pub identity_rate_limit: Option<RateLimit>,
 }
 
 impl Default for OidcSettings {
@@ -40,6 +45,7 @@ impl Default for OidcSettings {
             default_token_ttl: Duration::from_secs(900),
             max_token_ttl: Duration::from_secs(6 * 3600),
             location: "wharf".to_owned(),
+            identity_rate_limit: None,
         }
     }
 }
@@ -73,10 +79,7 @@ struct MatchedPublisher {
 }
 
 fn refusal(code: ErrorCode, description: impl Into<String>) -> MintError {
-    MintError {
-        code,
-        description: description.into(),
-    }
+    MintError::new(code, description)
 }
 
 /// A label for explain mode and `publisher list`, from the policy alone.
@@ -200,6 +203,11 @@ impl TrustedPublishing {
                 Err(error) => return Ok(Err(error)),
             };
 
+        // After verification, so that only the identity's own tokens use up its allowance.
+        if let Some(refused) = self.limit_identity(index, &issuer, &claims).await? {
+            return Ok(Err(refused));
+        }
+
         let publishers = index.publishers_for_issuer(&issuer.url).await?;
         let (pending, active): (Vec<_>, Vec<_>) = publishers
             .into_iter()
@@ -280,6 +288,29 @@ impl TrustedPublishing {
             return Ok(Err(error));
         }
         self.issue(index, found, now).await.map(Ok)
+    }
+
+    /// Counts the exchange against its identity (issuer and `sub`); the refusal when over.
+    async fn limit_identity(
+        &self,
+        index: &dyn IndexRepo,
+        issuer: &Issuer,
+        claims: &Claims,
+    ) -> Result<Option<MintError>, VerifierError> {
+        let (Some(limit), Some(subject)) = (
+            self.settings.identity_rate_limit,
+            claims.get_str("sub").filter(|sub| !sub.is_empty()),
+        ) else {
+            return Ok(None);
+        };
+        let now = jiff::Timestamp::now().as_microsecond();
+        let key = format!("{}\n{subject}", issuer.url);
+        let verdict = index
+            .rate_limit("mint-token-identity", &key, limit, now)
+            .await?;
+        Ok(verdict
+            .retry_after_seconds(now)
+            .map(MintError::rate_limited))
     }
 
     /// Claims the token's `jti` so that the same JWT is never exchanged twice.

@@ -198,6 +198,15 @@ pub(crate) struct VerifierPolicyArgs {
     /// Turn trusted publishing off (the /_/oidc endpoints then refuse).
     #[arg(long, env = "WHARF_NO_TRUSTED_PUBLISHING")]
     no_trusted_publishing: bool,
+    /// Trusted-publishing exchanges allowed per identity (issuer and `sub`, e.g. one CI
+    /// repository and ref) per minute, refilling evenly, shared through the index; a `429`
+    /// with `Retry-After` beyond it (0: no limit).
+    #[arg(
+        long,
+        env = "WHARF_MINT_TOKEN_IDENTITY_RATE_LIMIT",
+        default_value_t = 60
+    )]
+    mint_token_identity_rate_limit: u32,
 }
 
 impl VerifierPolicyArgs {
@@ -219,6 +228,12 @@ impl VerifierPolicyArgs {
                 audience: self.oidc_audience.clone(),
                 default_token_ttl: self.oidc_token_ttl,
                 max_token_ttl: self.oidc_max_token_ttl,
+                identity_rate_limit: (self.mint_token_identity_rate_limit > 0).then(|| {
+                    wharf_index::RateLimit::per_window(
+                        self.mint_token_identity_rate_limit,
+                        60_000_000,
+                    )
+                }),
                 ..OidcSettings::default()
             },
         })
