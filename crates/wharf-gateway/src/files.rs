@@ -6,7 +6,6 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures::TryStreamExt;
 use wharf_blob::{BlobStore, GetRange};
 
 use crate::Gateway;
@@ -152,7 +151,7 @@ pub(crate) async fn download(
         Err(error) => return storage_unavailable(&error),
     };
     let length = result.range.end - result.range.start;
-    let body = Body::from_stream(result.into_stream().map_err(std::io::Error::other));
+    let body = Body::from_stream(wharf_blob::BlobStore::into_stream(result));
     let mut response = body.into_response();
     if let Some(range) = &range {
         *response.status_mut() = StatusCode::PARTIAL_CONTENT;

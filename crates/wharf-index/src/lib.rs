@@ -221,6 +221,17 @@ pub trait IndexRepo: Send + Sync + std::fmt::Debug {
         limit: RateLimit,
         now: i64,
     ) -> Result<RateVerdict, IndexError>;
+    /// Records a trusted-publishing exchange in one transaction: claims the token id (when
+    /// given), stores the minted token and its audit event. `false`, with nothing stored, if
+    /// the id was claimed before (a replay).
+    async fn record_minted_token(
+        &self,
+        claim: Option<&JtiClaim>,
+        token: &NewToken,
+        audit_kind: &str,
+        audit_detail: &str,
+        now_micros: i64,
+    ) -> Result<bool, IndexError>;
     /// Deletes a token only if it was minted for a publisher; returns whether it did.
     async fn delete_publisher_token(&self, id: &str) -> Result<bool, IndexError>;
     /// Records a security event (mint, refusal, burn, publisher change).

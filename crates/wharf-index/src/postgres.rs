@@ -36,6 +36,7 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use uuid::Uuid;
 
+use crate::JtiClaim;
 use crate::records::limited_until;
 use crate::{
     CommitResult, FileAdmission, FileCandidate, FileRecord, FileRefusal, IndexError, IndexRepo,
@@ -143,6 +144,71 @@ fn lock_key(namespace: &str, value: &str) -> i64 {
 
 fn project_key(normalized_name: &str) -> i64 {
     lock_key("wharf.project", normalized_name)
+}
+
+/// Inserts an API token record on `conn`.
+async fn insert_token_on(conn: &mut PgConnection, token: &NewToken) -> Result<(), IndexError> {
+    let caveats = serde_json::to_string(&token.caveats)
+        .map_err(|error| IndexError::Corrupt(format!("token caveats: {error}")))?;
+    sqlx::query(
+        "INSERT INTO api_tokens (id, user_id, description, root_key, caveats, created_at, \
+             expires_at, publisher_id, additional) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(&token.id)
+    .bind(&token.user_id)
+    .bind(&token.description)
+    .bind(&token.root_key)
+    .bind(caveats)
+    .bind(token.created_at)
+    .bind(token.expires_at)
+    .bind(&token.publisher_id)
+    .bind(&token.additional)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Inserts an audit event on `conn`.
+async fn record_audit_on(
+    conn: &mut PgConnection,
+    kind: &str,
+    detail: &str,
+    now_micros: i64,
+) -> Result<(), IndexError> {
+    sqlx::query("INSERT INTO audit_events (kind, detail, created_at) VALUES ($1, $2, $3)")
+        .bind(kind)
+        .bind(detail)
+        .bind(now_micros)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Sweeps some expired token-id claims and claims `claim`'s id on `conn`; `false` if it was
+/// claimed before.
+async fn claim_jti_on(conn: &mut PgConnection, claim: &JtiClaim) -> Result<bool, IndexError> {
+    // Garbage collection only: the claim below is correct whether or not this ran.
+    sqlx::query(
+        "DELETE FROM oidc_jti WHERE (issuer_url, jti) IN (SELECT issuer_url, jti \
+         FROM oidc_jti WHERE expires_at < $1 LIMIT 1000 FOR UPDATE SKIP LOCKED)",
+    )
+    .bind(claim.now)
+    .execute(&mut *conn)
+    .await?;
+    // A claim succeeds if the id was never claimed or its claim has expired; the primary
+    // key makes exactly one of any number of concurrent claims insert (or take over).
+    let claimed = sqlx::query(
+        "INSERT INTO oidc_jti (issuer_url, jti, expires_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (issuer_url, jti) DO UPDATE SET expires_at = EXCLUDED.expires_at \
+         WHERE oidc_jti.expires_at < $4",
+    )
+    .bind(&claim.issuer_url)
+    .bind(&claim.jti)
+    .bind(claim.expires_at)
+    .bind(claim.now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(claimed.rows_affected() == 1)
 }
 
 /// Takes transaction-scoped advisory locks on `keys`, in ascending order (no lock cycles).
@@ -723,24 +789,7 @@ impl IndexRepo for PgIndex {
     }
 
     async fn insert_token(&self, token: &NewToken) -> Result<(), IndexError> {
-        let caveats = serde_json::to_string(&token.caveats)
-            .map_err(|error| IndexError::Corrupt(format!("token caveats: {error}")))?;
-        sqlx::query(
-            "INSERT INTO api_tokens (id, user_id, description, root_key, caveats, created_at, \
-             expires_at, publisher_id, additional) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(&token.id)
-        .bind(&token.user_id)
-        .bind(&token.description)
-        .bind(&token.root_key)
-        .bind(caveats)
-        .bind(token.created_at)
-        .bind(token.expires_at)
-        .bind(&token.publisher_id)
-        .bind(&token.additional)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        insert_token_on(&mut *self.pool.acquire().await?, token).await
     }
 
     async fn find_token(&self, id: &str) -> Result<Option<TokenRecord>, IndexError> {
@@ -1031,28 +1080,34 @@ impl IndexRepo for PgIndex {
         expires_at: i64,
         now: i64,
     ) -> Result<bool, IndexError> {
-        // Garbage collection only: the claim below is correct whether or not this ran.
-        sqlx::query(
-            "DELETE FROM oidc_jti WHERE (issuer_url, jti) IN (SELECT issuer_url, jti \
-             FROM oidc_jti WHERE expires_at < $1 LIMIT 1000 FOR UPDATE SKIP LOCKED)",
-        )
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        // A claim succeeds if the id was never claimed or its claim has expired; the primary
-        // key makes exactly one of any number of concurrent claims insert (or take over).
-        let claimed = sqlx::query(
-            "INSERT INTO oidc_jti (issuer_url, jti, expires_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (issuer_url, jti) DO UPDATE SET expires_at = EXCLUDED.expires_at \
-             WHERE oidc_jti.expires_at < $4",
-        )
-        .bind(issuer_url)
-        .bind(jti)
-        .bind(expires_at)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(claimed.rows_affected() == 1)
+        let claim = JtiClaim {
+            issuer_url: issuer_url.to_owned(),
+            jti: jti.to_owned(),
+            expires_at,
+            now,
+        };
+        claim_jti_on(&mut *self.pool.acquire().await?, &claim).await
+    }
+
+    async fn record_minted_token(
+        &self,
+        claim: Option<&JtiClaim>,
+        token: &NewToken,
+        audit_kind: &str,
+        audit_detail: &str,
+        now_micros: i64,
+    ) -> Result<bool, IndexError> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(claim) = claim
+            && !claim_jti_on(&mut tx, claim).await?
+        {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        insert_token_on(&mut tx, token).await?;
+        record_audit_on(&mut tx, audit_kind, audit_detail, now_micros).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn rate_limit(
@@ -1112,13 +1167,7 @@ impl IndexRepo for PgIndex {
         detail: &str,
         now_micros: i64,
     ) -> Result<(), IndexError> {
-        sqlx::query("INSERT INTO audit_events (kind, detail, created_at) VALUES ($1, $2, $3)")
-            .bind(kind)
-            .bind(detail)
-            .bind(now_micros)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        record_audit_on(&mut *self.pool.acquire().await?, kind, detail, now_micros).await
     }
 
     async fn find_file_by_upload_id(

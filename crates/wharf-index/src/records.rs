@@ -371,3 +371,16 @@ pub(crate) fn limited_until(tat: Option<i64>, limit: RateLimit) -> RateVerdict {
         None => RateVerdict::Allowed,
     }
 }
+
+/// A claim on an OIDC token id (`jti`): one exchange per JWT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JtiClaim {
+    /// The issuer the token came from.
+    pub issuer_url: String,
+    /// The token's `jti`.
+    pub jti: String,
+    /// Unix seconds until which the claim is kept (after that the JWT no longer verifies).
+    pub expires_at: i64,
+    /// Unix seconds now (claims that expired before are swept).
+    pub now: i64,
+}

@@ -11,6 +11,7 @@ use sqlx::sqlite::{
 };
 use uuid::Uuid;
 
+use crate::JtiClaim;
 use crate::records::limited_until;
 use crate::{
     CommitResult, FileAdmission, FileCandidate, FileRecord, FileRefusal, IndexError, IndexRepo,
@@ -81,6 +82,63 @@ impl SqliteIndex {
             .await?;
         Ok(SqliteIndex { pool, writer })
     }
+}
+
+/// Inserts an API token record on `conn`.
+async fn insert_token_on(conn: &mut SqliteConnection, token: &NewToken) -> Result<(), IndexError> {
+    let caveats = serde_json::to_string(&token.caveats)
+        .map_err(|error| IndexError::Corrupt(format!("token caveats: {error}")))?;
+    sqlx::query(
+        "INSERT INTO api_tokens (id, user_id, description, root_key, caveats, created_at, \
+             expires_at, publisher_id, additional) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )
+    .bind(&token.id)
+    .bind(&token.user_id)
+    .bind(&token.description)
+    .bind(&token.root_key)
+    .bind(caveats)
+    .bind(token.created_at)
+    .bind(token.expires_at)
+    .bind(&token.publisher_id)
+    .bind(&token.additional)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Inserts an audit event on `conn`.
+async fn record_audit_on(
+    conn: &mut SqliteConnection,
+    kind: &str,
+    detail: &str,
+    now_micros: i64,
+) -> Result<(), IndexError> {
+    sqlx::query("INSERT INTO audit_events (kind, detail, created_at) VALUES (?1, ?2, ?3)")
+        .bind(kind)
+        .bind(detail)
+        .bind(now_micros)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Sweeps expired token-id claims and claims `claim`'s id on `conn`; `false` if it was
+/// claimed before.
+async fn claim_jti_on(conn: &mut SqliteConnection, claim: &JtiClaim) -> Result<bool, IndexError> {
+    sqlx::query("DELETE FROM oidc_jti WHERE expires_at < ?1")
+        .bind(claim.now)
+        .execute(&mut *conn)
+        .await?;
+    let claimed = sqlx::query(
+        "INSERT INTO oidc_jti (issuer_url, jti, expires_at) VALUES (?1, ?2, ?3) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(&claim.issuer_url)
+    .bind(&claim.jti)
+    .bind(claim.expires_at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(claimed.rows_affected() == 1)
 }
 
 async fn check_file_on(
@@ -315,24 +373,7 @@ impl IndexRepo for SqliteIndex {
     }
 
     async fn insert_token(&self, token: &NewToken) -> Result<(), IndexError> {
-        let caveats = serde_json::to_string(&token.caveats)
-            .map_err(|error| IndexError::Corrupt(format!("token caveats: {error}")))?;
-        sqlx::query(
-            "INSERT INTO api_tokens (id, user_id, description, root_key, caveats, created_at, \
-             expires_at, publisher_id, additional) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        )
-        .bind(&token.id)
-        .bind(&token.user_id)
-        .bind(&token.description)
-        .bind(&token.root_key)
-        .bind(caveats)
-        .bind(token.created_at)
-        .bind(token.expires_at)
-        .bind(&token.publisher_id)
-        .bind(&token.additional)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        insert_token_on(&mut *self.writer.acquire().await?, token).await
     }
 
     async fn find_token(&self, id: &str) -> Result<Option<TokenRecord>, IndexError> {
@@ -701,21 +742,37 @@ impl IndexRepo for SqliteIndex {
     ) -> Result<bool, IndexError> {
         // One transaction, one commit: the sweep and the claim.
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query("DELETE FROM oidc_jti WHERE expires_at < ?1")
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        let claimed = sqlx::query(
-            "INSERT INTO oidc_jti (issuer_url, jti, expires_at) VALUES (?1, ?2, ?3) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(issuer_url)
-        .bind(jti)
-        .bind(expires_at)
-        .execute(&mut *tx)
-        .await?;
+        let claim = JtiClaim {
+            issuer_url: issuer_url.to_owned(),
+            jti: jti.to_owned(),
+            expires_at,
+            now,
+        };
+        let claimed = claim_jti_on(&mut tx, &claim).await?;
         tx.commit().await?;
-        Ok(claimed.rows_affected() == 1)
+        Ok(claimed)
+    }
+
+    async fn record_minted_token(
+        &self,
+        claim: Option<&JtiClaim>,
+        token: &NewToken,
+        audit_kind: &str,
+        audit_detail: &str,
+        now_micros: i64,
+    ) -> Result<bool, IndexError> {
+        // One commit for the whole exchange: the single writer is the bottleneck of minting.
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        if let Some(claim) = claim
+            && !claim_jti_on(&mut tx, claim).await?
+        {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        insert_token_on(&mut tx, token).await?;
+        record_audit_on(&mut tx, audit_kind, audit_detail, now_micros).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn rate_limit(
@@ -774,13 +831,7 @@ impl IndexRepo for SqliteIndex {
         detail: &str,
         now_micros: i64,
     ) -> Result<(), IndexError> {
-        sqlx::query("INSERT INTO audit_events (kind, detail, created_at) VALUES (?1, ?2, ?3)")
-            .bind(kind)
-            .bind(detail)
-            .bind(now_micros)
-            .execute(&self.writer)
-            .await?;
-        Ok(())
+        record_audit_on(&mut *self.writer.acquire().await?, kind, detail, now_micros).await
     }
 
     async fn find_file_by_upload_id(

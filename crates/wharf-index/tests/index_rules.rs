@@ -22,8 +22,8 @@ use wharf_core::Version;
 use wharf_core::name::{normalize, ultranormalize};
 use wharf_index::{
     CommitResult, FileAdmission, FileCandidate, FileRefusal, IndexError, IndexRepo, IssuerRecord,
-    NewFile, NewPublisher, NewToken, NewUpload, ProjectTarget, RateLimit, RateVerdict, ReifyResult,
-    ReleaseTarget, User, YankChange,
+    JtiClaim, NewFile, NewPublisher, NewToken, NewUpload, ProjectTarget, RateLimit, RateVerdict,
+    ReifyResult, ReleaseTarget, User, YankChange,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -309,6 +309,7 @@ macro_rules! conformance {
             claim_jti_once_until_expiry,
             race_claim_jti_one_winner,
             audit_events_are_recorded,
+            minted_token_claims_its_jti_in_one_transaction,
             rate_limit_allows_a_burst_then_refuses_until_refilled,
             race_rate_limit_across_pools,
         );
@@ -2290,6 +2291,71 @@ async fn race_claim_jti_one_winner(h: &dyn Harness) {
             .await
             .expect("claim")
     );
+}
+
+/// A trusted-publishing exchange is stored at once: the token id's claim, the token and the
+/// audit event; a replayed id stores nothing.
+async fn minted_token_claims_its_jti_in_one_transaction(h: &dyn Harness) {
+    let index = h.index();
+    let index = index.as_ref();
+    index
+        .insert_publisher(&active_publisher("pub-mint", GITHUB, Vec::new(), T0))
+        .await
+        .expect("publisher");
+    let claim = JtiClaim {
+        issuer_url: GITHUB.to_owned(),
+        jti: "jti-mint".to_owned(),
+        expires_at: T0 + 100,
+        now: T0,
+    };
+    let record = |token: &'static str, claim: Option<&JtiClaim>, detail: &'static str, at| {
+        let claim = claim.cloned();
+        async move {
+            index
+                .record_minted_token(
+                    claim.as_ref(),
+                    &publisher_token(token, Some("pub-mint"), None),
+                    "oidc.minted",
+                    detail,
+                    at,
+                )
+                .await
+                .expect("record_minted_token")
+        }
+    };
+    assert!(record("tok-mint-1", Some(&claim), "first", T0).await);
+    assert!(!record("tok-mint-2", Some(&claim), "replay", T0 + 1).await);
+    assert!(
+        index
+            .find_token("tok-mint-1")
+            .await
+            .expect("find")
+            .is_some()
+    );
+    assert!(
+        index
+            .find_token("tok-mint-2")
+            .await
+            .expect("find")
+            .is_none(),
+        "a replay stores no token"
+    );
+    assert!(
+        !index
+            .claim_jti(GITHUB, "jti-mint", T0 + 100, T0 + 2)
+            .await
+            .expect("claim_jti"),
+        "the id stays claimed"
+    );
+    // Without a claim (a pending publisher's exchange claims first), it only stores.
+    assert!(record("tok-mint-3", None, "third", T0 + 3).await);
+    let details: Vec<String> = h
+        .audit_events()
+        .await
+        .into_iter()
+        .map(|(_, detail, _)| detail)
+        .collect();
+    assert_eq!(details, vec!["first".to_owned(), "third".to_owned()]);
 }
 
 async fn audit_events_are_recorded(h: &dyn Harness) {

@@ -787,6 +787,19 @@ mod tests {
             self.inner.pool_usage()
         }
 
+        async fn record_minted_token(
+            &self,
+            claim: Option<&wharf_index::JtiClaim>,
+            token: &NewToken,
+            audit_kind: &str,
+            audit_detail: &str,
+            now_micros: i64,
+        ) -> Result<bool, IndexError> {
+            self.inner
+                .record_minted_token(claim, token, audit_kind, audit_detail, now_micros)
+                .await
+        }
+
         async fn create_user(&self, name: &str, now_micros: i64) -> Result<User, IndexError> {
             self.inner.create_user(name, now_micros).await
         }

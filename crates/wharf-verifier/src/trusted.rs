@@ -10,7 +10,8 @@ use tracing::instrument;
 use wharf_bus::{PublicEvent, UploadBus};
 use wharf_core::name;
 use wharf_index::{
-    IndexError, IndexRepo, NewToken, ProjectTarget, PublisherRecord, RateLimit, ReifyResult,
+    IndexError, IndexRepo, JtiClaim, NewToken, ProjectTarget, PublisherRecord, RateLimit,
+    ReifyResult,
 };
 use wharf_macaroon::Caveat;
 use wharf_oidc::{
@@ -78,6 +79,25 @@ struct MatchedPublisher {
     matched: wharf_oidc::Matched,
 }
 
+/// The audit kind (and public event) of a minted token.
+const MINTED_EVENT: &str = "oidc.minted";
+
+/// The claim on `claims`' `jti` (none without one), kept until the token could no longer
+/// pass verification (exp + leeway + margin).
+fn jti_claim(issuer: &Issuer, claims: &Claims, now: i64) -> Option<JtiClaim> {
+    let jti = wharf_oidc::jti_of(claims)?;
+    Some(JtiClaim {
+        issuer_url: issuer.url.clone(),
+        jti: jti.to_owned(),
+        expires_at: wharf_oidc::expires_at(claims).unwrap_or(now) + 30 + 5,
+        now,
+    })
+}
+
+fn reused() -> MintError {
+    refusal(ErrorCode::InvalidReuseToken, "invalid token: already used")
+}
+
 fn refusal(code: ErrorCode, description: impl Into<String>) -> MintError {
     MintError::new(code, description)
 }
@@ -131,6 +151,11 @@ impl TrustedPublishing {
         if let Err(error) = index.record_audit(kind, &detail, now).await {
             tracing::warn!(error = %error, kind, "could not record the audit event");
         }
+        self.announce(kind, detail).await;
+    }
+
+    /// Publishes an audit event on the bus (when there is one) as `wharf.events.<kind>`.
+    async fn announce(&self, kind: &str, detail: String) {
         if let Some(bus) = &self.events {
             let event = PublicEvent {
                 subject: format!("wharf.events.{kind}"),
@@ -277,17 +302,16 @@ impl TrustedPublishing {
                 record,
                 matched: found.matched,
             };
-            return self.issue(index, found, now).await.map(Ok);
+            return self.issue(index, found, now, None).await;
         }
 
         let found = match find_publisher(&active, &issuer, &claims) {
             Ok(found) => found,
             Err(error) => return Ok(Err(error)),
         };
-        if let Err(error) = self.claim_jti(index, &issuer, &claims, now).await? {
-            return Ok(Err(error));
-        }
-        self.issue(index, found, now).await.map(Ok)
+        // The token id is claimed in the transaction that stores the minted token.
+        let claim = jti_claim(&issuer, &claims, now);
+        self.issue(index, found, now, claim).await
     }
 
     /// Counts the exchange against its identity (issuer and `sub`); the refusal when over.
@@ -321,28 +345,28 @@ impl TrustedPublishing {
         claims: &Claims,
         now: i64,
     ) -> Result<Result<(), MintError>, VerifierError> {
-        let Some(jti) = wharf_oidc::jti_of(claims) else {
+        let Some(claim) = jti_claim(issuer, claims, now) else {
             return Ok(Ok(()));
         };
-        // Kept until the token could no longer pass verification (exp + leeway + margin).
-        let keep_until = wharf_oidc::expires_at(claims).unwrap_or(now) + 30 + 5;
-        if index.claim_jti(&issuer.url, jti, keep_until, now).await? {
+        if index
+            .claim_jti(&claim.issuer_url, &claim.jti, claim.expires_at, claim.now)
+            .await?
+        {
             Ok(Ok(()))
         } else {
-            Ok(Err(refusal(
-                ErrorCode::InvalidReuseToken,
-                "invalid token: already used",
-            )))
+            Ok(Err(reused()))
         }
     }
 
-    /// Mints the API token for a matched, active publisher.
+    /// Mints the API token for a matched, active publisher; with `claim`, claims the token
+    /// id in the same transaction (refused if it was used before).
     async fn issue(
         &self,
         index: &dyn IndexRepo,
         found: MatchedPublisher,
         now: i64,
-    ) -> Result<Minted, VerifierError> {
+        claim: Option<JtiClaim>,
+    ) -> Result<Result<Minted, MintError>, VerifierError> {
         let MatchedPublisher { record, matched } = found;
         tracing::Span::current().record("wharf.oidc.publisher", record.id.as_str());
         if let Some(owner_id) = &matched.pin_owner_id
@@ -388,33 +412,41 @@ impl TrustedPublishing {
         let mut root_key = vec![0u8; 32];
         rand::rng().fill_bytes(&mut root_key);
         let token = wharf_macaroon::mint(&self.settings.location, &token_id, &root_key, &caveats);
-        index
-            .insert_token(&NewToken {
-                id: token_id.clone(),
-                user_id: None,
-                publisher_id: Some(record.id.clone()),
-                additional: Some(json!({ "oidc": matched.stored_claims }).to_string()),
-                description: format!("trusted publishing: {}", record.label),
-                root_key,
-                caveats: Vec::new(),
-                created_at: now.saturating_mul(1_000_000),
-                expires_at: Some(expires),
-            })
-            .await?;
-        self.audit(
-            index,
-            "oidc.minted",
-            json!({
-                "publisher": record.id,
-                "label": record.label,
-                "token_id": token_id,
-                "projects": record.project_ids,
-                "expires": expires,
-                "publisher_url": matched.publisher_url,
-            }),
-        )
-        .await;
-        Ok(Minted { token, expires })
+        let new_token = NewToken {
+            id: token_id.clone(),
+            user_id: None,
+            publisher_id: Some(record.id.clone()),
+            additional: Some(json!({ "oidc": matched.stored_claims }).to_string()),
+            description: format!("trusted publishing: {}", record.label),
+            root_key,
+            caveats: Vec::new(),
+            created_at: now.saturating_mul(1_000_000),
+            expires_at: Some(expires),
+        };
+        let detail = json!({
+            "publisher": record.id,
+            "label": record.label,
+            "token_id": token_id,
+            "projects": record.project_ids,
+            "expires": expires,
+            "publisher_url": matched.publisher_url,
+        })
+        .to_string();
+        let now_micros = jiff::Timestamp::now().as_microsecond();
+        if !index
+            .record_minted_token(
+                claim.as_ref(),
+                &new_token,
+                MINTED_EVENT,
+                &detail,
+                now_micros,
+            )
+            .await?
+        {
+            return Ok(Err(reused()));
+        }
+        self.announce(MINTED_EVENT, detail).await;
+        Ok(Ok(Minted { token, expires }))
     }
 
     /// Revokes a minted token; answers nothing either way (PyPI always says 202).
