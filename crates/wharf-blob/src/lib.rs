@@ -496,7 +496,10 @@ mod tests {
             for (range, expected) in [
                 (None, &content[..]),
                 (Some(GetRange::Bounded(5..300_005)), &content[5..300_005]),
-                (Some(GetRange::Bounded(699_999..700_000)), &content[699_999..]),
+                (
+                    Some(GetRange::Bounded(699_999..700_000)),
+                    &content[699_999..],
+                ),
             ] {
                 let result = blobs.get(&key, range).await.expect("get").expect("found");
                 let chunks: Vec<Bytes> = BlobStore::into_stream(result)
