@@ -6,6 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // change to them.
     println!("cargo:rerun-if-changed=../../proto/wharf/v1/verifier.proto");
     println!("cargo:rerun-if-changed=../../proto/wharf/v1/events.proto");
+    println!("cargo:rerun-if-changed=../../proto/wharf/v1/refusal.proto");
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
     let mut config = prost_build::Config::new();
     config.protoc_executable(protoc);
@@ -18,6 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             &[
                 "../../proto/wharf/v1/verifier.proto",
                 "../../proto/wharf/v1/events.proto",
+                "../../proto/wharf/v1/refusal.proto",
             ],
             &["../../proto"],
         )?;

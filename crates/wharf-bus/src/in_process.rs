@@ -238,8 +238,8 @@ impl Settle for InProcessSettle {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wharf_proto::v1::UploadRejected;
     use wharf_proto::v1::upload_outcome::Result as OutcomeResult;
+    use wharf_proto::v1::{ErrorCode, Refusal};
 
     fn staged(upload_id: &str) -> FileStaged {
         FileStaged {
@@ -260,9 +260,10 @@ mod tests {
         let (_, _, settle) = delivery.into_parts();
         let outcome = UploadOutcome {
             upload_id: "u1".to_owned(),
-            result: Some(OutcomeResult::Rejected(UploadRejected {
-                http_status: 400,
+            result: Some(OutcomeResult::Rejected(Refusal {
+                code: ErrorCode::InvalidRequest.into(),
                 message: "no".to_owned(),
+                retry_after_seconds: 0,
             })),
             trace_context: Default::default(),
         };

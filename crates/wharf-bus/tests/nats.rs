@@ -19,7 +19,7 @@ use wharf_bus::{
     SUBJECT_OUTCOME_PREFIX, SUBJECT_STAGED, UploadBus, UploadOutcome,
 };
 use wharf_proto::v1::upload_outcome::Result as OutcomeResult;
-use wharf_proto::v1::{FilePublished, UploadRejected};
+use wharf_proto::v1::{ErrorCode, FilePublished, Refusal};
 
 const START_NATS: &str = "start-stop-daemon --start --oknodo --background --exec \
      /usr/sbin/nats-server -- -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server \
@@ -213,9 +213,10 @@ async fn outcome_round_trip() {
     assert_eq!(delivery.delivery_count, 1);
     let outcome = UploadOutcome {
         upload_id: upload_id.clone(),
-        result: Some(OutcomeResult::Rejected(UploadRejected {
-            http_status: 400,
+        result: Some(OutcomeResult::Rejected(Refusal {
+            code: ErrorCode::InvalidRequest.into(),
             message: "File already exists".to_owned(),
+            retry_after_seconds: 0,
         })),
         trace_context: Default::default(),
     };
@@ -286,9 +287,10 @@ async fn trace_context_travels_in_nats_headers() {
 
     let outcome = UploadOutcome {
         upload_id: upload_id.clone(),
-        result: Some(OutcomeResult::Rejected(UploadRejected {
-            http_status: 400,
+        result: Some(OutcomeResult::Rejected(Refusal {
+            code: ErrorCode::InvalidRequest.into(),
             message: "no".to_owned(),
+            retry_after_seconds: 0,
         })),
         trace_context: HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]),
     };

@@ -1,10 +1,10 @@
 //! Core metadata files (`METADATA`, `PKG-INFO`): RFC 822-style parsing and the consistency
 //! check between the uploaded form and the file inside the distribution.
 
-use crate::error::Rejection;
 use crate::metadata::ReleaseMetadata;
 use crate::name::normalize;
 use crate::pyrepr::repr;
+use crate::refusal::Refusal;
 use crate::version::Version;
 
 /// Where a header's value goes.
@@ -130,11 +130,11 @@ pub fn parse_core_metadata(bytes: &[u8]) -> Result<ReleaseMetadata, String> {
 pub fn check_wheel_metadata_matches(
     form: &ReleaseMetadata,
     file: &ReleaseMetadata,
-) -> Result<(), Rejection> {
+) -> Result<(), Refusal> {
     let form_name = form.name.as_deref().unwrap_or_default();
     let file_name = file.name.as_deref().unwrap_or_default();
     if file_name.is_empty() || normalize(form_name) != normalize(file_name) {
-        return Err(Rejection::bad_request(format!(
+        return Err(Refusal::bad_request(format!(
             "Name in the distribution's metadata should be {} not {}.",
             repr(form_name),
             repr(file_name)
@@ -147,7 +147,7 @@ pub fn check_wheel_metadata_matches(
         _ => false,
     };
     if !same {
-        return Err(Rejection::bad_request(format!(
+        return Err(Refusal::bad_request(format!(
             "Version in the distribution's metadata should be {} not {}.",
             repr(form_version),
             repr(file_version)

@@ -1,8 +1,8 @@
 //! Distribution filenames: parsing as `packaging.utils` does, and PyPI's upload filename rules.
 
-use crate::error::Rejection;
 use crate::name::normalize;
 use crate::pyrepr::repr;
+use crate::refusal::Refusal;
 use crate::version::Version;
 
 /// Kind of distribution an upload declares in `filetype`.
@@ -287,27 +287,27 @@ pub fn check_upload_filename(
     project_normalized: &str,
     metadata_version: &Version,
     metadata_name: &str,
-) -> Result<(), Rejection> {
+) -> Result<(), Refusal> {
     if filename.chars().any(|c| (c as u32) < 32 || c == '\x7f') {
-        return Err(Rejection::bad_request(
+        return Err(Refusal::bad_request(
             "Cannot upload a file with non-printable characters (ordinals 0-31) or the DEL character \
              (ordinal 127) in the name.",
         ));
     }
     if filename.contains('/') || filename.contains('\\') {
-        return Err(Rejection::bad_request(
+        return Err(Refusal::bad_request(
             "Cannot upload a file with '/' or '\\' in the name.",
         ));
     }
     let Some(ext) = dist_extension(filename) else {
-        return Err(Rejection::bad_request(PEP527_EXT_HELP));
+        return Err(Refusal::bad_request(PEP527_EXT_HELP));
     };
     let ext_fits = match filetype {
         FileType::Sdist => ext != ".whl",
         FileType::BdistWheel => ext == ".whl",
     };
     if !ext_fits {
-        return Err(Rejection::bad_request(format!(
+        return Err(Refusal::bad_request(format!(
             "Invalid file extension: Extension {ext} is invalid for filetype {}. \
              See https://www.python.org/dev/peps/pep-0527 for more information.",
             filetype.as_str()
@@ -315,7 +315,7 @@ pub fn check_upload_filename(
     }
     let underscored = project_normalized.replace('-', "_");
     let start_with = || {
-        Rejection::bad_request(format!(
+        Refusal::bad_request(format!(
             "Start filename for {} with {}.",
             repr(project_display_name),
             repr(&underscored)
@@ -324,7 +324,7 @@ pub fn check_upload_filename(
     match filetype {
         FileType::Sdist => {
             let invalid = || {
-                Rejection::bad_request(format!("Invalid source distribution filename: {filename}"))
+                Refusal::bad_request(format!("Invalid source distribution filename: {filename}"))
             };
             let parsed = parse_sdist_filename(filename).map_err(|_| invalid())?;
             let mut name = parsed.name;
@@ -346,7 +346,7 @@ pub fn check_upload_filename(
             }
             let expected = format!("{underscored}-{}.tar.gz", metadata_version.normalized());
             if filename != expected {
-                return Err(Rejection::bad_request(format!(
+                return Err(Refusal::bad_request(format!(
                     "Filename {} is invalid, should be {}.",
                     repr(filename),
                     repr(&expected)
@@ -354,13 +354,13 @@ pub fn check_upload_filename(
             }
         }
         FileType::BdistWheel => {
-            let wheel = parse_wheel_filename(filename).map_err(Rejection::bad_request)?;
+            let wheel = parse_wheel_filename(filename).map_err(Refusal::bad_request)?;
             if let Some(tag) = wheel
                 .platform_tags
                 .iter()
                 .find(|t| !is_allowed_platform_tag(t))
             {
-                return Err(Rejection::bad_request(format!(
+                return Err(Refusal::bad_request(format!(
                     "Binary wheel {} has an unsupported platform tag {}.",
                     repr(filename),
                     repr(tag)
@@ -370,16 +370,16 @@ pub fn check_upload_filename(
                 return Err(start_with());
             }
             if wheel.name != underscored {
-                return Err(Rejection::bad_request(format!(
+                return Err(Refusal::bad_request(format!(
                     "Filename {} should contain the normalized project name {}, not {}.",
                     repr(filename),
                     repr(&underscored),
                     repr(&wheel.name)
                 )));
             }
-            let file_version = wheel.parsed_version().map_err(Rejection::bad_request)?;
+            let file_version = wheel.parsed_version().map_err(Refusal::bad_request)?;
             if &file_version != metadata_version {
-                return Err(Rejection::bad_request(format!(
+                return Err(Refusal::bad_request(format!(
                     "Version in filename should be {} not {}.",
                     repr(&metadata_version.normalized()),
                     repr(&file_version.normalized())

@@ -1,10 +1,10 @@
 //! Validation of the legacy upload form (spec a.3–a.4 steps 2–5).
 
-use crate::error::Rejection;
 use crate::filename::FileType;
 pub use crate::metadata::ReleaseMetadata;
 use crate::metadata::{FieldError, metadata_rejection, pick, split_project_url, validate_metadata};
 use crate::pyrepr::repr;
+use crate::refusal::Refusal;
 use crate::version::Version;
 
 /// Digests the client declared, lower-case hex.
@@ -76,9 +76,9 @@ fn first<'a>(fields: &'a [(String, String)], key: &str) -> Option<&'a str> {
 }
 
 /// Checks `protocol_version` (spec a.4 step 3).
-pub fn check_protocol_version(fields: &[(String, String)]) -> Result<(), Rejection> {
+pub fn check_protocol_version(fields: &[(String, String)]) -> Result<(), Refusal> {
     match fields.iter().rev().find(|(k, _)| k == "protocol_version") {
-        Some((_, v)) if v != "1" => Err(Rejection::bad_request("Unknown protocol version.")),
+        Some((_, v)) if v != "1" => Err(Refusal::bad_request("Unknown protocol version.")),
         _ => Ok(()),
     }
 }
@@ -95,7 +95,7 @@ fn optional<'a>(fields: &'a [(String, String)], key: &str) -> Option<&'a str> {
 /// Validates the `UploadForm` part (name, filetype, pyversion, digests), step 4.
 fn check_upload_form(
     fields: &[(String, String)],
-) -> Result<(FileType, String, DeclaredDigests), Rejection> {
+) -> Result<(FileType, String, DeclaredDigests), Refusal> {
     let name = first(fields, "name").unwrap_or_default();
     let name_error = if name.is_empty() {
         Some(REQUIRED)
@@ -113,14 +113,14 @@ fn check_upload_form(
         } else {
             name.to_owned()
         };
-        return Err(Rejection::bad_request(format!(
+        return Err(Refusal::bad_request(format!(
             "{} is an invalid value for Name. Error: {reason} \
              See https://packaging.python.org/specifications/core-metadata for more information.",
             repr(&shown)
         )));
     }
     let field_error = |field: &str, reason: &str| {
-        Err(Rejection::bad_request(format!(
+        Err(Refusal::bad_request(format!(
             "Invalid value for {field}. Error: {reason}"
         )))
     };
@@ -144,7 +144,7 @@ fn check_upload_form(
             "Use a valid, hex-encoded, SHA256 message digest.",
         );
     }
-    let form_error = |reason: &str| Err(Rejection::bad_request(format!("Error: {reason}")));
+    let form_error = |reason: &str| Err(Refusal::bad_request(format!("Error: {reason}")));
     let pyversion = first(fields, "pyversion").unwrap_or_default();
     let pyversion = match filetype {
         FileType::BdistWheel if pyversion.is_empty() => {
@@ -251,7 +251,7 @@ fn list_mut<'a>(m: &'a mut ReleaseMetadata, key: &str) -> Option<&'a mut Vec<Str
 /// Builds release metadata from form fields (Warehouse's `parse_form_metadata`): a field
 /// sent as the single value `""` is absent; a single-use field sent twice, or project URLs
 /// with a repeated label, is `'<field>' has invalid data`.
-pub fn form_metadata(fields: &[(String, String)]) -> Result<ReleaseMetadata, Rejection> {
+pub fn form_metadata(fields: &[(String, String)]) -> Result<ReleaseMetadata, Refusal> {
     let mut m = ReleaseMetadata::default();
     let mut unparsed: Vec<FieldError> = Vec::new();
     let mut seen: Vec<&str> = Vec::new();
@@ -305,7 +305,7 @@ pub fn form_metadata(fields: &[(String, String)]) -> Result<ReleaseMetadata, Rej
 /// Validates every non-file multipart field of an upload (in order, keys may repeat): spec
 /// a.3 sanitisation, a.4 step 3 (protocol version), step 4 (upload form) and step 5 (core
 /// metadata), returning the first failure with PyPI's text.
-pub fn validate_upload_form(fields: &[(String, String)]) -> Result<ValidatedUpload, Rejection> {
+pub fn validate_upload_form(fields: &[(String, String)]) -> Result<ValidatedUpload, Refusal> {
     let fields = sanitize_fields(fields);
     check_protocol_version(&fields)?;
     let (filetype, pyversion, declared) = check_upload_form(&fields)?;

@@ -7,11 +7,12 @@
 
 pub mod classifiers;
 pub mod core_metadata;
-pub mod error;
 pub mod filename;
 pub mod form;
+pub mod messages;
 pub mod metadata;
 pub mod name;
+pub mod refusal;
 pub mod spdx;
 pub mod version;
 
@@ -24,8 +25,8 @@ mod spdx_data;
 #[rustfmt::skip]
 mod stdlib_data;
 
-pub use error::{RejectKind, Rejection};
 pub use filename::{FileType, WheelFilename};
 pub use form::{DeclaredDigests, ValidatedUpload, validate_upload_form};
 pub use metadata::ReleaseMetadata;
+pub use refusal::{ErrorCode, Refusal};
 pub use version::Version;

@@ -6,10 +6,10 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::classifiers::{deprecated_replacements, is_known_classifier};
-use crate::error::Rejection;
 use crate::filename::is_identifier;
 use crate::name::is_valid_project_name;
 use crate::pyrepr::{repr, repr_list};
+use crate::refusal::Refusal;
 use crate::spdx::canonicalize_license_expression;
 use crate::version::Version;
 
@@ -336,12 +336,12 @@ pub(crate) fn pick(errors: &[FieldError]) -> Option<&FieldError> {
 }
 
 /// Formats a metadata error as PyPI's reason phrase.
-pub(crate) fn metadata_rejection(e: &FieldError) -> Rejection {
+pub(crate) fn metadata_rejection(e: &FieldError) -> Refusal {
     if e.message.contains("/specifications/version-specifiers/") {
-        return Rejection::bad_request(e.message.clone());
+        return Refusal::bad_request(e.message.clone());
     }
     let dot = if e.message.ends_with('.') { "" } else { "." };
-    Rejection::bad_request(format!("{}{dot} {CORE_METADATA_HELP}", e.message))
+    Refusal::bad_request(format!("{}{dot} {CORE_METADATA_HELP}", e.message))
 }
 
 fn version_index(v: &str) -> Option<usize> {
@@ -946,7 +946,7 @@ pub(crate) fn warehouse_errors(m: &ReleaseMetadata) -> Vec<FieldError> {
 
 /// Validates release metadata with `packaging`'s rules then PyPI's, returning PyPI's reason
 /// phrase for the first error by PyPI's priority.
-pub fn validate_metadata(m: &ReleaseMetadata) -> Result<(), Rejection> {
+pub fn validate_metadata(m: &ReleaseMetadata) -> Result<(), Refusal> {
     for phase in [packaging_errors(m), warehouse_errors(m)] {
         if let Some(e) = pick(&phase) {
             return Err(metadata_rejection(e));

@@ -1,8 +1,8 @@
 //! Project names: PEP 503 normalization, validity, look-alike folding and the checks PyPI
 //! runs before it creates a project on first upload.
 
-use crate::error::Rejection;
 use crate::pyrepr::repr;
+use crate::refusal::Refusal;
 use crate::stdlib_data::STDLIB_NORMALIZED;
 
 /// Help link PyPI cites in project-name rejections.
@@ -61,19 +61,16 @@ pub fn is_stdlib_module_name(normalized: &str) -> bool {
 
 /// Runs the project-creation checks that need no database, in PyPI's order: name syntax,
 /// standard-library clash, prohibited names.
-pub fn check_new_project_name(
-    name: &str,
-    prohibited_normalized: &[String],
-) -> Result<(), Rejection> {
+pub fn check_new_project_name(name: &str, prohibited_normalized: &[String]) -> Result<(), Refusal> {
     if !is_valid_project_name(name) {
-        return Err(Rejection::bad_request(format!(
+        return Err(Refusal::bad_request(format!(
             "The name {} is invalid.",
             repr(name)
         )));
     }
     let normalized = normalize(name);
     if is_stdlib_module_name(&normalized) {
-        return Err(Rejection::bad_request(format!(
+        return Err(Refusal::bad_request(format!(
             "The name {} isn't allowed (conflict with Python Standard Library module name). \
              See {PROJECT_NAME_HELP_URL} for more information.",
             repr(name)
@@ -83,7 +80,7 @@ pub fn check_new_project_name(
         .iter()
         .any(|p| normalize(p) == normalized)
     {
-        return Err(Rejection::bad_request(format!(
+        return Err(Refusal::bad_request(format!(
             "The name {} isn't allowed. See {PROJECT_NAME_HELP_URL} for more information.",
             repr(name)
         )));
@@ -92,16 +89,16 @@ pub fn check_new_project_name(
 }
 
 /// Returns the 409 for a name whose normalized form is taken by an existing project.
-pub fn existing_project_rejection(name: &str) -> Rejection {
-    Rejection::conflict(format!(
+pub fn existing_project_rejection(name: &str) -> Refusal {
+    Refusal::conflict(format!(
         "The name {} conflicts with an existing project. See {PROJECT_NAME_HELP_URL} for more information.",
         repr(name)
     ))
 }
 
 /// Returns the 400 for a name whose ultranormalized form collides with an existing project.
-pub fn too_similar_rejection(name: &str) -> Rejection {
-    Rejection::bad_request(format!(
+pub fn too_similar_rejection(name: &str) -> Refusal {
+    Refusal::bad_request(format!(
         "The name {} is too similar to an existing project. See {PROJECT_NAME_HELP_URL} for more information.",
         repr(name)
     ))
@@ -110,7 +107,7 @@ pub fn too_similar_rejection(name: &str) -> Rejection {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::RejectKind;
+    use crate::refusal::ErrorCode;
     use proptest::prelude::*;
 
     #[test]
@@ -204,7 +201,7 @@ mod tests {
     #[test]
     fn new_project_checks_in_order() {
         let err = check_new_project_name("foo-", &[]).unwrap_err();
-        assert_eq!(err.kind, RejectKind::BadRequest);
+        assert_eq!(err.code, ErrorCode::InvalidRequest);
         assert_eq!(err.message, "The name 'foo-' is invalid.");
 
         let err = check_new_project_name("XML", &["xml".into()]).unwrap_err();
@@ -227,13 +224,13 @@ mod tests {
     #[test]
     fn db_backed_rejections() {
         let e = existing_project_rejection("Foo");
-        assert_eq!(e.kind, RejectKind::Conflict);
+        assert_eq!(e.code, ErrorCode::Conflict);
         assert_eq!(
             e.message,
             "The name 'Foo' conflicts with an existing project. See https://pypi.org/help/#project-name for more information."
         );
         let e = too_similar_rejection("toast1ng");
-        assert_eq!(e.kind, RejectKind::BadRequest);
+        assert_eq!(e.code, ErrorCode::InvalidRequest);
         assert_eq!(
             e.message,
             "The name 'toast1ng' is too similar to an existing project. See https://pypi.org/help/#project-name for more information."

@@ -7,8 +7,10 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use wharf_blob::{BlobStore, GetRange};
+use wharf_core::refusal::Refusal;
 
 use crate::Gateway;
+use crate::response::{Api, refusal_response};
 use crate::simple::not_found;
 
 /// The strong entity tag of a stored file: its blake2b digest, read from the path.
@@ -91,11 +93,7 @@ fn resolve_range(range: RangeRequest, size: u64) -> Option<std::ops::Range<u64>>
 
 fn storage_unavailable(error: &wharf_blob::BlobError) -> Response {
     tracing::error!(error = %error, "object store unavailable");
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        "Storage is unavailable right now; please try again later.",
-    )
-        .into_response()
+    refusal_response(Api::ReadText, &Refusal::unavailable("Storage"))
 }
 
 /// `GET /packages/…`.

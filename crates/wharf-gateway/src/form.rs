@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
+use wharf_core::refusal::{ErrorCode, Refusal};
 
 /// The name of the part that carries the distribution.
 pub const FILE_FIELD: &str = "content";
@@ -64,12 +65,19 @@ pub enum FormError {
 }
 
 impl FormError {
-    /// The HTTP status of the refusal.
-    pub fn status(&self) -> u16 {
+    /// The kind of refusal: a client that stopped sending timed out, anything else is a bad
+    /// request.
+    pub fn code(&self) -> ErrorCode {
         match self {
-            FormError::IdleTimeout(_) => 408,
-            _ => 400,
+            FormError::IdleTimeout(_) => ErrorCode::RequestTimeout,
+            _ => ErrorCode::InvalidRequest,
         }
+    }
+}
+
+impl From<FormError> for Refusal {
+    fn from(error: FormError) -> Refusal {
+        Refusal::new(error.code(), error.to_string())
     }
 }
 
@@ -328,7 +336,7 @@ mod tests {
         let parts: Vec<Vec<u8>> = (0..5).map(|_| part("keywords", b"")).collect();
         let error = read_all(reader(body(&parts), LIMITS)).await.unwrap_err();
         assert!(matches!(error, FormError::TooManyParts(4)), "{error:?}");
-        assert_eq!(error.status(), 400);
+        assert_eq!(error.code().http_status(), 400);
     }
 
     #[tokio::test]
@@ -391,6 +399,6 @@ mod tests {
         let reader = FormReader::new(silent, CONTENT_TYPE, limits).expect("multipart");
         let error = read_all(reader).await.unwrap_err();
         assert!(matches!(error, FormError::IdleTimeout(_)), "{error:?}");
-        assert_eq!(error.status(), 408);
+        assert_eq!(error.code().http_status(), 408);
     }
 }

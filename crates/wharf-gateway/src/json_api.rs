@@ -5,11 +5,12 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use wharf_core::name;
+use wharf_core::refusal::Refusal;
 use wharf_core::version::Version;
 use wharf_index::{FileRecord, Project, Release};
 
 use crate::Gateway;
-use crate::response::moved_permanently;
+use crate::response::{Api, moved_permanently, refusal_response};
 use crate::simple::{add_api_headers, base_url, cacheable, file_url, sort_files};
 
 fn not_found() -> Response {
@@ -24,13 +25,7 @@ fn not_found() -> Response {
 
 fn unavailable(error: &wharf_index::IndexError) -> Response {
     tracing::error!(error = %error, "index unavailable");
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        axum::Json(
-            json!({ "message": "The index is unavailable right now; please try again later." }),
-        ),
-    )
-        .into_response()
+    refusal_response(Api::ReadJson, &Refusal::unavailable("The index"))
 }
 
 /// Everything the JSON API needs about a project.

@@ -3,66 +3,29 @@
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{Extensions, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tracing::{Instrument, info_span, instrument};
+use wharf_core::refusal::{ErrorCode, Refusal};
 use wharf_proto::v1::{
     BurnTokenRequest, MintTokenRequest, OidcAudienceRequest, mint_token_response,
 };
 
 use crate::Gateway;
-use crate::rate_limit::{Limited, RateRefusal, client_ip};
+use crate::rate_limit::{Limited, client_ip};
+use crate::response::{Api, refusal_response};
 
 /// Largest accepted mint-token request body (a JWT is a few KiB).
 const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// Adds the current trace id to an error body, so an operator can find the exchange's trace.
-fn with_trace_id(mut body: Value) -> Value {
-    if let Some(trace_id) = wharf_telemetry::current_trace_id() {
-        body["trace_id"] = Value::from(trace_id);
-    }
-    body
-}
-
-fn mint_failure(code: &str, description: &str) -> Response {
-    (
-        StatusCode::UNPROCESSABLE_ENTITY,
-        axum::Json(with_trace_id(json!({
-            "message": "Token request failed",
-            "errors": [{ "code": code, "description": description }],
-        }))),
-    )
-        .into_response()
-}
-
-/// `429` in the mint-token error shape (clients print `errors`), with `Retry-After`.
-fn too_many_requests(message: &str, retry_after: u64) -> Response {
-    (
-        StatusCode::TOO_MANY_REQUESTS,
-        [(header::RETRY_AFTER, HeaderValue::from(retry_after))],
-        axum::Json(with_trace_id(json!({
-            "message": message,
-            "errors": [{ "code": "rate-limited", "description": message }],
-        }))),
-    )
-        .into_response()
-}
-
+/// The `503` when the verifier cannot be asked.
 fn verifier_unavailable(status: &tonic::Status) -> Response {
     tracing::warn!(code = ?status.code(), "verifier unavailable");
-    unavailable("The verifier")
-}
-
-/// `503` naming what is unavailable, in the upload API's words.
-fn unavailable(what: &str) -> Response {
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        axum::Json(with_trace_id(json!({
-            "message": format!("{what} is unavailable right now; please try again later.")
-        }))),
+    refusal_response(
+        Api::TrustedPublishing,
+        &Refusal::unavailable("The verifier"),
     )
-        .into_response()
 }
 
 /// Reads the `token` string from a JSON object body, with pydantic-like texts for the
@@ -115,18 +78,12 @@ pub(crate) async fn mint_token(
     extensions: Extensions,
     body: Bytes,
 ) -> Response {
-    if let Some(ip) = client_ip(&gateway.settings.rate_limits, &headers, &extensions) {
-        match gateway
+    if let Some(ip) = client_ip(&gateway.settings.rate_limits, &headers, &extensions)
+        && let Err(refusal) = gateway
             .check_rate(Limited::MintPerIp, &ip.to_string())
             .await
-        {
-            Ok(()) => {}
-            Err(RateRefusal::Limited {
-                limited,
-                retry_after,
-            }) => return too_many_requests(&limited.message(retry_after), retry_after),
-            Err(RateRefusal::Unavailable) => return unavailable("The index"),
-        }
+    {
+        return refusal_response(Api::TrustedPublishing, &refusal);
     }
     // A body without a token is refused by the verifier too, so that every refusal is
     // audited in one place.
@@ -163,12 +120,12 @@ pub(crate) async fn mint_token(
         }))
         .into_response(),
         Some(mint_token_response::Result::Refused(refusal)) => {
+            let refusal = Refusal::from(refusal);
             tracing::Span::current().record("wharf.oidc.error", refusal.code.as_str());
-            if refusal.retry_after_seconds > 0 {
+            if refusal.code == ErrorCode::RateLimited {
                 gateway.metrics.rate_limited("mint-token-identity");
-                return too_many_requests(&refusal.description, refusal.retry_after_seconds);
             }
-            mint_failure(&refusal.code, &refusal.description)
+            refusal_response(Api::TrustedPublishing, &refusal)
         }
         None => verifier_unavailable(&tonic::Status::internal("empty answer")),
     }

@@ -8,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::ConnectInfo;
 use axum::http::{Extensions, HeaderMap, HeaderName};
+use wharf_core::refusal::Refusal;
 use wharf_index::RateLimit;
 
 use crate::Gateway;
@@ -81,15 +82,6 @@ impl Limited {
     }
 }
 
-/// Why a request may not proceed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RateRefusal {
-    /// Over the limit; retry after this many seconds.
-    Limited { limited: Limited, retry_after: u64 },
-    /// The shared counter could not be reached.
-    Unavailable,
-}
-
 /// The client address: the trusted proxy header's last entry if configured and parseable,
 /// else the socket peer. `None` only when neither is known (a router served without
 /// connection info, as in unit tests).
@@ -119,8 +111,9 @@ fn now_micros() -> i64 {
 }
 
 impl Gateway {
-    /// Counts one request of `key` under `limited`; refuses it when over the limit.
-    pub(crate) async fn check_rate(&self, limited: Limited, key: &str) -> Result<(), RateRefusal> {
+    /// Counts one request of `key` under `limited`; refuses it when over the limit (`429`
+    /// with the seconds to wait) or when the shared counter cannot be reached (`503`).
+    pub(crate) async fn check_rate(&self, limited: Limited, key: &str) -> Result<(), Refusal> {
         let Some(limit) = limited.limit(&self.settings.rate_limits) else {
             return Ok(());
         };
@@ -134,15 +127,15 @@ impl Gateway {
                 None => Ok(()),
                 Some(retry_after) => {
                     self.metrics.rate_limited(limited.scope());
-                    Err(RateRefusal::Limited {
-                        limited,
+                    Err(Refusal::rate_limited(
+                        limited.message(retry_after),
                         retry_after,
-                    })
+                    ))
                 }
             },
             Err(error) => {
                 tracing::warn!(error = %error, "rate limit counter unavailable");
-                Err(RateRefusal::Unavailable)
+                Err(Refusal::unavailable("The index"))
             }
         }
     }

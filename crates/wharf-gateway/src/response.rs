@@ -4,6 +4,8 @@
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hyper::ext::ReasonPhrase;
+use serde_json::{Value, json};
+use wharf_core::refusal::{ErrorCode, Refusal};
 
 use crate::negotiate::prefers_json;
 
@@ -45,17 +47,75 @@ fn reason_phrase_bytes(message: &str) -> Vec<u8> {
         .collect()
 }
 
+/// The public API a refusal answers: PyPI shapes each one's errors differently.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Api<'a> {
+    /// The upload API (`/legacy/`, `/pypi`): the message in the reason phrase and in an HTML
+    /// or JSON body negotiated on the request's `Accept`.
+    Upload(&'a HeaderMap),
+    /// Trusted publishing (`/_/oidc/…`): JSON, PyPI's `errors: [{code, description}]` for the
+    /// mint-token codes and for rate limits.
+    TrustedPublishing,
+    /// The read side (simple pages, files): plain text.
+    ReadText,
+    /// The read side's JSON API: `{"message": …}`.
+    ReadJson,
+}
+
+/// Turns a refusal into PyPI's response shape for `api`: the one place where a refusal's code
+/// becomes an HTTP status, and where `Retry-After` is set.
+pub(crate) fn refusal_response(api: Api<'_>, refusal: &Refusal) -> Response {
+    let status = StatusCode::from_u16(refusal.code.http_status())
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let message = refusal.message.as_str();
+    let mut response = match api {
+        Api::Upload(request_headers) => upload_error(status, message, request_headers),
+        Api::TrustedPublishing => {
+            let body = if refusal.code.is_trusted_publishing() {
+                json!({
+                    "message": "Token request failed",
+                    "errors": [{ "code": refusal.code.as_str(), "description": message }],
+                })
+            } else if refusal.code == ErrorCode::RateLimited {
+                // Clients print `errors`: the limit's text goes there too.
+                json!({
+                    "message": message,
+                    "errors": [{ "code": refusal.code.as_str(), "description": message }],
+                })
+            } else {
+                json!({ "message": message })
+            };
+            (status, axum::Json(with_trace_id(body))).into_response()
+        }
+        Api::ReadText => (status, message.to_owned()).into_response(),
+        Api::ReadJson => (status, axum::Json(json!({ "message": message }))).into_response(),
+    };
+    if let Some(seconds) = refusal.retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
+}
+
+/// Adds the current trace id to an error body, so an operator can find the request's trace.
+fn with_trace_id(mut body: Value) -> Value {
+    if let Some(trace_id) = wharf_telemetry::current_trace_id() {
+        body["trace_id"] = Value::from(trace_id);
+    }
+    body
+}
+
 /// An upload API error: `status` with `message` as reason phrase and body.
-pub(crate) fn upload_error(status: u16, message: &str, request_headers: &HeaderMap) -> Response {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+fn upload_error(status: StatusCode, message: &str, request_headers: &HeaderMap) -> Response {
     let title = status.canonical_reason().unwrap_or("Error");
     let code = format!("{} {}", status.as_u16(), message);
     // The trace id lets an operator go from a failed client run to its trace.
     let trace_id = wharf_telemetry::current_trace_id();
     let mut response = if prefers_json(request_headers.get(header::ACCEPT)) {
-        let mut body = serde_json::json!({ "message": message, "code": code, "title": title });
+        let mut body = json!({ "message": message, "code": code, "title": title });
         if let Some(trace_id) = &trace_id {
-            body["trace_id"] = serde_json::Value::from(trace_id.as_str());
+            body["trace_id"] = Value::from(trace_id.as_str());
         }
         (status, axum::Json(body)).into_response()
     } else {
@@ -110,7 +170,10 @@ mod tests {
             header::ACCEPT,
             HeaderValue::from_static("application/json;q=0.9, text/plain;q=0.8, text/html;q=0.7"),
         );
-        let response = upload_error(403, "Invalid API Token: token is expired", &headers);
+        let response = refusal_response(
+            Api::Upload(&headers),
+            &Refusal::forbidden("Invalid API Token: token is expired"),
+        );
         assert_eq!(response.status(), StatusCode::FORBIDDEN);
         assert_eq!(
             response

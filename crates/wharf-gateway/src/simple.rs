@@ -8,13 +8,14 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 use wharf_core::name;
+use wharf_core::refusal::Refusal;
 use wharf_core::version::Version;
 use wharf_index::{FileRecord, Project};
 
 use crate::Gateway;
 use crate::negotiate::simple_format;
 use crate::page_cache::CachedPage;
-use crate::response::{html_escape, moved_permanently};
+use crate::response::{Api, html_escape, moved_permanently, refusal_response};
 
 pub(crate) const API_VERSION: &str = "1.4";
 const JSON_TYPE: &str = "application/vnd.pypi.simple.v1+json";
@@ -168,11 +169,7 @@ async fn cached_page(
 
 fn unavailable(error: &wharf_index::IndexError) -> Response {
     tracing::error!(error = %error, "index unavailable");
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        "The index is unavailable right now; please try again later.",
-    )
-        .into_response()
+    refusal_response(Api::ReadText, &Refusal::unavailable("The index"))
 }
 
 pub(crate) fn not_found() -> Response {

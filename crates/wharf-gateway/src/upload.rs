@@ -7,7 +7,7 @@
 
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
-use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{Extensions, HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use std::net::IpAddr;
 use std::time::Instant;
@@ -15,57 +15,24 @@ use std::time::Instant;
 use base64::Engine;
 use tracing::{Instrument, info_span, instrument};
 use wharf_blob::{BlobStore, StreamingWrite};
-use wharf_core::error::Rejection;
 use wharf_core::filename::check_upload_filename;
 use wharf_core::form::{ValidatedUpload, validate_upload_form};
+use wharf_core::messages;
 use wharf_core::name;
+use wharf_core::refusal::{ErrorCode, Refusal};
 use wharf_core::version::Version;
 use wharf_proto::v1::upload_outcome::Result as OutcomeResult;
 use wharf_proto::v1::{
-    AuthenticateRequest, AuthorizeUploadRequest, FileStaged, Identity, UploadDenial, UploadGrant,
-    Uploader, authenticate_response, authorize_upload_response,
+    AuthenticateRequest, AuthorizeUploadRequest, FileStaged, Identity, UploadGrant, Uploader,
+    authenticate_response, authorize_upload_response,
 };
 use wharf_telemetry::{Stage, UploadResult, propagation};
 
 use crate::Gateway;
-use crate::form::{FormError, FormLimits, FormPart, FormReader};
-use crate::rate_limit::{Limited, RateRefusal, client_ip};
-use crate::response::upload_error;
+use crate::form::{FormLimits, FormPart, FormReader};
+use crate::rate_limit::{Limited, client_ip};
+use crate::response::{Api, refusal_response};
 use crate::simple::base_url;
-
-const INVALID_AUTH: &str = "Invalid or non-existent authentication information. \
-     See https://pypi.org/help/#invalid-auth for more information.";
-const PASSWORD_AUTH: &str = "Username/Password authentication is no longer supported. \
-     Migrate to API Tokens or Trusted Publishers instead. \
-     See https://pypi.org/help/#apitoken and https://pypi.org/help/#trusted-publishers";
-
-/// A refusal of the upload: the status and PyPI's message.
-#[derive(Debug)]
-struct Refusal {
-    status: u16,
-    message: String,
-    /// Seconds for the `Retry-After` header of a `429`.
-    retry_after: Option<u64>,
-}
-
-impl From<Rejection> for Refusal {
-    fn from(rejection: Rejection) -> Refusal {
-        Refusal {
-            status: rejection.status(),
-            message: rejection.message,
-            retry_after: None,
-        }
-    }
-}
-
-impl From<UploadDenial> for Refusal {
-    fn from(denial: UploadDenial) -> Refusal {
-        Refusal::new(
-            u16::try_from(denial.http_status).unwrap_or(403),
-            denial.message,
-        )
-    }
-}
 
 /// The refusal when the verifier cannot be asked: a retryable 503, never a 500.
 fn verifier_unavailable(status: tonic::Status) -> Refusal {
@@ -73,68 +40,32 @@ fn verifier_unavailable(status: tonic::Status) -> Refusal {
     Refusal::unavailable("The verifier")
 }
 
-impl Refusal {
-    fn new(status: u16, message: impl Into<String>) -> Refusal {
-        Refusal {
-            status,
-            message: message.into(),
-            retry_after: None,
-        }
-    }
-
-    fn bad_request(message: impl Into<String>) -> Refusal {
-        Refusal::new(400, message)
-    }
-
-    fn unavailable(what: &str) -> Refusal {
-        Refusal::new(
-            503,
-            format!("{what} is unavailable right now; please try again later."),
-        )
-    }
-}
-
-impl From<RateRefusal> for Refusal {
-    fn from(refusal: RateRefusal) -> Refusal {
-        match refusal {
-            RateRefusal::Limited {
-                limited,
-                retry_after,
-            } => Refusal {
-                status: 429,
-                message: limited.message(retry_after),
-                retry_after: Some(retry_after),
-            },
-            RateRefusal::Unavailable => Refusal::unavailable("The index"),
-        }
-    }
-}
-
 /// Extracts the API token from the `Authorization` header (spec §a.2).
 fn token_from_headers(headers: &HeaderMap) -> Result<String, Refusal> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Err(Refusal::new(403, INVALID_AUTH));
+        return Err(Refusal::forbidden(messages::INVALID_AUTH));
     };
     let value = value
         .to_str()
-        .map_err(|_| Refusal::new(403, INVALID_AUTH))?;
+        .map_err(|_| Refusal::forbidden(messages::INVALID_AUTH))?;
     let (scheme, credentials) = value.trim().split_once(' ').unwrap_or((value, ""));
     let credentials = credentials.trim();
     if scheme.eq_ignore_ascii_case("basic") {
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(credentials)
-            .map_err(|_| Refusal::new(403, INVALID_AUTH))?;
-        let decoded = String::from_utf8(decoded).map_err(|_| Refusal::new(403, INVALID_AUTH))?;
+            .map_err(|_| Refusal::forbidden(messages::INVALID_AUTH))?;
+        let decoded =
+            String::from_utf8(decoded).map_err(|_| Refusal::forbidden(messages::INVALID_AUTH))?;
         let (user, password) = decoded.split_once(':').unwrap_or((&decoded, ""));
         if user != "__token__" {
-            return Err(Refusal::new(403, PASSWORD_AUTH));
+            return Err(Refusal::forbidden(messages::PASSWORD_AUTH));
         }
         return Ok(password.trim().to_owned());
     }
     if scheme.eq_ignore_ascii_case("token") || scheme.eq_ignore_ascii_case("bearer") {
         return Ok(credentials.to_owned());
     }
-    Err(Refusal::new(403, INVALID_AUTH))
+    Err(Refusal::forbidden(messages::INVALID_AUTH))
 }
 
 /// The `:action` value from the query string, if any.
@@ -150,12 +81,10 @@ fn action_from_query(query: Option<&str>) -> Option<String> {
 fn check_action(action: &str) -> Result<(), Refusal> {
     match action {
         "file_upload" => Ok(()),
-        "submit" | "submit_pkg_info" => Err(Refusal::new(
-            410,
+        "submit" | "submit_pkg_info" => Err(Refusal::gone(
             "Project pre-registration is no longer required or supported, upload your files instead.",
         )),
-        "doc_upload" => Err(Refusal::new(
-            410,
+        "doc_upload" => Err(Refusal::gone(
             "Uploading documentation is no longer supported, we recommend using https://readthedocs.org/.",
         )),
         other => Err(Refusal::bad_request(format!(
@@ -199,17 +128,11 @@ pub(crate) async fn upload(
         }
         Err(refusal) => {
             tracing::Span::current().record("wharf.outcome", "refused");
-            tracing::info!(status = refusal.status, message = %refusal.message, "upload refused");
+            tracing::info!(status = refusal.status(), code = %refusal.code, message = %refusal.message, "upload refused");
             gateway
                 .metrics
-                .upload_answered(UploadResult::Rejected(refusal.status));
-            let mut response = upload_error(refusal.status, &refusal.message, &headers);
-            if let Some(seconds) = refusal.retry_after {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-            }
-            response
+                .upload_answered(UploadResult::Rejected(refusal.status()));
+            refusal_response(Api::Upload(&headers), &refusal)
         }
     }
 }
@@ -224,7 +147,7 @@ pub(crate) async fn moved_to_legacy(
         "This API has moved to {}/legacy/.",
         base_url(&gateway, &headers)
     );
-    upload_error(410, &message, &headers)
+    refusal_response(Api::Upload(&headers), &Refusal::gone(message))
 }
 
 /// One upload request in progress.
@@ -409,7 +332,7 @@ impl Upload<'_> {
         let response = response.map_err(verifier_unavailable)?;
         match response.into_inner().decision {
             Some(authenticate_response::Decision::Identity(identity)) => Ok(identity),
-            Some(authenticate_response::Decision::Denied(denial)) => Err(denial.into()),
+            Some(authenticate_response::Decision::Denied(denial)) => Err(Refusal::from(denial)),
             None => Err(Refusal::unavailable("The verifier")),
         }
     }
@@ -450,7 +373,7 @@ impl Upload<'_> {
         let grant = match response.into_inner().decision {
             Some(authorize_upload_response::Decision::Granted(grant)) => grant,
             Some(authorize_upload_response::Decision::Denied(denial)) => {
-                return Err(denial.into());
+                return Err(Refusal::from(denial));
             }
             None => return Err(Refusal::unavailable("The verifier")),
         };
@@ -641,7 +564,7 @@ impl Upload<'_> {
         let outcome = outcome.map_err(|error| {
             tracing::warn!(error = %error, "no outcome in time");
             Refusal::new(
-                503,
+                ErrorCode::Unavailable,
                 "The upload is still being processed; retry the upload to learn its result.",
             )
         })?;
@@ -652,9 +575,7 @@ impl Upload<'_> {
                 Ok(UploadResult::Identical)
             }
             Some(OutcomeResult::Published(_)) => Ok(UploadResult::Published),
-            Some(OutcomeResult::Rejected(rejected)) => {
-                Err(Refusal::new(rejected.http_status as u16, rejected.message))
-            }
+            Some(OutcomeResult::Rejected(rejected)) => Err(Refusal::from(rejected)),
             None => Err(Refusal::unavailable("The storage worker")),
         }
     }
@@ -662,12 +583,6 @@ impl Upload<'_> {
 
 fn mime_octet_stream() -> mime::Mime {
     mime::APPLICATION_OCTET_STREAM
-}
-
-impl From<FormError> for Refusal {
-    fn from(error: FormError) -> Refusal {
-        Refusal::new(error.status(), error.to_string())
-    }
 }
 
 #[cfg(test)]
@@ -695,7 +610,7 @@ mod tests {
     fn basic_with_another_user_is_refused_with_pypi_text() {
         let encoded = base64::engine::general_purpose::STANDARD.encode("alice:secret");
         let refusal = token_from_headers(&headers_with(&format!("Basic {encoded}"))).unwrap_err();
-        assert_eq!(refusal.status, 403);
+        assert_eq!(refusal.status(), 403);
         assert!(
             refusal
                 .message
@@ -719,22 +634,22 @@ mod tests {
     fn missing_or_unknown_scheme_is_invalid_auth() {
         assert_eq!(
             token_from_headers(&HeaderMap::new()).unwrap_err().message,
-            INVALID_AUTH
+            messages::INVALID_AUTH
         );
         assert_eq!(
             token_from_headers(&headers_with("Digest x"))
                 .unwrap_err()
                 .message,
-            INVALID_AUTH
+            messages::INVALID_AUTH
         );
     }
 
     #[test]
     fn actions_other_than_file_upload_are_refused() {
         assert!(check_action("file_upload").is_ok());
-        assert_eq!(check_action("submit").unwrap_err().status, 410);
-        assert_eq!(check_action("doc_upload").unwrap_err().status, 410);
-        assert_eq!(check_action("bogus").unwrap_err().status, 400);
+        assert_eq!(check_action("submit").unwrap_err().status(), 410);
+        assert_eq!(check_action("doc_upload").unwrap_err().status(), 410);
+        assert_eq!(check_action("bogus").unwrap_err().status(), 400);
         assert_eq!(
             action_from_query(Some("a=1&:action=doc_upload")).as_deref(),
             Some("doc_upload")

@@ -13,9 +13,10 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
-use crate::error::MintError;
 use crate::issuer::Issuer;
 use crate::jwks::JwksFetcher;
+use wharf_core::messages::trusted_publishing as tp;
+use wharf_core::refusal::Refusal;
 
 /// PyPI's refresh cool-down.
 pub const DEFAULT_REFRESH_COOLDOWN: Duration = Duration::from_secs(60);
@@ -85,7 +86,7 @@ impl KeyStore {
         &self,
         issuer: &Issuer,
         kid: &str,
-    ) -> Result<(DecodingKey, Algorithm), MintError> {
+    ) -> Result<(DecodingKey, Algorithm), Refusal> {
         let slot = self.slot(issuer);
         if let Some(found) = Self::cached(&slot, kid) {
             return Ok(found);
@@ -98,14 +99,14 @@ impl KeyStore {
         let now = Instant::now();
         if last_refresh.is_some_and(|at| now.duration_since(at) < self.refresh_cooldown) {
             tracing::debug!(issuer = %issuer.url, ?kid, "unknown kid; JWKS refresh cooling down");
-            return Err(MintError::invalid_token());
+            return Err(tp::invalid_token());
         }
         *last_refresh = Some(now);
         self.refresh(issuer, &slot).await;
         drop(last_refresh);
         Self::cached(&slot, kid).ok_or_else(|| {
             tracing::debug!(issuer = %issuer.url, ?kid, "unknown kid after JWKS refresh");
-            MintError::invalid_token()
+            tp::invalid_token()
         })
     }
 

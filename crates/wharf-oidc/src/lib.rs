@@ -5,7 +5,7 @@
 //! (spec §b), in three steps:
 //!
 //! 1. [`peek_unverified`] reads `iss` (and `kid`) *without* verification, only to choose the
-//!    [`Issuer`]; the caller maps an unknown issuer to [`MintError::unknown_issuer`].
+//!    [`Issuer`]; the caller maps an unknown issuer to [`wharf_core::messages::trusted_publishing::unknown_issuer`].
 //! 2. [`verify_token`] verifies the token against the issuer's keys from a [`KeyStore`]
 //!    (JWKS via OIDC discovery through a [`JwksFetcher`], cached per issuer, refreshed on an
 //!    unknown `kid` at most once per cool-down) and checks the standard claims.
@@ -15,7 +15,6 @@
 //! Storage (publishers, the `jti` replay table, minted tokens) lives in the caller; use
 //! [`jti_of`] and [`expires_at`] for the replay guard.
 
-mod error;
 mod issuer;
 mod jwks;
 mod keystore;
@@ -23,7 +22,6 @@ mod policy;
 mod unverified;
 mod verify;
 
-pub use error::{ErrorCode, MintError};
 pub use issuer::{
     ACTIVESTATE_ISSUER_URL, GITHUB_ISSUER_URL, GITLAB_ISSUER_URL, GOOGLE_ISSUER_URL, Issuer,
     IssuerKind, UnknownIssuerKind, builtin_issuers,
@@ -38,6 +36,7 @@ pub use policy::{
 };
 pub use unverified::{MAX_JWT_BYTES, Unverified, peek_unverified};
 pub use verify::{Claims, LEEWAY_SECONDS, expires_at, jti_of, verify_token};
+pub use wharf_core::refusal::{ErrorCode, Refusal};
 
 /// Re-exported so callers and fakes can build key sets without naming the dependency.
 pub use jsonwebtoken;

@@ -7,7 +7,8 @@ use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use serde_json::{Map, Value};
 
-use crate::error::MintError;
+use wharf_core::messages::trusted_publishing as tp;
+use wharf_core::refusal::Refusal;
 
 /// Larger inputs are refused before any decoding (real CI tokens are 1–3 KiB).
 pub const MAX_JWT_BYTES: usize = 16 * 1024;
@@ -83,14 +84,14 @@ fn decode_object(segment: &str) -> Result<Map<String, Value>, ParseError> {
 ///
 /// Fails with `invalid-payload` / `malformed JWT` (PyPI's text) when the token cannot be
 /// decoded, is larger than [`MAX_JWT_BYTES`], or carries no string `iss`.
-pub fn peek_unverified(jwt: &str) -> Result<Unverified, MintError> {
+pub fn peek_unverified(jwt: &str) -> Result<Unverified, Refusal> {
     let parts = decode_parts(jwt).map_err(|reason| {
         tracing::debug!(%reason, "malformed JWT");
-        MintError::malformed_jwt()
+        tp::malformed_jwt()
     })?;
     let Some(issuer) = parts.payload.get("iss").and_then(Value::as_str) else {
         tracing::debug!("JWT without a string iss claim");
-        return Err(MintError::malformed_jwt());
+        return Err(tp::malformed_jwt());
     };
     Ok(Unverified {
         issuer: issuer.to_owned(),
@@ -111,8 +112,8 @@ pub fn peek_unverified(jwt: &str) -> Result<Unverified, MintError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::ErrorCode;
     use proptest::prelude::*;
+    use wharf_core::refusal::ErrorCode;
 
     fn b64(v: &str) -> String {
         B64URL.encode(v)
@@ -146,7 +147,7 @@ mod tests {
             b64(r#"{"alg":"none"}"#),
             b64(r#"{"iss":"https://x"}"#)
         );
-        let u = peek_unverified(&t).map_err(|e| e.description);
+        let u = peek_unverified(&t).map_err(|e| e.message);
         assert_eq!(
             u.map(|u| (u.algorithm, u.kid)),
             Ok(("none".to_owned(), None))
@@ -184,7 +185,7 @@ mod tests {
         for case in cases {
             let err = peek_unverified(&case).err();
             assert_eq!(
-                err.as_ref().map(|e| (e.code, e.description.as_str())),
+                err.as_ref().map(|e| (e.code, e.message.as_str())),
                 Some((ErrorCode::InvalidPayload, "malformed JWT")),
                 "{case:.60}"
             );

@@ -5,10 +5,11 @@ use std::collections::HashSet;
 use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
 
-use crate::error::MintError;
 use crate::issuer::Issuer;
 use crate::keystore::KeyStore;
 use crate::unverified::decode_parts;
+use wharf_core::messages::trusted_publishing as tp;
+use wharf_core::refusal::Refusal;
 
 /// Clock skew tolerated on `exp`, `nbf` and `iat` (PyPI: 30 s).
 pub const LEEWAY_SECONDS: i64 = 30;
@@ -93,12 +94,12 @@ pub async fn verify_token(
     audience: &str,
     keys: &KeyStore,
     now_unix: i64,
-) -> Result<Claims, MintError> {
+) -> Result<Claims, Refusal> {
     verify_inner(jwt, issuer, audience, keys, now_unix)
         .await
         .map_err(|reason| {
             tracing::debug!(issuer = %issuer.url, %reason, "OIDC token refused");
-            MintError::invalid_token()
+            tp::invalid_token()
         })
 }
 

@@ -9,7 +9,7 @@ use common::*;
 use serde_json::{Value, json};
 use wharf_oidc::jsonwebtoken::jwk::{Jwk, KeyAlgorithm};
 use wharf_oidc::jsonwebtoken::{Algorithm, EncodingKey};
-use wharf_oidc::{ErrorCode, Issuer, KeyStore, MAX_JWT_BYTES, MintError, verify_token};
+use wharf_oidc::{ErrorCode, Issuer, KeyStore, MAX_JWT_BYTES, Refusal, verify_token};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -17,16 +17,16 @@ async fn verify(
     token: &str,
     issuer: &Issuer,
     store: &KeyStore,
-) -> Result<wharf_oidc::Claims, MintError> {
+) -> Result<wharf_oidc::Claims, Refusal> {
     verify_token(token, issuer, AUDIENCE, store, NOW).await
 }
 
-fn assert_invalid_token(result: Result<wharf_oidc::Claims, MintError>, case: &str) {
+fn assert_invalid_token(result: Result<wharf_oidc::Claims, Refusal>, case: &str) {
     match result {
         Ok(_) => panic!("{case}: accepted"),
         Err(e) => {
             assert_eq!(e.code, ErrorCode::InvalidToken, "{case}");
-            assert_eq!(e.description, "malformed or invalid token", "{case}");
+            assert_eq!(e.message, "malformed or invalid token", "{case}");
         }
     }
 }
@@ -36,9 +36,7 @@ async fn a_valid_token_is_accepted() {
     let (_, store) = store(HOUR);
     let issuer = github();
     let token = sign_rs256("k1", &claims_for(&issuer));
-    let claims = verify(&token, &issuer, &store)
-        .await
-        .map_err(|e| e.description);
+    let claims = verify(&token, &issuer, &store).await.map_err(|e| e.message);
     let claims = claims.as_ref().map(|c| {
         (
             c.get_str("repository"),

@@ -9,8 +9,8 @@ use common::*;
 use proptest::prelude::*;
 use serde_json::json;
 use wharf_oidc::{
-    Candidate, ErrorCode, GitHubPolicy, Issuer, Matched, MintError, PublisherPolicy,
-    builtin_issuers, expires_at, jti_of, match_publisher, peek_unverified, verify_token,
+    Candidate, ErrorCode, GitHubPolicy, Issuer, Matched, PublisherPolicy, Refusal, builtin_issuers,
+    expires_at, jti_of, match_publisher, peek_unverified, verify_token,
 };
 
 fn policy() -> PublisherPolicy {
@@ -31,12 +31,12 @@ async fn exchange(
     issuers: &[Issuer],
     store: &wharf_oidc::KeyStore,
     candidates: &[Candidate<'_>],
-) -> Result<(Matched, Option<String>, Option<i64>), MintError> {
+) -> Result<(Matched, Option<String>, Option<i64>), Refusal> {
     let unverified = peek_unverified(jwt)?;
     let issuer = issuers
         .iter()
         .find(|i| i.url == unverified.issuer)
-        .ok_or_else(MintError::unknown_issuer)?;
+        .ok_or_else(wharf_core::messages::trusted_publishing::unknown_issuer)?;
     let claims = verify_token(jwt, issuer, AUDIENCE, store, NOW).await?;
     let matched = match_publisher(candidates, issuer, &claims)?;
     Ok((
@@ -83,7 +83,7 @@ async fn each_stage_fails_with_pypis_code() {
         label: "github:octo/app release.yml",
         policy: &policy,
     }];
-    let code = |r: Result<_, MintError>| r.err().map(|e| (e.code, e.description));
+    let code = |r: Result<_, Refusal>| r.err().map(|e| (e.code, e.message));
 
     assert_eq!(
         code(exchange("not-a-jwt", &issuers, &store, &candidates).await),

@@ -1,4 +1,6 @@
-//! Generated protobuf and gRPC types for Wharf (`proto/wharf/v1`), and nothing else.
+//! Generated protobuf and gRPC types for Wharf (`proto/wharf/v1`), and the conversions between
+//! the wire form of a refusal and `wharf_core`'s, so every service reads and writes the one
+//! error-code table the same way.
 
 /// Version 1 of Wharf's wire types: the verifier service and the bus messages.
 #[allow(
@@ -10,4 +12,123 @@
 )]
 pub mod v1 {
     tonic::include_proto!("wharf.v1");
+}
+
+use wharf_core::refusal::{ErrorCode, GrpcCode, Refusal};
+
+impl From<ErrorCode> for v1::ErrorCode {
+    fn from(code: ErrorCode) -> v1::ErrorCode {
+        match code {
+            ErrorCode::InvalidRequest => v1::ErrorCode::InvalidRequest,
+            ErrorCode::Forbidden => v1::ErrorCode::Forbidden,
+            ErrorCode::RequestTimeout => v1::ErrorCode::RequestTimeout,
+            ErrorCode::Conflict => v1::ErrorCode::Conflict,
+            ErrorCode::Gone => v1::ErrorCode::Gone,
+            ErrorCode::RateLimited => v1::ErrorCode::RateLimited,
+            ErrorCode::Unavailable => v1::ErrorCode::Unavailable,
+            ErrorCode::Internal => v1::ErrorCode::Internal,
+            ErrorCode::InvalidPayload => v1::ErrorCode::InvalidPayload,
+            ErrorCode::NotEnabled => v1::ErrorCode::NotEnabled,
+            ErrorCode::InvalidToken => v1::ErrorCode::InvalidToken,
+            ErrorCode::InvalidPendingPublisher => v1::ErrorCode::InvalidPendingPublisher,
+            ErrorCode::InvalidReuseToken => v1::ErrorCode::InvalidReuseToken,
+            ErrorCode::InvalidPublisher => v1::ErrorCode::InvalidPublisher,
+        }
+    }
+}
+
+/// The core code of a wire code; an unspecified (or, from a newer peer, unknown) code is an
+/// internal failure, never a success.
+impl From<v1::ErrorCode> for ErrorCode {
+    fn from(code: v1::ErrorCode) -> ErrorCode {
+        match code {
+            v1::ErrorCode::Unspecified | v1::ErrorCode::Internal => ErrorCode::Internal,
+            v1::ErrorCode::InvalidRequest => ErrorCode::InvalidRequest,
+            v1::ErrorCode::Forbidden => ErrorCode::Forbidden,
+            v1::ErrorCode::RequestTimeout => ErrorCode::RequestTimeout,
+            v1::ErrorCode::Conflict => ErrorCode::Conflict,
+            v1::ErrorCode::Gone => ErrorCode::Gone,
+            v1::ErrorCode::RateLimited => ErrorCode::RateLimited,
+            v1::ErrorCode::Unavailable => ErrorCode::Unavailable,
+            v1::ErrorCode::InvalidPayload => ErrorCode::InvalidPayload,
+            v1::ErrorCode::NotEnabled => ErrorCode::NotEnabled,
+            v1::ErrorCode::InvalidToken => ErrorCode::InvalidToken,
+            v1::ErrorCode::InvalidPendingPublisher => ErrorCode::InvalidPendingPublisher,
+            v1::ErrorCode::InvalidReuseToken => ErrorCode::InvalidReuseToken,
+            v1::ErrorCode::InvalidPublisher => ErrorCode::InvalidPublisher,
+        }
+    }
+}
+
+impl From<Refusal> for v1::Refusal {
+    fn from(refusal: Refusal) -> v1::Refusal {
+        v1::Refusal {
+            code: v1::ErrorCode::from(refusal.code).into(),
+            message: refusal.message,
+            retry_after_seconds: refusal.retry_after.unwrap_or(0),
+        }
+    }
+}
+
+impl From<v1::Refusal> for Refusal {
+    fn from(refusal: v1::Refusal) -> Refusal {
+        let code = ErrorCode::from(
+            v1::ErrorCode::try_from(refusal.code).unwrap_or(v1::ErrorCode::Unspecified),
+        );
+        Refusal {
+            code,
+            message: refusal.message,
+            retry_after: (code == ErrorCode::RateLimited).then_some(refusal.retry_after_seconds),
+        }
+    }
+}
+
+/// The tonic code of a table entry's gRPC code.
+pub fn tonic_code(code: GrpcCode) -> tonic::Code {
+    tonic::Code::from_i32(code as i32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_survives_the_wire() {
+        for code in ErrorCode::ALL {
+            let refusal = if code == ErrorCode::RateLimited {
+                Refusal::rate_limited("wait", 7)
+            } else {
+                Refusal::new(code, "no")
+            };
+            let wire = v1::Refusal::from(refusal.clone());
+            assert_eq!(Refusal::from(wire), refusal, "{code}");
+        }
+    }
+
+    #[test]
+    fn unknown_codes_are_internal() {
+        let wire = v1::Refusal {
+            code: 999,
+            message: "?".to_owned(),
+            retry_after_seconds: 5,
+        };
+        let refusal = Refusal::from(wire);
+        assert_eq!(refusal.code, ErrorCode::Internal);
+        assert_eq!(refusal.retry_after, None);
+    }
+
+    #[test]
+    fn grpc_codes_map_to_tonic() {
+        assert_eq!(
+            tonic_code(ErrorCode::Forbidden.grpc_code()),
+            tonic::Code::PermissionDenied
+        );
+        assert_eq!(
+            tonic_code(ErrorCode::Unavailable.grpc_code()),
+            tonic::Code::Unavailable
+        );
+        for code in ErrorCode::ALL {
+            assert_eq!(tonic_code(code.grpc_code()) as i32, code.grpc_code() as i32);
+        }
+    }
 }

@@ -12,16 +12,17 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 use tracing::instrument;
-use wharf_core::error::Rejection;
+use wharf_core::messages;
 use wharf_core::name;
+use wharf_core::refusal::Refusal;
 use wharf_index::{IndexError, IndexRepo, TokenRecord};
 use wharf_macaroon::{Caveat, ProjectRef, VerificationContext};
 use wharf_proto::v1::verifier_server::Verifier;
 use wharf_proto::v1::{
     AuthenticateRequest, AuthenticateResponse, AuthorizeUploadRequest, AuthorizeUploadResponse,
-    BurnTokenRequest, BurnTokenResponse, Identity, MintRefusal, MintTokenRequest,
-    MintTokenResponse, MintedToken, OidcAudienceRequest, OidcAudienceResponse, UploadDenial,
-    UploadGrant, authenticate_response, authorize_upload_response, mint_token_response,
+    BurnTokenRequest, BurnTokenResponse, Identity, MintTokenRequest, MintTokenResponse,
+    MintedToken, OidcAudienceRequest, OidcAudienceResponse, UploadGrant, authenticate_response,
+    authorize_upload_response, mint_token_response,
 };
 use wharf_telemetry::Metrics;
 
@@ -30,9 +31,6 @@ pub use trusted::{Minted, OidcSettings, publisher_label};
 
 /// The prefix of Wharf's API tokens (the same as PyPI's, so existing tools recognise them).
 pub const TOKEN_PREFIX: &str = "pypi";
-
-const INVALID_AUTH: &str = "Invalid or non-existent authentication information. \
-     See https://pypi.org/help/#invalid-auth for more information.";
 
 /// Operator settings of the verifier.
 #[derive(Debug, Clone, Default)]
@@ -48,10 +46,6 @@ const JWKS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 const JWKS_MAX_BYTES: usize = 1024 * 1024;
 /// An unknown `kid` refreshes an issuer's keys at most this often (PyPI: 60 s).
 const JWKS_REFRESH_COOLDOWN: std::time::Duration = std::time::Duration::from_secs(60);
-
-const NON_USER_CREATE: &str = "Non-user identities cannot create new projects. This was probably \
-     caused by successfully using a pending publisher but specifying the project name incorrectly \
-     (either in the publisher or in your project's metadata). Please ensure that both match.";
 
 /// Errors of the verifier itself (not refusals, which are answers).
 #[derive(Debug, thiserror::Error)]
@@ -116,7 +110,7 @@ struct KnownHolder {
 /// The outcome of looking a token up: the holder, or the denial to send.
 enum Holder {
     Known(Box<KnownHolder>),
-    Refused(Rejection),
+    Refused(Refusal),
 }
 
 impl VerifierService {
@@ -186,7 +180,7 @@ impl VerifierService {
     pub async fn exchange_oidc_token(
         &self,
         oidc_token: &str,
-    ) -> Result<Result<Minted, wharf_oidc::MintError>, VerifierError> {
+    ) -> Result<Result<Minted, Refusal>, VerifierError> {
         self.trusted
             .mint(self.index.as_ref(), &self.settings, oidc_token)
             .await
@@ -196,7 +190,7 @@ impl VerifierService {
     /// token of an existing user. The signature and caveats are checked later, against a
     /// project, as PyPI does.
     async fn find_holder(&self, token: &str) -> Result<Holder, VerifierError> {
-        let refused = || Holder::Refused(Rejection::forbidden(INVALID_AUTH));
+        let refused = || Holder::Refused(Refusal::forbidden(messages::INVALID_AUTH));
         let Ok(macaroon) = wharf_macaroon::decode_token(token, TOKEN_PREFIX) else {
             return Ok(refused());
         };
@@ -238,7 +232,7 @@ impl VerifierService {
         &self,
         token: &str,
         project_name: &str,
-    ) -> Result<Result<UploadGrant, Rejection>, VerifierError> {
+    ) -> Result<Result<UploadGrant, Refusal>, VerifierError> {
         self.authorize_attempt(token, project_name, true).await
     }
 
@@ -249,7 +243,7 @@ impl VerifierService {
         token: &str,
         project_name: &str,
         may_retry: bool,
-    ) -> Result<Result<UploadGrant, Rejection>, VerifierError> {
+    ) -> Result<Result<UploadGrant, Refusal>, VerifierError> {
         let KnownHolder {
             record,
             identity,
@@ -264,7 +258,7 @@ impl VerifierService {
         let stored_caveats = match parse_stored_caveats(&record) {
             Ok(caveats) => caveats,
             Err(message) => {
-                return Ok(Err(Rejection::forbidden(format!(
+                return Ok(Err(Refusal::forbidden(format!(
                     "Invalid API Token: {message}"
                 ))));
             }
@@ -273,7 +267,7 @@ impl VerifierService {
         if is_publisher && project.is_none() {
             // PyPI: only users create projects; a publisher's project must exist (a pending
             // publisher creates it during the exchange).
-            return Ok(Err(Rejection::bad_request(NON_USER_CREATE)));
+            return Ok(Err(Refusal::bad_request(messages::NON_USER_CREATE)));
         }
         let now = jiff::Timestamp::now();
         let context = VerificationContext {
@@ -304,7 +298,7 @@ impl VerifierService {
             wharf_macaroon::verify(&macaroon, &record.root_key, &stored_caveats, &context)
         };
         if let Err(failure) = verified {
-            return Ok(Err(Rejection::forbidden(format!(
+            return Ok(Err(Refusal::forbidden(format!(
                 "Invalid API Token: {failure}"
             ))));
         }
@@ -315,10 +309,8 @@ impl VerifierService {
         match project {
             Some(project) if is_publisher => {
                 if project.status == "archived" || project.status == "quarantined" {
-                    return Ok(Err(Rejection::forbidden(format!(
-                        "The given token isn't allowed to upload to project '{}'. \
-                         See https://pypi.org/help/#project-name for more information.",
-                        project.name
+                    return Ok(Err(Refusal::forbidden(messages::token_not_allowed(
+                        &project.name,
                     ))));
                 }
                 Ok(Ok(UploadGrant {
@@ -332,10 +324,9 @@ impl VerifierService {
                 let may_upload = project.status != "archived"
                     && matches!(role.as_deref(), Some("Owner" | "Maintainer"));
                 if !may_upload {
-                    return Ok(Err(Rejection::forbidden(format!(
-                        "The user '{}' isn't allowed to upload to project '{}'. \
-                         See https://pypi.org/help/#project-name for more information.",
-                        identity.user_name, project.name
+                    return Ok(Err(Refusal::forbidden(messages::user_not_allowed(
+                        &identity.user_name,
+                        &project.name,
                     ))));
                 }
                 Ok(Ok(UploadGrant {
@@ -387,13 +378,6 @@ fn parse_stored_caveats(record: &TokenRecord) -> Result<Vec<Caveat>, String> {
         .collect()
 }
 
-fn denial(rejection: Rejection) -> UploadDenial {
-    UploadDenial {
-        http_status: u32::from(rejection.status()),
-        message: rejection.message,
-    }
-}
-
 #[tonic::async_trait]
 impl Verifier for VerifierService {
     async fn oidc_audience(
@@ -415,7 +399,7 @@ impl Verifier for VerifierService {
         let exchanged = if request.payload_error.is_empty() {
             self.exchange_oidc_token(&request.oidc_token).await?
         } else {
-            let refusal = wharf_oidc::MintError::invalid_payload(request.payload_error);
+            let refusal = messages::trusted_publishing::invalid_payload(request.payload_error);
             self.trusted
                 .record_refusal(self.index.as_ref(), &refusal)
                 .await;
@@ -428,11 +412,7 @@ impl Verifier for VerifierService {
                 token: minted.token,
                 expires: minted.expires,
             }),
-            Err(error) => mint_token_response::Result::Refused(MintRefusal {
-                code: error.code.as_str().to_owned(),
-                description: error.description,
-                retry_after_seconds: error.retry_after.unwrap_or(0),
-            }),
+            Err(refusal) => mint_token_response::Result::Refused(refusal.into()),
         };
         Ok(Response::new(MintTokenResponse {
             result: Some(result),
@@ -456,9 +436,7 @@ impl Verifier for VerifierService {
     ) -> Result<Response<AuthenticateResponse>, Status> {
         let decision = match self.find_holder(&request.get_ref().token).await? {
             Holder::Known(holder) => authenticate_response::Decision::Identity(holder.identity),
-            Holder::Refused(rejection) => {
-                authenticate_response::Decision::Denied(denial(rejection))
-            }
+            Holder::Refused(rejection) => authenticate_response::Decision::Denied(rejection.into()),
         };
         Ok(Response::new(AuthenticateResponse {
             decision: Some(decision),
@@ -476,7 +454,7 @@ impl Verifier for VerifierService {
             .await?
         {
             Ok(grant) => authorize_upload_response::Decision::Granted(grant),
-            Err(rejection) => authorize_upload_response::Decision::Denied(denial(rejection)),
+            Err(rejection) => authorize_upload_response::Decision::Denied(rejection.into()),
         };
         Ok(Response::new(AuthorizeUploadResponse {
             decision: Some(decision),
@@ -596,7 +574,7 @@ mod tests {
         );
     }
 
-    async fn refusal(fixture: &Fixture, token: &str, project: &str) -> Rejection {
+    async fn refusal(fixture: &Fixture, token: &str, project: &str) -> Refusal {
         fixture
             .verifier
             .authorize(token, project)
@@ -617,7 +595,7 @@ mod tests {
         ] {
             let rejection = refusal(&fixture, token, "demo").await;
             assert_eq!(rejection.status(), 403);
-            assert_eq!(rejection.message, INVALID_AUTH, "token {token:?}");
+            assert_eq!(rejection.message, messages::INVALID_AUTH, "token {token:?}");
         }
     }
 
@@ -766,7 +744,7 @@ mod tests {
         );
         assert_eq!(
             refusal(&fixture, &token, "demo").await.message,
-            INVALID_AUTH
+            messages::INVALID_AUTH
         );
     }
     /// An index whose first project lookup is stale (answers "no such project"), as when a

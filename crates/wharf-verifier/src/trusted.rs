@@ -8,6 +8,7 @@ use rand::Rng;
 use serde_json::json;
 use tracing::instrument;
 use wharf_bus::{PublicEvent, UploadBus};
+use wharf_core::messages::trusted_publishing as tp;
 use wharf_core::name;
 use wharf_index::{
     IndexError, IndexRepo, JtiClaim, NewToken, ProjectTarget, PublisherRecord, RateLimit,
@@ -15,7 +16,7 @@ use wharf_index::{
 };
 use wharf_macaroon::Caveat;
 use wharf_oidc::{
-    Candidate, Claims, ErrorCode, Issuer, IssuerKind, KeyStore, MintError, PublisherPolicy,
+    Candidate, Claims, ErrorCode, Issuer, IssuerKind, KeyStore, PublisherPolicy, Refusal,
 };
 
 use crate::{TOKEN_PREFIX, VerifierError};
@@ -94,14 +95,6 @@ fn jti_claim(issuer: &Issuer, claims: &Claims, now: i64) -> Option<JtiClaim> {
     })
 }
 
-fn reused() -> MintError {
-    refusal(ErrorCode::InvalidReuseToken, "invalid token: already used")
-}
-
-fn refusal(code: ErrorCode, description: impl Into<String>) -> MintError {
-    MintError::new(code, description)
-}
-
 /// A label for explain mode and `publisher list`, from the policy alone.
 pub fn publisher_label(policy: &PublisherPolicy) -> String {
     match policy {
@@ -174,7 +167,7 @@ impl TrustedPublishing {
         index: &dyn IndexRepo,
         settings: &crate::VerifierSettings,
         jwt: &str,
-    ) -> Result<Result<Minted, MintError>, VerifierError> {
+    ) -> Result<Result<Minted, Refusal>, VerifierError> {
         let result = self.try_mint(index, settings, jwt).await?;
         if let Err(error) = &result {
             self.record_refusal(index, error).await;
@@ -183,12 +176,12 @@ impl TrustedPublishing {
     }
 
     /// Audits a refused exchange (with its PyPI error code).
-    pub(crate) async fn record_refusal(&self, index: &dyn IndexRepo, error: &MintError) {
+    pub(crate) async fn record_refusal(&self, index: &dyn IndexRepo, error: &Refusal) {
         tracing::Span::current().record("wharf.oidc.error", error.code.as_str());
         self.audit(
             index,
             "oidc.mint_refused",
-            json!({ "code": error.code.as_str(), "description": error.description }),
+            json!({ "code": error.code.as_str(), "description": error.message }),
         )
         .await;
     }
@@ -198,9 +191,9 @@ impl TrustedPublishing {
         index: &dyn IndexRepo,
         settings: &crate::VerifierSettings,
         jwt: &str,
-    ) -> Result<Result<Minted, MintError>, VerifierError> {
+    ) -> Result<Result<Minted, Refusal>, VerifierError> {
         if !self.settings.enabled {
-            return Ok(Err(refusal(
+            return Ok(Err(Refusal::new(
                 ErrorCode::NotEnabled,
                 "trusted publishing functionality not enabled",
             )));
@@ -214,7 +207,7 @@ impl TrustedPublishing {
             .into_iter()
             .find(|issuer| issuer.url == unverified.issuer)
         else {
-            return Ok(Err(refusal(
+            return Ok(Err(Refusal::new(
                 ErrorCode::InvalidPayload,
                 "unknown trusted publishing issuer",
             )));
@@ -251,7 +244,10 @@ impl TrustedPublishing {
             if let Err(rejection) =
                 name::check_new_project_name(&project_name, &settings.prohibited_names)
             {
-                return Ok(Err(refusal(ErrorCode::InvalidPayload, rejection.message)));
+                return Ok(Err(Refusal::new(
+                    ErrorCode::InvalidPayload,
+                    rejection.message,
+                )));
             }
             let ultranormalized = name::ultranormalize(&project_name);
             let similar = index
@@ -261,7 +257,7 @@ impl TrustedPublishing {
                 .iter()
                 .any(|project| project.normalized_name != name::normalize(&project_name))
             {
-                return Ok(Err(refusal(
+                return Ok(Err(Refusal::new(
                     ErrorCode::InvalidPayload,
                     name::too_similar_rejection(&project_name).message,
                 )));
@@ -278,7 +274,7 @@ impl TrustedPublishing {
                 .await?
             {
                 ReifyResult::ProjectExists => {
-                    return Ok(Err(refusal(
+                    return Ok(Err(Refusal::new(
                         ErrorCode::InvalidPendingPublisher,
                         "valid token, but project already exists",
                     )));
@@ -293,7 +289,7 @@ impl TrustedPublishing {
                 }
             }
             let Some(record) = index.find_publisher(&found.record.id).await? else {
-                return Ok(Err(refusal(
+                return Ok(Err(Refusal::new(
                     ErrorCode::InvalidPublisher,
                     "valid token, but no corresponding publisher (the publisher was removed)",
                 )));
@@ -320,7 +316,7 @@ impl TrustedPublishing {
         index: &dyn IndexRepo,
         issuer: &Issuer,
         claims: &Claims,
-    ) -> Result<Option<MintError>, VerifierError> {
+    ) -> Result<Option<Refusal>, VerifierError> {
         let (Some(limit), Some(subject)) = (
             self.settings.identity_rate_limit,
             claims.get_str("sub").filter(|sub| !sub.is_empty()),
@@ -332,9 +328,7 @@ impl TrustedPublishing {
         let verdict = index
             .rate_limit("mint-token-identity", &key, limit, now)
             .await?;
-        Ok(verdict
-            .retry_after_seconds(now)
-            .map(MintError::rate_limited))
+        Ok(verdict.retry_after_seconds(now).map(tp::rate_limited))
     }
 
     /// Claims the token's `jti` so that the same JWT is never exchanged twice.
@@ -344,7 +338,7 @@ impl TrustedPublishing {
         issuer: &Issuer,
         claims: &Claims,
         now: i64,
-    ) -> Result<Result<(), MintError>, VerifierError> {
+    ) -> Result<Result<(), Refusal>, VerifierError> {
         let Some(claim) = jti_claim(issuer, claims, now) else {
             return Ok(Ok(()));
         };
@@ -354,7 +348,7 @@ impl TrustedPublishing {
         {
             Ok(Ok(()))
         } else {
-            Ok(Err(reused()))
+            Ok(Err(tp::reused_token()))
         }
     }
 
@@ -366,7 +360,7 @@ impl TrustedPublishing {
         found: MatchedPublisher,
         now: i64,
         claim: Option<JtiClaim>,
-    ) -> Result<Result<Minted, MintError>, VerifierError> {
+    ) -> Result<Result<Minted, Refusal>, VerifierError> {
         let MatchedPublisher { record, matched } = found;
         tracing::Span::current().record("wharf.oidc.publisher", record.id.as_str());
         if let Some(owner_id) = &matched.pin_owner_id
@@ -443,7 +437,7 @@ impl TrustedPublishing {
             )
             .await?
         {
-            return Ok(Err(reused()));
+            return Ok(Err(tp::reused_token()));
         }
         self.announce(MINTED_EVENT, detail).await;
         Ok(Ok(Minted { token, expires }))
@@ -475,7 +469,7 @@ fn find_publisher(
     publishers: &[PublisherRecord],
     issuer: &Issuer,
     claims: &Claims,
-) -> Result<MatchedPublisher, MintError> {
+) -> Result<MatchedPublisher, Refusal> {
     let policies: Vec<(usize, PublisherPolicy)> = publishers
         .iter()
         .enumerate()
@@ -503,7 +497,7 @@ fn find_publisher(
         .find(|publisher| publisher.id == matched.id)
         .cloned()
         .ok_or_else(|| {
-            refusal(
+            Refusal::new(
                 ErrorCode::InvalidPublisher,
                 "valid token, but no corresponding publisher",
             )

@@ -12,17 +12,18 @@ use wharf_archive::{ArchiveError, sdist, wheel};
 use wharf_blob::{BlobError, BlobStore, GetResultPayload, ObjectPath};
 use wharf_bus::{PublicEvent, SUBJECT_FILE_PUBLISHED, SUBJECT_PROJECT_CREATED};
 use wharf_core::core_metadata;
-use wharf_core::error::Rejection;
 use wharf_core::filename::FileType;
 use wharf_core::form::ReleaseMetadata;
+use wharf_core::messages;
 use wharf_core::name;
+use wharf_core::refusal::{ErrorCode, Refusal};
 use wharf_core::version::Version;
 use wharf_index::{
     CommitResult, FileAdmission, FileCandidate, FileRecord, FileRefusal, IndexError, NewFile,
     NewUpload, ProjectTarget, ReleaseTarget,
 };
 use wharf_proto::v1::upload_outcome::Result as OutcomeResult;
-use wharf_proto::v1::{FilePublished, FileStaged, UploadOutcome, UploadRejected};
+use wharf_proto::v1::{FilePublished, FileStaged, UploadOutcome};
 use wharf_telemetry::{Stage, UploadResult};
 
 use crate::StorageWorker;
@@ -70,13 +71,10 @@ impl ProcessError {
     }
 }
 
-fn rejected(event: &FileStaged, rejection: Rejection) -> UploadOutcome {
+fn rejected(event: &FileStaged, rejection: Refusal) -> UploadOutcome {
     UploadOutcome {
         upload_id: event.upload_id.clone(),
-        result: Some(OutcomeResult::Rejected(UploadRejected {
-            http_status: u32::from(rejection.status()),
-            message: rejection.message,
-        })),
+        result: Some(OutcomeResult::Rejected(rejection.into())),
         trace_context: Default::default(),
     }
 }
@@ -92,10 +90,9 @@ pub(crate) fn failed_outcome(event: &FileStaged, error: &ProcessError) -> Upload
     };
     UploadOutcome {
         upload_id: event.upload_id.clone(),
-        result: Some(OutcomeResult::Rejected(UploadRejected {
-            http_status: 503,
-            message: message.to_owned(),
-        })),
+        result: Some(OutcomeResult::Rejected(
+            Refusal::new(ErrorCode::Unavailable, message).into(),
+        )),
         trace_context: Default::default(),
     }
 }
@@ -118,7 +115,7 @@ pub(crate) fn outcome_result(outcome: &UploadOutcome) -> UploadResult {
         }
         Some(OutcomeResult::Published(_)) => UploadResult::Published,
         Some(OutcomeResult::Rejected(rejected)) => {
-            UploadResult::Rejected(u16::try_from(rejected.http_status).unwrap_or(500))
+            UploadResult::Rejected(Refusal::from(rejected.clone()).status())
         }
         None => UploadResult::Rejected(500),
     }
@@ -164,39 +161,26 @@ fn published(
 }
 
 /// PyPI's words for the index refusals.
-fn refusal_rejection(refusal: &FileRefusal, closed_release_days: u64, uploader: &str) -> Rejection {
+fn refusal_rejection(refusal: &FileRefusal, closed_release_days: u64, uploader: &str) -> Refusal {
     match refusal {
         FileRefusal::FileExists {
             filename,
             blake2_256_digest,
-        } => Rejection::bad_request(format!(
-            "File already exists ('{filename}', with blake2_256 hash '{blake2_256_digest}'). \
-             See https://pypi.org/help/#file-name-reuse for more information."
-        )),
-        FileRefusal::FilenamePreviouslyUsed => Rejection::bad_request(
-            "This filename was previously used by a file that has since been deleted. \
-             Use a different version. See https://pypi.org/help/#file-name-reuse for more information.",
-        ),
-        FileRefusal::ReleaseClosed => Rejection::bad_request(format!(
-            "Uploading new files to releases older than {closed_release_days} days is not allowed."
-        )),
-        FileRefusal::OneSdistPerRelease => {
-            Rejection::bad_request("Only one sdist may be uploaded per release.")
+        } => Refusal::bad_request(messages::file_exists(filename, blake2_256_digest)),
+        FileRefusal::FilenamePreviouslyUsed => Refusal::bad_request(messages::FILENAME_REUSED),
+        FileRefusal::ReleaseClosed => {
+            Refusal::bad_request(messages::release_closed(closed_release_days))
         }
-        FileRefusal::UploaderNotAllowed { project_name } => Rejection::forbidden(format!(
-            "The user '{uploader}' isn't allowed to upload to project '{project_name}'. \
-             See https://pypi.org/help/#project-name for more information."
-        )),
-        FileRefusal::ProjectMissing => Rejection::bad_request(
-            "Non-user identities cannot create new projects. This was probably caused by \
-             successfully using a pending publisher but specifying the project name incorrectly \
-             (either in the publisher or in your project's metadata). Please ensure that both match.",
-        ),
+        FileRefusal::OneSdistPerRelease => Refusal::bad_request(messages::ONE_SDIST_PER_RELEASE),
+        FileRefusal::UploaderNotAllowed { project_name } => {
+            Refusal::forbidden(messages::user_not_allowed(uploader, project_name))
+        }
+        FileRefusal::ProjectMissing => Refusal::bad_request(messages::NON_USER_CREATE),
     }
 }
 
-fn archive_rejection(error: &ArchiveError) -> Rejection {
-    Rejection::bad_request(error.upload_message())
+fn archive_rejection(error: &ArchiveError) -> Refusal {
+    Refusal::bad_request(error.upload_message())
 }
 
 /// What the archive inspection found out.
@@ -246,9 +230,7 @@ impl StorageWorker {
         if mismatch {
             return Ok(rejected(
                 event,
-                Rejection::bad_request(
-                    "The digest supplied does not match a digest calculated from the uploaded file.",
-                ),
+                Refusal::bad_request(messages::DIGEST_MISMATCH),
             ));
         }
 
@@ -315,7 +297,7 @@ impl StorageWorker {
                 Err(reason) => {
                     return Ok(rejected(
                         event,
-                        Rejection::bad_request(format!(
+                        Refusal::bad_request(format!(
                             "Invalid distribution file. Unparseable METADATA: {reason}"
                         )),
                     ));
@@ -484,7 +466,7 @@ impl StorageWorker {
         staging_key: &ObjectPath,
         size: u64,
         metadata: &ReleaseMetadata,
-    ) -> Result<Result<Inspected, Rejection>, ProcessError> {
+    ) -> Result<Result<Inspected, Refusal>, ProcessError> {
         let filetype = FileType::parse(&event.filetype)
             .ok_or_else(|| ProcessError::BadEvent(format!("filetype {}", event.filetype)))?;
         let reader = self.blobs.blocking_reader(

@@ -22,9 +22,10 @@ use wharf_bus::{
     UploadBus,
 };
 use wharf_core::form::ReleaseMetadata;
+use wharf_core::refusal::Refusal;
 use wharf_index::{IndexRepo, SqliteIndex, User};
 use wharf_proto::v1::upload_outcome::Result as OutcomeResult;
-use wharf_proto::v1::{FilePublished, FileStaged, UploadOutcome, UploadRejected, Uploader};
+use wharf_proto::v1::{FilePublished, FileStaged, UploadOutcome, Uploader};
 use wharf_worker::{ProcessError, StorageWorker, WorkerSettings};
 
 const OUTCOME_TIMEOUT: Duration = Duration::from_secs(30);
@@ -423,9 +424,9 @@ fn published(outcome: &UploadOutcome) -> &FilePublished {
     }
 }
 
-fn rejected(outcome: &UploadOutcome) -> &UploadRejected {
+fn rejected(outcome: &UploadOutcome) -> Refusal {
     match &outcome.result {
-        Some(OutcomeResult::Rejected(rejected)) => rejected,
+        Some(OutcomeResult::Rejected(rejected)) => Refusal::from(rejected.clone()),
         other => panic!("not rejected: {other:?}"),
     }
 }
@@ -667,7 +668,7 @@ async fn a_new_upload_of_the_same_bytes_is_a_noop_and_other_bytes_are_refused() 
     let outcome = env.submit(&conflicting).await;
     running.stop().await;
     let refusal = rejected(&outcome);
-    assert_eq!(refusal.http_status, 400);
+    assert_eq!(refusal.status(), 400);
     assert_eq!(
         refusal.message,
         format!(
@@ -706,7 +707,7 @@ async fn declared_digests_must_match() {
         env.stage(&event, &wheel.bytes).await;
         let outcome = env.worker.process(&event).await.expect("process");
         let refusal = rejected(&outcome);
-        assert_eq!(refusal.http_status, 400, "{field}");
+        assert_eq!(refusal.status(), 400, "{field}");
         assert_eq!(refusal.message, DIGEST_MISMATCH, "{field}");
         events.push(event);
     }
@@ -784,7 +785,7 @@ async fn corrupt_wheels_are_rejected_and_cleaned_up() {
         env.stage(&event, &wheel.bytes).await;
         let outcome = env.submit(&event).await;
         let refusal = rejected(&outcome);
-        assert_eq!(refusal.http_status, 400, "{label}");
+        assert_eq!(refusal.status(), 400, "{label}");
         assert!(
             refusal.message.starts_with("Invalid distribution file."),
             "{label}: {}",
@@ -829,7 +830,7 @@ async fn missing_staging_is_a_503_never_a_success() {
     let outcome = env.submit(&event).await;
     running.stop().await;
     let refusal = rejected(&outcome);
-    assert_eq!(refusal.http_status, 503);
+    assert_eq!(refusal.status(), 503);
     assert!(!refusal.message.is_empty());
     env.assert_nothing_published("demo").await;
 

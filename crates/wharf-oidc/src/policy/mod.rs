@@ -22,10 +22,11 @@ pub use github::GitHubPolicy;
 pub use gitlab::GitLabPolicy;
 pub use google::GooglePolicy;
 
-use crate::error::MintError;
 use crate::issuer::{Issuer, IssuerKind};
 use crate::verify::Claims;
+use wharf_core::messages::trusted_publishing as tp;
 use wharf_core::pyrepr::repr as py_repr;
+use wharf_core::refusal::Refusal;
 
 /// PyPI's inner reason when no publisher fits.
 pub const NOT_FOUND: &str = "Publisher with matching claims was not found";
@@ -181,7 +182,7 @@ pub fn match_publisher(
     candidates: &[Candidate<'_>],
     issuer: &Issuer,
     claims: &Claims,
-) -> Result<Matched, MintError> {
+) -> Result<Matched, Refusal> {
     let fitting: Vec<&Candidate<'_>> = candidates
         .iter()
         .filter(|c| c.policy.kind() == issuer.kind)
@@ -191,7 +192,7 @@ pub fn match_publisher(
         return Err(refusal(&reason, &fitting, issuer, claims));
     }
     if fitting.is_empty() {
-        return Err(MintError::invalid_publisher(NOT_FOUND));
+        return Err(tp::invalid_publisher(NOT_FOUND));
     }
 
     let mut selected: Vec<(u8, usize, &Candidate<'_>)> = fitting
@@ -234,15 +235,10 @@ fn kind_preconditions(kind: IssuerKind, claims: &Claims) -> Result<(), String> {
     Ok(())
 }
 
-fn refusal(
-    reason: &str,
-    fitting: &[&Candidate<'_>],
-    issuer: &Issuer,
-    claims: &Claims,
-) -> MintError {
-    let mut error = MintError::invalid_publisher(reason);
+fn refusal(reason: &str, fitting: &[&Candidate<'_>], issuer: &Issuer, claims: &Claims) -> Refusal {
+    let mut error = tp::invalid_publisher(reason);
     if let Some(explanation) = explain(fitting, issuer, claims) {
-        error.description.push_str(&explanation);
+        error.message.push_str(&explanation);
     }
     error
 }

@@ -49,7 +49,7 @@ fn run(
         .collect();
     match_publisher(&list, issuer, &claims(token.clone())).map_err(|e| {
         assert_eq!(e.code, crate::ErrorCode::InvalidPublisher);
-        e.description
+        e.message
     })
 }
 
