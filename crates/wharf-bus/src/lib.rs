@@ -1,11 +1,11 @@
 //! Wharf's event bus: gateways publish [`FileStaged`] work, storage workers consume it and
 //! answer with an [`UploadOutcome`], and everyone may publish public events.
 //!
-//! Services only see the [`UploadBus`] trait; [`InProcessBus`] serves the embedded mode and
-//! [`NatsBus`] (NATS JetStream) the scaled mode.
+//! Services only see the [`UploadBus`] trait (this crate is the port); [`InProcessBus`] serves
+//! the embedded mode, and the `wharf-bus-nats` crate's `NatsBus` (NATS JetStream) the scaled
+//! mode.
 
 mod in_process;
-mod nats;
 
 use std::time::Duration;
 
@@ -15,7 +15,6 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
 pub use in_process::InProcessBus;
-pub use nats::{NatsBus, NatsConfig};
 pub use wharf_proto::v1::{FileStaged, UploadOutcome};
 
 /// Subject of the upload work queue.

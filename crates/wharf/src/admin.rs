@@ -151,12 +151,12 @@ pub(crate) async fn run(args: AdminArgs) -> anyhow::Result<()> {
     let index = args.index.open().await?;
     let bus: Option<Arc<dyn UploadBus>> = match &args.nats_url {
         Some(url) => {
-            let config = wharf_bus::NatsConfig {
+            let config = wharf_bus_nats::NatsConfig {
                 url: url.clone(),
                 subject_prefix: args.nats_prefix.clone(),
-                ..wharf_bus::NatsConfig::default()
+                ..wharf_bus_nats::NatsConfig::default()
             };
-            let bus = wharf_bus::NatsBus::connect(config)
+            let bus = wharf_bus_nats::NatsBus::connect(config)
                 .await
                 .context("failed to connect to NATS")?;
             Some(Arc::new(bus))

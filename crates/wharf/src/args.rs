@@ -337,12 +337,12 @@ pub(crate) struct NatsArgs {
 impl NatsArgs {
     /// Connects and makes sure the streams and the worker consumer exist.
     pub(crate) async fn connect(&self) -> anyhow::Result<Arc<dyn UploadBus>> {
-        let config = wharf_bus::NatsConfig {
+        let config = wharf_bus_nats::NatsConfig {
             url: self.nats_url.clone(),
             subject_prefix: self.nats_prefix.clone(),
-            ..wharf_bus::NatsConfig::default()
+            ..wharf_bus_nats::NatsConfig::default()
         };
-        let bus = wharf_bus::NatsBus::connect(config)
+        let bus = wharf_bus_nats::NatsBus::connect(config)
             .await
             .with_context(|| format!("failed to connect to NATS at {}", self.nats_url))?;
         Ok(Arc::new(bus))

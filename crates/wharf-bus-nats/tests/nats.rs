@@ -15,9 +15,10 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use prost::Message;
 use wharf_bus::{
-    BusError, Delivery, FileStaged, NatsBus, NatsConfig, PublicEvent, SUBJECT_FILE_PUBLISHED,
-    SUBJECT_OUTCOME_PREFIX, SUBJECT_STAGED, UploadBus, UploadOutcome,
+    BusError, Delivery, FileStaged, PublicEvent, SUBJECT_FILE_PUBLISHED, SUBJECT_OUTCOME_PREFIX,
+    SUBJECT_STAGED, UploadBus, UploadOutcome,
 };
+use wharf_bus_nats::{NatsBus, NatsConfig, sync_with_server};
 use wharf_proto::v1::upload_outcome::Result as OutcomeResult;
 use wharf_proto::v1::{ErrorCode, FilePublished, Refusal};
 
@@ -254,7 +255,11 @@ async fn trace_context_travels_in_nats_headers() {
         .subscribe(format!("{}.>", env.bus.subject(SUBJECT_OUTCOME_PREFIX)))
         .await
         .expect("subscribe outcomes");
-    env.client.flush().await.expect("flush");
+    // The bus publishes on connections of its own: the server must hold both subscriptions
+    // before the first publish, or it drops the message (a flush alone does not ensure that).
+    sync_with_server(&env.client)
+        .await
+        .expect("subscriptions registered");
 
     let upload_id = new_id();
     let watch = env.bus.watch_outcome(&upload_id).await.expect("watch");
@@ -313,6 +318,33 @@ async fn trace_context_travels_in_nats_headers() {
             .is_empty()
     );
     assert_eq!(watch.wait(WAIT).await.expect("wait"), outcome);
+}
+
+/// A subscription confirmed with `sync_with_server` receives a publish that another
+/// connection sends right after, every time (with only a flush, the server may route the
+/// publish before it has read the subscription, and drop it).
+#[tokio::test]
+async fn a_synced_subscription_sees_the_next_publish_from_another_connection() {
+    let url = nats_url();
+    let subscriber = require_nats(&url).await;
+    let publisher = require_nats(&url).await;
+    for round in 0..200 {
+        let subject = format!("wt{}.sync", uuid::Uuid::new_v4().simple());
+        let mut messages = subscriber
+            .subscribe(subject.clone())
+            .await
+            .expect("subscribe");
+        sync_with_server(&subscriber).await.expect("sync");
+        publisher
+            .publish(subject, Bytes::from_static(b"x"))
+            .await
+            .expect("publish");
+        publisher.flush().await.expect("flush");
+        tokio::time::timeout(WAIT, messages.next())
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: the publish was dropped"))
+            .expect("subscription open");
+    }
 }
 
 #[tokio::test]

@@ -1,4 +1,4 @@
-//! The NATS JetStream bus of the scaled mode.
+//! The NATS JetStream bus of the scaled mode: an adapter of `wharf-bus`'s [`UploadBus`].
 //!
 //! Topology, created idempotently by [`NatsBus::connect`] (every gateway and worker may run it
 //! at start-up, concurrently):
@@ -33,7 +33,7 @@ use prost::Message;
 use sha2::Digest;
 use tokio::sync::watch;
 
-use crate::{
+use wharf_bus::{
     Backlog, BusError, Delivery, FileStaged, OutcomeWatch, PublicEvent, SUBJECT_OUTCOME_PREFIX,
     SUBJECT_STAGED, Settle, UploadBus, UploadOutcome,
 };
@@ -228,6 +228,24 @@ fn scrub(message: String, url: &str) -> String {
         .fold(message, |message, user_info| {
             message.replace(user_info, "***")
         })
+}
+
+/// Returns once the server has processed every command `client` sent before the call, such as
+/// a `subscribe`, so that a message published afterwards from any connection reaches it.
+///
+/// `Client::flush` is not enough: it only empties the local write buffer, and under load the
+/// server may route another connection's publish before it has read the subscription. The
+/// server handles one connection's commands in order, so a message this connection sends to
+/// a fresh inbox of its own coming back proves the earlier ones were applied.
+pub async fn sync_with_server(client: &Client) -> Result<(), async_nats::Error> {
+    let inbox = client.new_inbox();
+    let mut echo = client.subscribe(inbox.clone()).await?;
+    client.publish(inbox, bytes::Bytes::new()).await?;
+    client.flush().await?;
+    echo.next()
+        .await
+        .ok_or_else(|| "the NATS connection closed before the server answered".into())
+        .map(drop)
 }
 
 /// The JetStream bus: one connection, shared by every clone.
@@ -519,9 +537,9 @@ impl UploadBus for NatsBus {
                 self.inner
                     .unavailable("cannot watch the upload outcome", error)
             })?;
-        // The flush round trip guarantees the server has registered the subscription before
-        // the caller publishes the upload, so even an instant answer is received.
-        tokio::time::timeout(REQUEST_TIMEOUT, self.inner.client.flush())
+        // Only once the server has registered the subscription may the caller publish the
+        // upload, so that even an instant answer (from any connection) is received.
+        tokio::time::timeout(REQUEST_TIMEOUT, sync_with_server(&self.inner.client))
             .await
             .map_err(|_| {
                 BusError::Unavailable("NATS did not confirm the watch in time".to_owned())
@@ -612,7 +630,7 @@ impl UploadBus for NatsBus {
             .chain_update([0])
             .chain_update(&event.payload)
             .finalize();
-        let message_id: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+        let message_id = hex::encode(digest);
         let mut headers = HeaderMap::new();
         headers.insert(async_nats::header::NATS_MESSAGE_ID, message_id.as_str());
         headers.insert(
