@@ -9,7 +9,7 @@ LISTEN ?= 127.0.0.1:8080
 DATA   ?= ./wharf-data
 
 .DEFAULT_GOAL := help
-.PHONY: help run build test lint fmt fmt-check clippy venv services clean k8s-lint cluster conformance bench fuzz
+.PHONY: help run build test lint deny fmt fmt-check clippy venv services clean k8s-lint cluster conformance bench fuzz
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -40,7 +40,16 @@ fmt-check:
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-lint: fmt-check clippy k8s-lint ## Check formatting, clippy (warnings are errors) and deploy/k8s
+lint: fmt-check clippy deny k8s-lint ## Check formatting, clippy (warnings are errors), deny.toml and deploy/k8s
+
+# cargo-deny, pinned, installed once into ~/.cargo/bin. Advisories are left out: they need a
+# clone of the advisory-db from github.com (see deny.toml).
+CARGO_DENY_VERSION := 0.20.2
+
+deny: ## Check licenses, sources and duplicate crates against deny.toml
+	@cargo-deny --version 2>/dev/null | grep -qx 'cargo-deny $(CARGO_DENY_VERSION)' || \
+		$(CARGO) install cargo-deny --locked --version $(CARGO_DENY_VERSION)
+	$(CARGO) deny check licenses bans sources
 
 k8s-lint: $(DEPLOY_VENV)/.installed ## Validate deploy/k8s against the Kubernetes schemas (offline)
 	$(DEPLOY_VENV)/bin/python deploy/k8s-lint.py deploy/k8s
