@@ -85,10 +85,6 @@ fn attributes_of(attributes: &[KeyValue]) -> HashMap<String, String> {
         .collect()
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
 #[derive(Debug, Clone, Default)]
 struct Recorder {
     spans: Arc<Mutex<Vec<ReceivedSpan>>>,
@@ -174,9 +170,9 @@ impl TraceService for Recorder {
                     received.push(ReceivedSpan {
                         service: service.clone(),
                         name: span.name,
-                        trace_id: hex(&span.trace_id),
-                        span_id: hex(&span.span_id),
-                        parent_span_id: hex(&span.parent_span_id),
+                        trace_id: hex::encode(&span.trace_id),
+                        span_id: hex::encode(&span.span_id),
+                        parent_span_id: hex::encode(&span.parent_span_id),
                         kind: span.kind,
                         attributes: attributes_of(&span.attributes),
                         event_texts: span
@@ -189,7 +185,13 @@ impl TraceService for Recorder {
                         links: span
                             .links
                             .iter()
-                            .map(|link| format!("{}:{}", hex(&link.trace_id), hex(&link.span_id)))
+                            .map(|link| {
+                                format!(
+                                    "{}:{}",
+                                    hex::encode(&link.trace_id),
+                                    hex::encode(&link.span_id)
+                                )
+                            })
                             .collect(),
                         start_unix_nano: span.start_time_unix_nano,
                         end_unix_nano: span.end_time_unix_nano,

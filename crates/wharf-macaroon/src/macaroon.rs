@@ -541,7 +541,7 @@ mod tests {
         let dbg = format!("{m:?}");
         assert!(dbg.contains("ident"));
         assert!(dbg.contains("redacted"));
-        let hex: String = m.signature().iter().map(|b| format!("{b:02x}")).collect();
+        let hex = hex::encode(m.signature());
         assert!(!dbg.contains(&hex));
         assert!(!dbg.contains(&format!("{:?}", m.signature())));
     }

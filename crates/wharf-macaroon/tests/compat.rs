@@ -13,16 +13,8 @@ fn vectors() -> Value {
     serde_json::from_str(VECTORS).expect("vectors.json is valid JSON")
 }
 
-fn unhex(s: &str) -> Vec<u8> {
-    assert!(s.len().is_multiple_of(2), "odd hex length");
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
-        .collect()
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+fn unhex(text: &str) -> Vec<u8> {
+    hex::decode(text).expect("hex")
 }
 
 fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
@@ -58,12 +50,16 @@ fn python_made_macaroons_decode_and_verify() {
 
         assert_eq!(m.location(), str_of(case, "location"), "{name}");
         assert_eq!(
-            hex(m.identifier()),
+            hex::encode(m.identifier()),
             str_of(case, "identifier_hex"),
             "{name}"
         );
-        assert_eq!(hex(&m.signature()), str_of(case, "signature_hex"), "{name}");
-        let caveats: Vec<String> = m.caveats().map(hex).collect();
+        assert_eq!(
+            hex::encode(m.signature()),
+            str_of(case, "signature_hex"),
+            "{name}"
+        );
+        let caveats: Vec<String> = m.caveats().map(hex::encode).collect();
         let expected: Vec<&str> = cases(case, "caveats_hex")
             .iter()
             .map(|c| c.as_str().expect("hex string"))
@@ -82,7 +78,11 @@ fn python_made_macaroons_decode_and_verify() {
         );
 
         // re-serialization is byte-identical
-        assert_eq!(hex(&m.serialize_v2()), str_of(case, "raw_hex"), "{name}");
+        assert_eq!(
+            hex::encode(m.serialize_v2()),
+            str_of(case, "raw_hex"),
+            "{name}"
+        );
         assert_eq!(encode_token("pypi", &m), token, "{name}");
         // raw binary also deserializes directly
         assert_eq!(
@@ -109,8 +109,16 @@ fn rust_made_macaroons_match_python_bytes() {
         for c in &caveat_bytes {
             m.add_first_party_caveat(c);
         }
-        assert_eq!(hex(&m.signature()), str_of(case, "signature_hex"), "{name}");
-        assert_eq!(hex(&m.serialize_v2()), str_of(case, "raw_hex"), "{name}");
+        assert_eq!(
+            hex::encode(m.signature()),
+            str_of(case, "signature_hex"),
+            "{name}"
+        );
+        assert_eq!(
+            hex::encode(m.serialize_v2()),
+            str_of(case, "raw_hex"),
+            "{name}"
+        );
         assert_eq!(encode_token("pypi", &m), str_of(case, "token"), "{name}");
 
         // Canonical (Warehouse-serialized) caveats: our typed Caveat writes
@@ -373,7 +381,7 @@ fn malformed_tokens_never_accepted_beyond_pymacaroons() {
                     "{name}: Rust accepts what pymacaroons refuses"
                 );
                 assert_eq!(
-                    hex(m.identifier()),
+                    hex::encode(m.identifier()),
                     str_of(case, "identifier_hex"),
                     "{name}"
                 );
