@@ -3,7 +3,7 @@
 //! semantic conventions, and puts the trace id in the `X-Wharf-Trace-Id` response header so
 //! an operator can go from a failed client run to its trace.
 
-use axum::extract::Request;
+use axum::extract::{MatchedPath, Request};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
@@ -15,27 +15,28 @@ fn is_probe(path: &str) -> bool {
     matches!(path, "/healthz" | "/readyz" | "/metrics")
 }
 
-/// The route template of a path (low cardinality, for span names), as the router declares
-/// it; `None` for paths no route serves.
-fn route_of(path: &str) -> Option<&'static str> {
-    let route = match path {
-        "/legacy/" | "/legacy" => "/legacy/",
-        "/pypi" => "/pypi",
-        "/simple/" | "/simple" => "/simple/",
-        "/_/oidc/audience" => "/_/oidc/audience",
-        "/_/oidc/mint-token" => "/_/oidc/mint-token",
-        "/_/oidc/github/mint-token" => "/_/oidc/github/mint-token",
-        "/_/oidc/burn-token" => "/_/oidc/burn-token",
-        _ if path.starts_with("/packages/") => "/packages/{*path}",
-        _ if path.starts_with("/simple/") => "/simple/{project}/",
-        _ if path.starts_with("/pypi/") => match path.trim_end_matches('/').split('/').count() {
-            4 => "/pypi/{project}/json",
-            5 => "/pypi/{project}/{version}/json",
-            _ => return None,
-        },
-        _ => return None,
-    };
-    Some(route)
+/// Routes that redirect to, or answer exactly as, a twin differing by a trailing slash: they
+/// are traced under the twin's template, so that one operation has one span name.
+const TWINS: [(&str, &str); 5] = [
+    ("/legacy", "/legacy/"),
+    ("/simple", "/simple/"),
+    ("/simple/{project}", "/simple/{project}/"),
+    ("/pypi/{project}/json/", "/pypi/{project}/json"),
+    (
+        "/pypi/{project}/{version}/json/",
+        "/pypi/{project}/{version}/json",
+    ),
+];
+
+/// The route template the router matched (low cardinality, for span names), as axum's
+/// [`MatchedPath`] reports it; `None` for requests no route serves.
+fn route_of(request: &Request) -> Option<String> {
+    let matched = request.extensions().get::<MatchedPath>()?.as_str();
+    let route = TWINS
+        .iter()
+        .find(|(twin, _)| *twin == matched)
+        .map_or(matched, |(_, canonical)| canonical);
+    Some(route.to_owned())
 }
 
 pub(crate) async fn trace_request(request: Request, next: Next) -> Response {
@@ -44,8 +45,8 @@ pub(crate) async fn trace_request(request: Request, next: Next) -> Response {
         return next.run(request).await;
     }
     let method = request.method().clone();
-    let route = route_of(&path);
-    let span_name = match route {
+    let route = route_of(&request);
+    let span_name = match &route {
         Some(route) => format!("{method} {route}"),
         None => method.to_string(),
     };
@@ -55,7 +56,7 @@ pub(crate) async fn trace_request(request: Request, next: Next) -> Response {
         otel.kind = "server",
         otel.status_code = tracing::field::Empty,
         http.request.method = %method,
-        http.route = route.unwrap_or_default(),
+        http.route = route.as_deref().unwrap_or_default(),
         url.path = %path,
         http.response.status_code = tracing::field::Empty,
     );
@@ -76,18 +77,95 @@ pub(crate) async fn trace_request(request: Request, next: Next) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::Router;
+    use axum::body::Body;
+    use axum::routing::get;
+    use tower::ServiceExt;
 
-    #[test]
-    fn routes_are_templates() {
-        assert_eq!(route_of("/legacy/"), Some("/legacy/"));
-        assert_eq!(route_of("/pypi"), Some("/pypi"));
-        assert_eq!(route_of("/simple/demo/"), Some("/simple/{project}/"));
-        assert_eq!(route_of("/pypi/demo/json"), Some("/pypi/{project}/json"));
-        assert_eq!(
-            route_of("/pypi/demo/1.0/json/"),
-            Some("/pypi/{project}/{version}/json")
-        );
-        assert_eq!(route_of("/packages/ab/cd/x.whl"), Some("/packages/{*path}"));
-        assert_eq!(route_of("/nope"), None);
+    /// Answers with the route the tracing layer would name, seen from where it sits (a layer
+    /// over every route, as in `Gateway::router`).
+    async fn route_seen(router: Router, path: &str) -> Option<String> {
+        async fn echo(request: Request, next: Next) -> Response {
+            let route = route_of(&request);
+            let mut response = next.run(request).await;
+            if let Some(value) = route.and_then(|route| HeaderValue::from_str(&route).ok()) {
+                response.headers_mut().insert("x-route", value);
+            }
+            response
+        }
+        let request = Request::builder()
+            .uri(path)
+            .body(Body::empty())
+            .expect("request");
+        let response = router
+            .layer(axum::middleware::from_fn(echo))
+            .oneshot(request)
+            .await
+            .expect("infallible");
+        response
+            .headers()
+            .get("x-route")
+            .map(|value| value.to_str().expect("ascii").to_owned())
+    }
+
+    fn router() -> Router {
+        let routes = [
+            "/legacy/",
+            "/legacy",
+            "/simple/",
+            "/simple",
+            "/simple/{project}/",
+            "/simple/{project}",
+            "/pypi/{project}/json",
+            "/pypi/{project}/json/",
+            "/pypi/{project}/{version}/json",
+            "/pypi/{project}/{version}/json/",
+            "/packages/{*path}",
+            "/_/oidc/mint-token",
+        ];
+        routes.into_iter().fold(Router::new(), |router, route| {
+            router.route(route, get(|| async {}))
+        })
+    }
+
+    #[tokio::test]
+    async fn routes_are_the_matched_templates() {
+        for (path, route) in [
+            ("/legacy/", "/legacy/"),
+            ("/simple/demo/", "/simple/{project}/"),
+            ("/pypi/demo/json", "/pypi/{project}/json"),
+            ("/pypi/demo/1.0/json", "/pypi/{project}/{version}/json"),
+            ("/packages/ab/cd/x.whl", "/packages/{*path}"),
+            ("/_/oidc/mint-token", "/_/oidc/mint-token"),
+        ] {
+            assert_eq!(
+                route_seen(router(), path).await.as_deref(),
+                Some(route),
+                "{path}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn twins_are_named_after_their_canonical_route() {
+        for (path, route) in [
+            ("/legacy", "/legacy/"),
+            ("/simple", "/simple/"),
+            ("/simple/demo", "/simple/{project}/"),
+            ("/pypi/demo/json/", "/pypi/{project}/json"),
+            ("/pypi/demo/1.0/json/", "/pypi/{project}/{version}/json"),
+        ] {
+            assert_eq!(
+                route_seen(router(), path).await.as_deref(),
+                Some(route),
+                "{path}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn unrouted_paths_have_no_route() {
+        assert_eq!(route_seen(router(), "/nope").await, None);
+        assert_eq!(route_seen(router(), "/simple/a/b/c").await, None);
     }
 }
