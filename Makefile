@@ -101,5 +101,5 @@ clean: ## Remove build output and the test venv
 conformance: venv services ## Run the suites docs/conformance.md maps PyPI's rules to
 	$(CARGO) build -p wharf
 	$(CARGO) test -p wharf-core -p wharf-archive -p wharf-macaroon -p wharf-gateway -p wharf-verifier
-	$(CARGO) test -p wharf-index --test index_rules
+	$(CARGO) test -p wharf-index-conformance --test index_rules
 	WHARF_BIN=$(CURDIR)/target/debug/wharf $(CARGO) test -p wharf-e2e --test conformance --test http_api --test clients

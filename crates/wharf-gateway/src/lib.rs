@@ -28,7 +28,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use wharf_blob::BlobStore;
 use wharf_bus::UploadBus;
-use wharf_index::IndexRepo;
+use wharf_index::Index;
 use wharf_proto::v1::verifier_client::VerifierClient;
 use wharf_telemetry::Metrics;
 
@@ -96,7 +96,7 @@ impl Default for GatewaySettings {
 #[derive(Clone)]
 pub struct Gateway {
     verifier: VerifierGrpc,
-    index: Arc<dyn IndexRepo>,
+    index: Arc<dyn Index>,
     blobs: BlobStore,
     bus: Arc<dyn UploadBus>,
     settings: Arc<GatewaySettings>,
@@ -116,7 +116,7 @@ impl Gateway {
     /// A gateway over the given verifier, index, store and bus.
     pub fn new(
         verifier: VerifierGrpc,
-        index: Arc<dyn IndexRepo>,
+        index: Arc<dyn Index>,
         blobs: BlobStore,
         bus: Arc<dyn UploadBus>,
         settings: GatewaySettings,

@@ -25,6 +25,14 @@ pub struct NewToken {
     pub expires_at: Option<i64>,
 }
 
+impl NewToken {
+    /// The server-side caveats as the JSON array the index stores.
+    pub fn caveats_json(&self) -> Result<String, crate::IndexError> {
+        serde_json::to_string(&self.caveats)
+            .map_err(|error| crate::IndexError::Corrupt(format!("token caveats: {error}")))
+    }
+}
+
 impl std::fmt::Debug for NewToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NewToken")
@@ -142,7 +150,7 @@ pub struct YankChange<'a> {
     pub submitted_by: &'a str,
 }
 
-/// What [`crate::IndexRepo::check_file`] needs to know about a new file.
+/// What [`crate::Uploads::check_file`] needs to know about a new file.
 #[derive(Debug, Clone)]
 pub struct FileCandidate<'a> {
     pub normalized_name: &'a str,
@@ -229,7 +237,7 @@ pub struct NewFile {
     pub metadata_blake2_256: Option<String>,
 }
 
-/// Everything [`crate::IndexRepo::commit_upload`] writes.
+/// Everything [`crate::Uploads::commit_upload`] writes.
 #[derive(Debug, Clone)]
 pub struct NewUpload {
     pub upload_id: String,
@@ -246,7 +254,14 @@ pub struct NewUpload {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommitResult {
     /// The file is visible now.
-    Published { serial: i64, project_created: bool },
+    Published {
+        /// The committed file, as [`crate::Uploads::find_file_by_upload_id`] would read it.
+        file: Box<FileRecord>,
+        /// The journal serial at which it became visible.
+        serial: i64,
+        /// Whether this upload created the project.
+        project_created: bool,
+    },
     /// The very same file was already stored; nothing was written.
     Identical(Box<FileRecord>),
     /// The index rules refused the file; nothing was written.
@@ -336,7 +351,7 @@ impl RateLimit {
     }
 }
 
-/// The answer of [`crate::IndexRepo::rate_limit`].
+/// The answer of [`crate::RateLimits::rate_limit`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RateVerdict {
     /// The request is counted and may proceed.
@@ -363,7 +378,7 @@ impl RateVerdict {
 /// The verdict on a refused GCRA update, given the key's stored arrival time. A row can
 /// only be missing if another process (with a later clock) swept it, i.e. the allowance is
 /// full again.
-pub(crate) fn limited_until(tat: Option<i64>, limit: RateLimit) -> RateVerdict {
+pub fn limited_until(tat: Option<i64>, limit: RateLimit) -> RateVerdict {
     match tat {
         Some(tat) => RateVerdict::Limited {
             retry_at: tat + limit.interval_micros - limit.tolerance_micros(),

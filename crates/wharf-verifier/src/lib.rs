@@ -15,7 +15,7 @@ use tracing::instrument;
 use wharf_core::messages;
 use wharf_core::name;
 use wharf_core::refusal::Refusal;
-use wharf_index::{IndexError, IndexRepo, TokenRecord};
+use wharf_index::{Index, IndexError, TokenRecord};
 use wharf_macaroon::{Caveat, ProjectRef, VerificationContext};
 use wharf_proto::v1::verifier_server::Verifier;
 use wharf_proto::v1::{
@@ -76,7 +76,7 @@ impl From<VerifierError> for Status {
 /// The verifier service.
 #[derive(Debug, Clone)]
 pub struct VerifierService {
-    index: Arc<dyn IndexRepo>,
+    index: Arc<dyn Index>,
     settings: Arc<VerifierSettings>,
     trusted: Arc<trusted::TrustedPublishing>,
     metrics: Metrics,
@@ -116,7 +116,7 @@ enum Holder {
 impl VerifierService {
     /// A verifier reading tokens, users and projects from `index`.
     pub fn new(
-        index: Arc<dyn IndexRepo>,
+        index: Arc<dyn Index>,
         settings: VerifierSettings,
     ) -> Result<VerifierService, VerifierError> {
         VerifierService::new_with_metrics(index, settings, Metrics::new())
@@ -124,7 +124,7 @@ impl VerifierService {
 
     /// A verifier that counts token exchanges and JWKS fetches into `metrics`.
     pub fn new_with_metrics(
-        index: Arc<dyn IndexRepo>,
+        index: Arc<dyn Index>,
         settings: VerifierSettings,
         metrics: Metrics,
     ) -> Result<VerifierService, VerifierError> {
@@ -145,7 +145,7 @@ impl VerifierService {
 
     /// A verifier with a given JWKS key store (tests) and, optionally, a bus for audit events.
     pub fn with_key_store(
-        index: Arc<dyn IndexRepo>,
+        index: Arc<dyn Index>,
         settings: VerifierSettings,
         keys: wharf_oidc::KeyStore,
         events: Option<Arc<dyn wharf_bus::UploadBus>>,
@@ -465,21 +465,19 @@ impl Verifier for VerifierService {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wharf_index::{
-        CommitResult, FileAdmission, FileCandidate, FileRecord, IssuerRecord, NewFile,
-        NewPublisher, NewToken, NewUpload, Project, ProjectTarget, PublisherRecord, ReifyResult,
-        Release, ReleaseTarget, SqliteIndex, TokenSummary, User, YankChange,
-    };
+    use wharf_index::prelude::*;
+    use wharf_index::{CommitResult, NewFile, NewUpload, Project, ProjectTarget, ReleaseTarget};
+    use wharf_index_sqlite::SqliteIndex;
 
     struct Fixture {
         _dir: tempfile::TempDir,
-        index: Arc<dyn IndexRepo>,
+        index: Arc<dyn Index>,
         verifier: VerifierService,
     }
 
     async fn fixture() -> Fixture {
         let dir = tempfile::tempdir().expect("temp dir");
-        let index: Arc<dyn IndexRepo> = Arc::new(
+        let index: Arc<dyn Index> = Arc::new(
             SqliteIndex::open(&dir.path().join("index.sqlite3"))
                 .await
                 .expect("index"),
@@ -751,65 +749,13 @@ mod tests {
     /// concurrent upload creates the project right after the lookup.
     #[derive(Debug)]
     struct StaleFirstLookup {
-        inner: Arc<dyn IndexRepo>,
+        inner: Arc<dyn Index>,
         stale: std::sync::atomic::AtomicBool,
     }
 
+    /// Only the port it changes, by hand; the others go to the real index.
     #[async_trait::async_trait]
-    impl IndexRepo for StaleFirstLookup {
-        async fn ping(&self) -> Result<(), IndexError> {
-            self.inner.ping().await
-        }
-
-        fn pool_usage(&self) -> wharf_index::PoolUsage {
-            self.inner.pool_usage()
-        }
-
-        async fn record_minted_token(
-            &self,
-            claim: Option<&wharf_index::JtiClaim>,
-            token: &NewToken,
-            audit_kind: &str,
-            audit_detail: &str,
-            now_micros: i64,
-        ) -> Result<bool, IndexError> {
-            self.inner
-                .record_minted_token(claim, token, audit_kind, audit_detail, now_micros)
-                .await
-        }
-
-        async fn create_user(&self, name: &str, now_micros: i64) -> Result<User, IndexError> {
-            self.inner.create_user(name, now_micros).await
-        }
-
-        async fn find_user_by_name(&self, name: &str) -> Result<Option<User>, IndexError> {
-            self.inner.find_user_by_name(name).await
-        }
-
-        async fn find_user(&self, id: &str) -> Result<Option<User>, IndexError> {
-            self.inner.find_user(id).await
-        }
-
-        async fn insert_token(&self, token: &NewToken) -> Result<(), IndexError> {
-            self.inner.insert_token(token).await
-        }
-
-        async fn find_token(&self, id: &str) -> Result<Option<TokenRecord>, IndexError> {
-            self.inner.find_token(id).await
-        }
-
-        async fn list_tokens(&self) -> Result<Vec<TokenSummary>, IndexError> {
-            self.inner.list_tokens().await
-        }
-
-        async fn delete_token(&self, id: &str) -> Result<bool, IndexError> {
-            self.inner.delete_token(id).await
-        }
-
-        async fn touch_token(&self, id: &str, now_micros: i64) -> Result<(), IndexError> {
-            self.inner.touch_token(id, now_micros).await
-        }
-
+    impl Projects for StaleFirstLookup {
         async fn find_project(&self, normalized_name: &str) -> Result<Option<Project>, IndexError> {
             if self.stale.swap(false, std::sync::atomic::Ordering::SeqCst) {
                 return Ok(None);
@@ -826,151 +772,13 @@ mod tests {
                 .await
         }
 
-        async fn user_role(
-            &self,
-            project_id: &str,
-            user_id: &str,
-        ) -> Result<Option<String>, IndexError> {
-            self.inner.user_role(project_id, user_id).await
-        }
-
-        async fn project_roles(
-            &self,
-            project_id: &str,
-        ) -> Result<Vec<(String, String)>, IndexError> {
-            self.inner.project_roles(project_id).await
-        }
-
         async fn list_projects(&self) -> Result<Vec<Project>, IndexError> {
             self.inner.list_projects().await
         }
-
-        async fn max_serial(&self) -> Result<i64, IndexError> {
-            self.inner.max_serial().await
-        }
-
-        async fn project_releases(&self, project_id: &str) -> Result<Vec<Release>, IndexError> {
-            self.inner.project_releases(project_id).await
-        }
-
-        async fn project_files(&self, project_id: &str) -> Result<Vec<FileRecord>, IndexError> {
-            self.inner.project_files(project_id).await
-        }
-
-        async fn set_release_yanked(
-            &self,
-            change: &YankChange<'_>,
-            now_micros: i64,
-        ) -> Result<bool, IndexError> {
-            self.inner.set_release_yanked(change, now_micros).await
-        }
-
-        async fn insert_issuer(&self, issuer: &IssuerRecord) -> Result<(), IndexError> {
-            self.inner.insert_issuer(issuer).await
-        }
-
-        async fn list_issuers(&self) -> Result<Vec<IssuerRecord>, IndexError> {
-            self.inner.list_issuers().await
-        }
-
-        async fn delete_issuer(&self, name: &str) -> Result<bool, IndexError> {
-            self.inner.delete_issuer(name).await
-        }
-
-        async fn insert_publisher(&self, publisher: &NewPublisher) -> Result<(), IndexError> {
-            self.inner.insert_publisher(publisher).await
-        }
-
-        async fn list_publishers(&self) -> Result<Vec<PublisherRecord>, IndexError> {
-            self.inner.list_publishers().await
-        }
-
-        async fn publishers_for_issuer(
-            &self,
-            issuer_url: &str,
-        ) -> Result<Vec<PublisherRecord>, IndexError> {
-            self.inner.publishers_for_issuer(issuer_url).await
-        }
-
-        async fn find_publisher(&self, id: &str) -> Result<Option<PublisherRecord>, IndexError> {
-            self.inner.find_publisher(id).await
-        }
-
-        async fn delete_publisher(&self, id: &str) -> Result<bool, IndexError> {
-            self.inner.delete_publisher(id).await
-        }
-
-        async fn update_publisher_policy(
-            &self,
-            id: &str,
-            policy: &str,
-            label: &str,
-        ) -> Result<(), IndexError> {
-            self.inner.update_publisher_policy(id, policy, label).await
-        }
-
-        async fn reify_pending_publisher(
-            &self,
-            publisher_id: &str,
-            project: &ProjectTarget,
-            now_micros: i64,
-        ) -> Result<ReifyResult, IndexError> {
-            self.inner
-                .reify_pending_publisher(publisher_id, project, now_micros)
-                .await
-        }
-
-        async fn claim_jti(
-            &self,
-            issuer_url: &str,
-            jti: &str,
-            expires_at: i64,
-            now: i64,
-        ) -> Result<bool, IndexError> {
-            self.inner.claim_jti(issuer_url, jti, expires_at, now).await
-        }
-
-        async fn rate_limit(
-            &self,
-            scope: &str,
-            key: &str,
-            limit: wharf_index::RateLimit,
-            now: i64,
-        ) -> Result<wharf_index::RateVerdict, IndexError> {
-            self.inner.rate_limit(scope, key, limit, now).await
-        }
-
-        async fn delete_publisher_token(&self, id: &str) -> Result<bool, IndexError> {
-            self.inner.delete_publisher_token(id).await
-        }
-
-        async fn record_audit(
-            &self,
-            kind: &str,
-            detail: &str,
-            now_micros: i64,
-        ) -> Result<(), IndexError> {
-            self.inner.record_audit(kind, detail, now_micros).await
-        }
-
-        async fn find_file_by_upload_id(
-            &self,
-            upload_id: &str,
-        ) -> Result<Option<FileRecord>, IndexError> {
-            self.inner.find_file_by_upload_id(upload_id).await
-        }
-
-        async fn check_file(
-            &self,
-            candidate: &FileCandidate<'_>,
-        ) -> Result<FileAdmission, IndexError> {
-            self.inner.check_file(candidate).await
-        }
-
-        async fn commit_upload(&self, upload: &NewUpload) -> Result<CommitResult, IndexError> {
-            self.inner.commit_upload(upload).await
-        }
     }
+
+    wharf_index::delegate_ports!(StaleFirstLookup => inner:
+        Health, Accounts, Roles, Releases, Uploads, TrustedPublishing, RateLimits, AuditLog);
 
     #[tokio::test]
     async fn a_project_created_concurrently_is_not_too_similar_to_itself() {
@@ -983,7 +791,7 @@ mod tests {
             .expect("lookup")
             .expect("alice");
         create_project(&fixture, "Raced_Project", &owner.id).await;
-        let stale: Arc<dyn IndexRepo> = Arc::new(StaleFirstLookup {
+        let stale: Arc<dyn Index> = Arc::new(StaleFirstLookup {
             inner: Arc::clone(&fixture.index),
             stale: std::sync::atomic::AtomicBool::new(true),
         });

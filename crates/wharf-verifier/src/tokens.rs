@@ -2,7 +2,7 @@
 
 use rand::Rng;
 use wharf_core::name;
-use wharf_index::{IndexError, IndexRepo, NewToken};
+use wharf_index::{Index, IndexError, NewToken};
 use wharf_macaroon::Caveat;
 
 /// What a new user token may do.
@@ -38,7 +38,7 @@ pub enum TokenError {
 /// is deleted and re-created under the same name is not covered), and an expiring one an
 /// `Expiration` caveat.
 pub async fn mint_user_token(
-    index: &dyn IndexRepo,
+    index: &dyn Index,
     request: &TokenRequest,
     now_seconds: i64,
 ) -> Result<(String, String), TokenError> {

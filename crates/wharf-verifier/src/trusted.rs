@@ -11,7 +11,7 @@ use wharf_bus::{PublicEvent, UploadBus};
 use wharf_core::messages::trusted_publishing as tp;
 use wharf_core::name;
 use wharf_index::{
-    IndexError, IndexRepo, JtiClaim, NewToken, ProjectTarget, PublisherRecord, RateLimit,
+    AuditLog, Index, IndexError, JtiClaim, NewToken, ProjectTarget, PublisherRecord, RateLimit,
     ReifyResult,
 };
 use wharf_macaroon::Caveat;
@@ -120,7 +120,10 @@ pub fn publisher_label(policy: &PublisherPolicy) -> String {
 impl TrustedPublishing {
     /// The issuers tokens are accepted from: the built-in ones, then the operator's (read on
     /// every exchange, so adding or removing one needs no restart).
-    async fn issuers(&self, index: &dyn IndexRepo) -> Result<Vec<Issuer>, IndexError> {
+    async fn issuers(
+        &self,
+        index: &dyn wharf_index::TrustedPublishing,
+    ) -> Result<Vec<Issuer>, IndexError> {
         let mut issuers = wharf_oidc::builtin_issuers();
         for record in index.list_issuers().await? {
             let Ok(kind) = record.kind.parse::<IssuerKind>() else {
@@ -138,7 +141,7 @@ impl TrustedPublishing {
         Ok(issuers)
     }
 
-    async fn audit(&self, index: &dyn IndexRepo, kind: &str, detail: serde_json::Value) {
+    async fn audit(&self, index: &dyn AuditLog, kind: &str, detail: serde_json::Value) {
         let now = jiff::Timestamp::now().as_microsecond();
         let detail = detail.to_string();
         if let Err(error) = index.record_audit(kind, &detail, now).await {
@@ -164,7 +167,7 @@ impl TrustedPublishing {
     #[instrument(skip_all, name = "verifier.mint_token", fields(wharf.oidc.publisher = tracing::field::Empty, wharf.oidc.error = tracing::field::Empty))]
     pub(crate) async fn mint(
         &self,
-        index: &dyn IndexRepo,
+        index: &dyn Index,
         settings: &crate::VerifierSettings,
         jwt: &str,
     ) -> Result<Result<Minted, Refusal>, VerifierError> {
@@ -176,7 +179,7 @@ impl TrustedPublishing {
     }
 
     /// Audits a refused exchange (with its PyPI error code).
-    pub(crate) async fn record_refusal(&self, index: &dyn IndexRepo, error: &Refusal) {
+    pub(crate) async fn record_refusal(&self, index: &dyn AuditLog, error: &Refusal) {
         tracing::Span::current().record("wharf.oidc.error", error.code.as_str());
         self.audit(
             index,
@@ -188,7 +191,7 @@ impl TrustedPublishing {
 
     async fn try_mint(
         &self,
-        index: &dyn IndexRepo,
+        index: &dyn Index,
         settings: &crate::VerifierSettings,
         jwt: &str,
     ) -> Result<Result<Minted, Refusal>, VerifierError> {
@@ -313,7 +316,7 @@ impl TrustedPublishing {
     /// Counts the exchange against its identity (issuer and `sub`); the refusal when over.
     async fn limit_identity(
         &self,
-        index: &dyn IndexRepo,
+        index: &dyn Index,
         issuer: &Issuer,
         claims: &Claims,
     ) -> Result<Option<Refusal>, VerifierError> {
@@ -334,7 +337,7 @@ impl TrustedPublishing {
     /// Claims the token's `jti` so that the same JWT is never exchanged twice.
     async fn claim_jti(
         &self,
-        index: &dyn IndexRepo,
+        index: &dyn Index,
         issuer: &Issuer,
         claims: &Claims,
         now: i64,
@@ -356,7 +359,7 @@ impl TrustedPublishing {
     /// id in the same transaction (refused if it was used before).
     async fn issue(
         &self,
-        index: &dyn IndexRepo,
+        index: &dyn Index,
         found: MatchedPublisher,
         now: i64,
         claim: Option<JtiClaim>,
@@ -445,11 +448,7 @@ impl TrustedPublishing {
 
     /// Revokes a minted token; answers nothing either way (PyPI always says 202).
     #[instrument(skip_all, name = "verifier.burn_token")]
-    pub(crate) async fn burn(
-        &self,
-        index: &dyn IndexRepo,
-        token: &str,
-    ) -> Result<(), VerifierError> {
+    pub(crate) async fn burn(&self, index: &dyn Index, token: &str) -> Result<(), VerifierError> {
         let Ok(macaroon) = wharf_macaroon::decode_token(token, TOKEN_PREFIX) else {
             return Ok(());
         };

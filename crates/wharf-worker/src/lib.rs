@@ -18,7 +18,7 @@ use tracing::{Instrument, info_span};
 use wharf_archive::ArchiveLimits;
 use wharf_blob::BlobStore;
 use wharf_bus::{BusError, Delivery, FileStaged, PublicEvent, SUBJECT_UPLOAD_FAILED, UploadBus};
-use wharf_index::IndexRepo;
+use wharf_index::Index;
 use wharf_telemetry::{Metrics, propagation};
 
 pub use process::ProcessError;
@@ -61,7 +61,7 @@ impl Default for WorkerSettings {
 /// A storage worker.
 #[derive(Debug, Clone)]
 pub struct StorageWorker {
-    index: Arc<dyn IndexRepo>,
+    index: Arc<dyn Index>,
     blobs: BlobStore,
     bus: Arc<dyn UploadBus>,
     settings: Arc<WorkerSettings>,
@@ -71,7 +71,7 @@ pub struct StorageWorker {
 impl StorageWorker {
     /// A worker over the given index, store and bus.
     pub fn new(
-        index: Arc<dyn IndexRepo>,
+        index: Arc<dyn Index>,
         blobs: BlobStore,
         bus: Arc<dyn UploadBus>,
         settings: WorkerSettings,

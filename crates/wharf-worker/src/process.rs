@@ -375,6 +375,7 @@ impl StorageWorker {
             CommitResult::Published {
                 project_created,
                 serial,
+                ..
             } => {
                 if project_created {
                     let created = serde_json::json!({

@@ -23,7 +23,9 @@ use wharf_bus::{
 };
 use wharf_core::form::ReleaseMetadata;
 use wharf_core::refusal::Refusal;
-use wharf_index::{IndexRepo, SqliteIndex, User};
+use wharf_index::User;
+use wharf_index::prelude::*;
+use wharf_index_sqlite::SqliteIndex;
 use wharf_proto::v1::upload_outcome::Result as OutcomeResult;
 use wharf_proto::v1::{FilePublished, FileStaged, UploadOutcome, Uploader};
 use wharf_worker::{ProcessError, StorageWorker, WorkerSettings};
@@ -260,7 +262,7 @@ impl Env {
             outcomes: Mutex::new(Vec::new()),
         });
         let worker = StorageWorker::new(
-            Arc::clone(&index) as Arc<dyn IndexRepo>,
+            Arc::clone(&index) as Arc<dyn Index>,
             blobs.clone(),
             Arc::clone(&recorder) as Arc<dyn UploadBus>,
             WorkerSettings::default(),

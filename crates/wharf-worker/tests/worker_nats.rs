@@ -15,7 +15,8 @@ use wharf_blob::BlobStore;
 use wharf_bus::UploadBus;
 use wharf_bus_nats::{NatsBus, NatsConfig};
 use wharf_core::form::ReleaseMetadata;
-use wharf_index::{IndexRepo, SqliteIndex};
+use wharf_index::prelude::*;
+use wharf_index_sqlite::SqliteIndex;
 use wharf_proto::v1::upload_outcome::Result as OutcomeResult;
 use wharf_proto::v1::{FilePublished, FileStaged, Uploader};
 use wharf_worker::{StorageWorker, WorkerSettings};
@@ -124,7 +125,7 @@ async fn a_worker_on_jetstream_publishes_a_staged_wheel() {
         .await
         .expect("create user");
     let worker = StorageWorker::new(
-        Arc::clone(&index) as Arc<dyn IndexRepo>,
+        Arc::clone(&index) as Arc<dyn Index>,
         blobs.clone(),
         Arc::new(worker_bus) as Arc<dyn UploadBus>,
         WorkerSettings::default(),

@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use wharf_bus::{PublicEvent, UploadBus};
 use wharf_core::name;
 use wharf_core::version::Version;
-use wharf_index::{IndexError, IndexRepo, YankChange};
+use wharf_index::{Index, IndexError, Releases, YankChange};
 use wharf_verifier::{TokenRequest, mint_user_token};
 
 use crate::IndexArgs;
@@ -121,7 +121,7 @@ fn format_time(micros: i64) -> String {
 /// Where an admin change is recorded: an audit row in the index, and a public event on the
 /// bus when one is configured.
 pub(crate) struct AdminEvents {
-    index: Arc<dyn IndexRepo>,
+    index: Arc<dyn Index>,
     bus: Option<Arc<dyn UploadBus>>,
 }
 
@@ -285,7 +285,7 @@ pub(crate) async fn run(args: AdminArgs) -> anyhow::Result<()> {
 }
 
 async fn change_yank(
-    index: &dyn wharf_index::IndexRepo,
+    index: &dyn Releases,
     project: &str,
     version: &str,
     reason: Option<String>,

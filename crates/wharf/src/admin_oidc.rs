@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use wharf_core::name;
-use wharf_index::{IndexRepo, IssuerRecord, NewPublisher};
+use wharf_index::{Index, IssuerRecord, NewPublisher, TrustedPublishing};
 use wharf_oidc::{
     ActiveStatePolicy, GenericPolicy, GitHubPolicy, GitLabPolicy, GooglePolicy, IssuerKind,
     PublisherPolicy,
@@ -272,7 +272,7 @@ fn build_policy(kind: PublisherKind) -> anyhow::Result<(PublisherCommon, Publish
 }
 
 async fn add_publisher(
-    index: &dyn IndexRepo,
+    index: &dyn Index,
     events: &AdminEvents,
     kind: PublisherKind,
 ) -> anyhow::Result<()> {
@@ -366,7 +366,7 @@ async fn add_publisher(
 }
 
 pub(crate) async fn run_issuer(
-    index: &dyn IndexRepo,
+    index: &dyn TrustedPublishing,
     events: &AdminEvents,
     command: IssuerCommand,
 ) -> anyhow::Result<()> {
@@ -434,7 +434,7 @@ pub(crate) async fn run_issuer(
 }
 
 pub(crate) async fn run_publisher(
-    index: &dyn IndexRepo,
+    index: &dyn Index,
     events: &AdminEvents,
     command: PublisherCommand,
 ) -> anyhow::Result<()> {

@@ -20,7 +20,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, CommandFactory, Parser, Subcommand};
-use wharf_index::{IndexRepo, SqliteIndex};
+use wharf_index::Index;
+use wharf_index_sqlite::SqliteIndex;
 
 /// Wharf, a PyPI-compatible Python package registry.
 #[derive(Debug, Parser)]
@@ -71,7 +72,7 @@ pub(crate) struct IndexArgs {
 
 impl IndexArgs {
     /// Opens the index, applying migrations.
-    pub(crate) async fn open(&self) -> anyhow::Result<Arc<dyn IndexRepo>> {
+    pub(crate) async fn open(&self) -> anyhow::Result<Arc<dyn Index>> {
         match &self.database_url {
             Some(url) if url.starts_with("sqlite:") => {
                 let index = SqliteIndex::open_url(url)
@@ -80,7 +81,7 @@ impl IndexArgs {
                 Ok(Arc::new(index))
             }
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                let index = wharf_index::PgIndex::connect(url)
+                let index = wharf_index_postgres::PgIndex::connect(url)
                     .await
                     .context("failed to open the PostgreSQL index database")?;
                 Ok(Arc::new(index))

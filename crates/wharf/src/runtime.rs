@@ -47,7 +47,7 @@ const GAUGE_INTERVAL: Duration = Duration::from_secs(5);
 /// as long as the runtime lives.
 pub(crate) fn sample_gauges(
     metrics: wharf_telemetry::Metrics,
-    index: Arc<dyn wharf_index::IndexRepo>,
+    index: Arc<dyn wharf_index::Index>,
     bus: Option<Arc<dyn wharf_bus::UploadBus>>,
 ) {
     tokio::spawn(async move {

@@ -1,5 +1,6 @@
-//! The PostgreSQL adapter of [`IndexRepo`], used by the scaled mode: any number of gateways,
-//! workers and verifiers share one database.
+//! The PostgreSQL adapter of the [`wharf_index`] ports, used by the scaled mode: any number of
+//! gateways, workers and verifiers share one database. The rules are [`wharf_index::rules`],
+//! run over [`Tx`], this adapter's [`Queries`]; this file decides only how they are isolated.
 //!
 //! # Concurrency
 //!
@@ -36,15 +37,17 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use uuid::Uuid;
 
-use crate::JtiClaim;
-use crate::records::limited_until;
-use crate::{
-    CommitResult, FileAdmission, FileCandidate, FileRecord, FileRefusal, IndexError, IndexRepo,
-    IssuerRecord, NewPublisher, NewToken, NewUpload, Project, ProjectTarget, PublisherRecord,
-    RateLimit, RateVerdict, ReifyResult, Release, TokenRecord, TokenSummary, User, YankChange,
+use wharf_index::prelude::*;
+use wharf_index::rules::{self, FileRow, JournalEntry, Queries, ReleaseOf};
+use wharf_index::{
+    CommitResult, FileAdmission, FileCandidate, FileRecord, IssuerRecord, JtiClaim, NewPublisher,
+    NewToken, NewUpload, PoolUsage, Project, ProjectTarget, PublisherRecord, RateLimit,
+    RateVerdict, ReifyResult, Release, ReleaseTarget, TokenRecord, TokenSummary, User, YankChange,
+    limited_until,
 };
+use wharf_index_sql::{select_file_record, select_project};
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// How often a writing transaction is attempted when it loses a race the locks did not
 /// prevent (unique violation, serialization failure, deadlock).
@@ -52,24 +55,6 @@ const MAX_ATTEMPTS: u32 = 4;
 
 /// Explicit, because the checks-after-locking design needs a fresh snapshot per statement.
 const BEGIN: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
-
-/// Selects a [`FileRecord`]: the file joined with its release. Callers append the `WHERE`.
-macro_rules! select_file_record {
-    () => {
-        "SELECT f.id, f.release_id, r.version, f.filename, f.packagetype, f.python_version, \
-         f.size, f.md5_digest, f.sha256_digest, f.blake2_256_digest, f.path, f.upload_time, \
-         f.comment_text, f.requires_python, f.metadata_sha256, f.metadata_blake2_256, \
-         r.yanked, r.yanked_reason, f.serial \
-         FROM files f JOIN releases r ON r.id = f.release_id "
-    };
-}
-
-macro_rules! select_project {
-    () => {
-        "SELECT id, name, normalized_name, status, status_reason, total_size, last_serial, \
-         created_at FROM projects "
-    };
-}
 
 macro_rules! select_publisher {
     () => {
@@ -146,71 +131,6 @@ fn project_key(normalized_name: &str) -> i64 {
     lock_key("wharf.project", normalized_name)
 }
 
-/// Inserts an API token record on `conn`.
-async fn insert_token_on(conn: &mut PgConnection, token: &NewToken) -> Result<(), IndexError> {
-    let caveats = serde_json::to_string(&token.caveats)
-        .map_err(|error| IndexError::Corrupt(format!("token caveats: {error}")))?;
-    sqlx::query(
-        "INSERT INTO api_tokens (id, user_id, description, root_key, caveats, created_at, \
-             expires_at, publisher_id, additional) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(&token.id)
-    .bind(&token.user_id)
-    .bind(&token.description)
-    .bind(&token.root_key)
-    .bind(caveats)
-    .bind(token.created_at)
-    .bind(token.expires_at)
-    .bind(&token.publisher_id)
-    .bind(&token.additional)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
-/// Inserts an audit event on `conn`.
-async fn record_audit_on(
-    conn: &mut PgConnection,
-    kind: &str,
-    detail: &str,
-    now_micros: i64,
-) -> Result<(), IndexError> {
-    sqlx::query("INSERT INTO audit_events (kind, detail, created_at) VALUES ($1, $2, $3)")
-        .bind(kind)
-        .bind(detail)
-        .bind(now_micros)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
-
-/// Sweeps some expired token-id claims and claims `claim`'s id on `conn`; `false` if it was
-/// claimed before.
-async fn claim_jti_on(conn: &mut PgConnection, claim: &JtiClaim) -> Result<bool, IndexError> {
-    // Garbage collection only: the claim below is correct whether or not this ran.
-    sqlx::query(
-        "DELETE FROM oidc_jti WHERE (issuer_url, jti) IN (SELECT issuer_url, jti \
-         FROM oidc_jti WHERE expires_at < $1 LIMIT 1000 FOR UPDATE SKIP LOCKED)",
-    )
-    .bind(claim.now)
-    .execute(&mut *conn)
-    .await?;
-    // A claim succeeds if the id was never claimed or its claim has expired; the primary
-    // key makes exactly one of any number of concurrent claims insert (or take over).
-    let claimed = sqlx::query(
-        "INSERT INTO oidc_jti (issuer_url, jti, expires_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (issuer_url, jti) DO UPDATE SET expires_at = EXCLUDED.expires_at \
-         WHERE oidc_jti.expires_at < $4",
-    )
-    .bind(&claim.issuer_url)
-    .bind(&claim.jti)
-    .bind(claim.expires_at)
-    .bind(claim.now)
-    .execute(&mut *conn)
-    .await?;
-    Ok(claimed.rows_affected() == 1)
-}
-
 /// Takes transaction-scoped advisory locks on `keys`, in ascending order (no lock cycles).
 async fn lock_keys(conn: &mut PgConnection, mut keys: Vec<i64>) -> Result<(), IndexError> {
     keys.sort_unstable();
@@ -265,141 +185,72 @@ macro_rules! retry_races {
     }};
 }
 
-async fn check_file_on(
-    conn: &mut PgConnection,
-    candidate: &FileCandidate<'_>,
-) -> Result<FileAdmission, IndexError> {
-    let existing: Option<FileRecord> = sqlx::query_as(concat!(
-        select_file_record!(),
-        "WHERE f.filename = $1 OR f.blake2_256_digest = $2 OR f.sha256_digest = $3 LIMIT 1"
-    ))
-    .bind(candidate.filename)
-    .bind(candidate.blake2_256_digest)
-    .bind(candidate.sha256_digest)
-    .fetch_optional(&mut *conn)
-    .await?;
-    if let Some(existing) = existing {
-        let identical = existing.filename == candidate.filename
-            && existing.sha256_digest == candidate.sha256_digest
-            && existing.blake2_256_digest == candidate.blake2_256_digest;
-        return Ok(if identical {
-            FileAdmission::Identical(Box::new(existing))
-        } else {
-            FileAdmission::Refused(FileRefusal::FileExists {
-                filename: candidate.filename.to_owned(),
-                blake2_256_digest: candidate.blake2_256_digest.to_owned(),
-            })
-        });
-    }
+/// [`Queries`] on a PostgreSQL connection (a transaction holding the advisory locks the rule
+/// needs, or a pooled connection for [`rules::check_file`]).
+struct Tx<'c>(&'c mut PgConnection);
 
-    let previously_used: Option<String> =
-        sqlx::query_scalar("SELECT filename FROM file_registry WHERE filename = $1")
-            .bind(candidate.filename)
-            .fetch_optional(&mut *conn)
-            .await?;
-    if previously_used.is_some() {
-        return Ok(FileAdmission::Refused(FileRefusal::FilenamePreviouslyUsed));
-    }
-
-    let release: Option<(String, i64)> = sqlx::query_as(
-        "SELECT r.id, r.created_at FROM releases r JOIN projects p ON p.id = r.project_id \
-         WHERE p.normalized_name = $1 AND r.canonical_version = $2",
-    )
-    .bind(candidate.normalized_name)
-    .bind(candidate.canonical_version)
-    .fetch_optional(&mut *conn)
-    .await?;
-    if let Some((release_id, created_at)) = release {
-        if let Some(window) = candidate.closed_release_after_micros
-            && candidate.now_micros.saturating_sub(created_at) > window
-        {
-            return Ok(FileAdmission::Refused(FileRefusal::ReleaseClosed));
-        }
-        if candidate.packagetype == "sdist" {
-            let sdists: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM files WHERE release_id = $1 AND packagetype = 'sdist'",
+wharf_index_sql::portable_queries! {
+    impl Queries for Tx<'_> {
+        async fn pending_publisher_owner(
+            &mut self,
+            publisher_id: &str,
+        ) -> Result<Option<(String, String)>, IndexError> {
+            // The row lock keeps a concurrent delete of the publisher out until the commit.
+            Ok(sqlx::query_as(
+                "SELECT p.pending_user_id, u.name FROM publishers p JOIN users u \
+                 ON u.id = p.pending_user_id WHERE p.id = $1 AND p.pending_project_name IS NOT NULL \
+                 FOR UPDATE OF p",
             )
-            .bind(&release_id)
-            .fetch_one(&mut *conn)
+            .bind(publisher_id)
+            .fetch_optional(&mut *self.0)
+            .await?)
+        }
+
+        async fn begin_writes(&mut self) -> Result<(), IndexError> {
+            lock_journal(self.0).await
+        }
+
+        async fn append_journal(&mut self, entry: &JournalEntry<'_>) -> Result<i64, IndexError> {
+            // The caller took the journal lock (begin_writes): serials become visible in order.
+            Ok(sqlx::query_scalar(
+                "INSERT INTO journal (project_name, version, action, submitted_by, created_at) \
+                 VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            )
+            .bind(entry.project_name)
+            .bind(entry.version)
+            .bind(entry.action)
+            .bind(entry.submitted_by)
+            .bind(entry.now_micros)
+            .fetch_one(&mut *self.0)
+            .await?)
+        }
+
+        async fn claim_jti(&mut self, claim: &JtiClaim) -> Result<bool, IndexError> {
+            // Garbage collection only: the claim below is correct whether or not this ran.
+            sqlx::query(
+                "DELETE FROM oidc_jti WHERE (issuer_url, jti) IN (SELECT issuer_url, jti \
+                 FROM oidc_jti WHERE expires_at < $1 LIMIT 1000 FOR UPDATE SKIP LOCKED)",
+            )
+            .bind(claim.now)
+            .execute(&mut *self.0)
             .await?;
-            if sdists > 0 {
-                return Ok(FileAdmission::Refused(FileRefusal::OneSdistPerRelease));
-            }
+            // A claim succeeds if the id was never claimed or its claim has expired; the primary
+            // key makes exactly one of any number of concurrent claims insert (or take over).
+            let claimed = sqlx::query(
+                "INSERT INTO oidc_jti (issuer_url, jti, expires_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (issuer_url, jti) DO UPDATE SET expires_at = EXCLUDED.expires_at \
+                 WHERE oidc_jti.expires_at < $4",
+            )
+            .bind(&claim.issuer_url)
+            .bind(&claim.jti)
+            .bind(claim.expires_at)
+            .bind(claim.now)
+            .execute(&mut *self.0)
+            .await?;
+            Ok(claimed.rows_affected() == 1)
         }
     }
-    Ok(FileAdmission::New)
 }
-
-/// Appends a journal row and returns its serial. The caller holds the journal lock.
-async fn append_journal(
-    conn: &mut PgConnection,
-    project_name: &str,
-    version: Option<&str>,
-    action: &str,
-    submitted_by: &str,
-    now_micros: i64,
-) -> Result<i64, IndexError> {
-    Ok(sqlx::query_scalar(
-        "INSERT INTO journal (project_name, version, action, submitted_by, created_at) \
-         VALUES ($1, $2, $3, $4, $5) RETURNING id",
-    )
-    .bind(project_name)
-    .bind(version)
-    .bind(action)
-    .bind(submitted_by)
-    .bind(now_micros)
-    .fetch_one(&mut *conn)
-    .await?)
-}
-
-/// Creates a project with `owner_id` as its Owner, and the journal rows PyPI writes. The
-/// caller holds the project's lock and the journal lock.
-async fn create_project_on(
-    conn: &mut PgConnection,
-    project: &ProjectTarget,
-    owner_id: &str,
-    submitted_by: &str,
-    now_micros: i64,
-) -> Result<String, IndexError> {
-    let id = Uuid::new_v4().to_string();
-    sqlx::query(
-        "INSERT INTO projects (id, name, normalized_name, ultranormalized_name, created_at) \
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(&id)
-    .bind(&project.name)
-    .bind(&project.normalized_name)
-    .bind(&project.ultranormalized_name)
-    .bind(now_micros)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query("INSERT INTO roles (project_id, user_id, role) VALUES ($1, $2, 'Owner')")
-        .bind(&id)
-        .bind(owner_id)
-        .execute(&mut *conn)
-        .await?;
-    append_journal(
-        conn,
-        &project.name,
-        None,
-        "create",
-        submitted_by,
-        now_micros,
-    )
-    .await?;
-    let owner_action = format!("add Owner {submitted_by}");
-    append_journal(
-        conn,
-        &project.name,
-        None,
-        &owner_action,
-        submitted_by,
-        now_micros,
-    )
-    .await?;
-    Ok(id)
-}
-
 /// A publisher row with its attached project ids.
 #[derive(sqlx::FromRow)]
 struct PublisherRow {
@@ -433,53 +284,27 @@ impl From<PublisherRow> for PublisherRecord {
 }
 
 impl PgIndex {
+    /// Starts a writing transaction holding the advisory locks on `keys`.
+    async fn begin_locked(
+        &self,
+        keys: Vec<i64>,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, IndexError> {
+        let mut tx = self.pool.begin_with(BEGIN).await?;
+        lock_keys(&mut tx, keys).await?;
+        Ok(tx)
+    }
+
     async fn try_set_release_yanked(
         &self,
         change: &YankChange<'_>,
         now_micros: i64,
     ) -> Result<bool, IndexError> {
-        let mut tx = self.pool.begin_with(BEGIN).await?;
-        lock_keys(&mut tx, vec![project_key(change.normalized_name)]).await?;
-        let target: Option<(String, String, String)> = sqlx::query_as(
-            "SELECT r.id, p.id, p.name FROM releases r JOIN projects p ON p.id = r.project_id \
-             WHERE p.normalized_name = $1 AND r.canonical_version = $2",
-        )
-        .bind(change.normalized_name)
-        .bind(change.canonical_version)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some((release_id, project_id, project_name)) = target else {
-            let _ = tx.rollback().await;
-            return Ok(false);
-        };
-        lock_journal(&mut tx).await?;
-        sqlx::query("UPDATE releases SET yanked = $2, yanked_reason = $3 WHERE id = $1")
-            .bind(&release_id)
-            .bind(change.yank_reason.is_some())
-            .bind(change.yank_reason.unwrap_or(""))
-            .execute(&mut *tx)
+        let mut tx = self
+            .begin_locked(vec![project_key(change.normalized_name)])
             .await?;
-        let action = if change.yank_reason.is_some() {
-            "yank release"
-        } else {
-            "unyank release"
-        };
-        let serial = append_journal(
-            &mut tx,
-            &project_name,
-            Some(change.canonical_version),
-            action,
-            change.submitted_by,
-            now_micros,
-        )
-        .await?;
-        sqlx::query("UPDATE projects SET last_serial = $2 WHERE id = $1")
-            .bind(&project_id)
-            .bind(serial)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(true)
+        let yanked = rules::set_release_yanked(&mut Tx(&mut tx), change, now_micros).await?;
+        finish(tx, yanked).await?;
+        Ok(yanked)
     }
 
     async fn try_reify_pending_publisher(
@@ -488,265 +313,61 @@ impl PgIndex {
         project: &ProjectTarget,
         now_micros: i64,
     ) -> Result<ReifyResult, IndexError> {
-        let mut tx = self.pool.begin_with(BEGIN).await?;
-        lock_keys(&mut tx, vec![project_key(&project.normalized_name)]).await?;
-        // Reifying deletes other users' pending publishers: taking the journal lock first
-        // serializes reifications as a whole, like SQLite's write lock.
-        lock_journal(&mut tx).await?;
-        let pending: Option<(String, String)> = sqlx::query_as(
-            "SELECT p.pending_user_id, u.name FROM publishers p JOIN users u \
-             ON u.id = p.pending_user_id WHERE p.id = $1 AND p.pending_project_name IS NOT NULL \
-             FOR UPDATE OF p",
-        )
-        .bind(publisher_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some((owner_id, owner_name)) = pending else {
-            let _ = tx.rollback().await;
-            return Err(IndexError::Conflict(format!(
-                "publisher {publisher_id} is not pending"
-            )));
-        };
-        let exists: Option<String> =
-            sqlx::query_scalar("SELECT id FROM projects WHERE normalized_name = $1")
-                .bind(&project.normalized_name)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if exists.is_some() {
-            sqlx::query("DELETE FROM publishers WHERE id = $1")
-                .bind(publisher_id)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            return Ok(ReifyResult::ProjectExists);
-        }
-        let project_id =
-            create_project_on(&mut tx, project, &owner_id, &owner_name, now_micros).await?;
-        sqlx::query(
-            "UPDATE publishers SET pending_project_name = NULL, \
-             pending_project_ultranormalized = NULL, pending_user_id = NULL WHERE id = $1",
-        )
-        .bind(publisher_id)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("INSERT INTO publisher_projects (publisher_id, project_id) VALUES ($1, $2)")
-            .bind(publisher_id)
-            .bind(&project_id)
-            .execute(&mut *tx)
+        let mut tx = self
+            .begin_locked(vec![project_key(&project.normalized_name)])
             .await?;
-        // Other users' pending publishers for a look-alike name can never succeed now.
-        sqlx::query(
-            "DELETE FROM publishers WHERE pending_project_ultranormalized = $1 \
-             AND pending_user_id IS NOT NULL AND pending_user_id <> $2",
-        )
-        .bind(&project.ultranormalized_name)
-        .bind(&owner_id)
-        .execute(&mut *tx)
-        .await?;
+        let result =
+            rules::reify_pending_publisher(&mut Tx(&mut tx), publisher_id, project, now_micros)
+                .await?;
         tx.commit().await?;
-        Ok(ReifyResult::Created { project_id })
+        Ok(result)
     }
 
     async fn try_commit_upload(&self, upload: &NewUpload) -> Result<CommitResult, IndexError> {
-        let mut tx = self.pool.begin_with(BEGIN).await?;
         let file = &upload.file;
-        // Everything the checks below are about; contenders wait here, then see the winner.
-        lock_keys(
-            &mut tx,
-            vec![
+        // Everything the rule's checks are about; contenders wait here, then see the winner.
+        let mut tx = self
+            .begin_locked(vec![
                 project_key(&upload.project.normalized_name),
                 lock_key("wharf.filename", &file.filename),
                 lock_key("wharf.sha256", &file.sha256_digest),
                 lock_key("wharf.blake2_256", &file.blake2_256_digest),
-            ],
-        )
-        .await?;
-        let candidate = FileCandidate {
-            normalized_name: &upload.project.normalized_name,
-            canonical_version: &upload.release.canonical_version,
-            filename: &file.filename,
-            packagetype: &file.packagetype,
-            sha256_digest: &file.sha256_digest,
-            blake2_256_digest: &file.blake2_256_digest,
-            closed_release_after_micros: upload.closed_release_after_micros,
-            now_micros: upload.now_micros,
-        };
-        let admission = check_file_on(&mut tx, &candidate).await?;
-        match admission {
-            FileAdmission::New => {}
-            FileAdmission::Identical(existing) => {
-                let _ = tx.rollback().await;
-                return Ok(CommitResult::Identical(existing));
-            }
-            FileAdmission::Refused(refusal) => {
-                let _ = tx.rollback().await;
-                return Ok(CommitResult::Refused(refusal));
-            }
-        }
-
-        let now = upload.now_micros;
-        let project: Option<(String, String)> =
-            sqlx::query_as("SELECT id, name FROM projects WHERE normalized_name = $1")
-                .bind(&upload.project.normalized_name)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if project.is_none() && upload.project.create_with_owner.is_none() {
-            let _ = tx.rollback().await;
-            return Ok(CommitResult::Refused(FileRefusal::ProjectMissing));
-        }
-        lock_journal(&mut tx).await?;
-        let mut project_created = false;
-        let project_id = match (project, &upload.project.create_with_owner) {
-            (Some((id, name)), creator) => {
-                if let Some(creator) = creator {
-                    let role: Option<String> = sqlx::query_scalar(
-                        "SELECT role FROM roles WHERE project_id = $1 AND user_id = $2",
-                    )
-                    .bind(&id)
-                    .bind(creator)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    if role.is_none() {
-                        let _ = tx.rollback().await;
-                        return Ok(CommitResult::Refused(FileRefusal::UploaderNotAllowed {
-                            project_name: name,
-                        }));
-                    }
-                }
-                if name != upload.project.name {
-                    // PyPI renames the display name to the spelling of the latest upload.
-                    sqlx::query("UPDATE projects SET name = $2 WHERE id = $1")
-                        .bind(&id)
-                        .bind(&upload.project.name)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                id
-            }
-            (None, Some(owner_id)) => {
-                project_created = true;
-                create_project_on(
-                    &mut tx,
-                    &upload.project,
-                    owner_id,
-                    &upload.submitted_by,
-                    now,
-                )
-                .await?
-            }
-            (None, None) => unreachable!("refused above"),
-        };
-
-        let release_id: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM releases WHERE project_id = $1 AND canonical_version = $2",
-        )
-        .bind(&project_id)
-        .bind(&upload.release.canonical_version)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let release_id = match release_id {
-            Some(id) => id,
-            None => {
-                let id = Uuid::new_v4().to_string();
-                sqlx::query(
-                    "INSERT INTO releases (id, project_id, version, canonical_version, \
-                     is_prerelease, requires_python, metadata, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                )
-                .bind(&id)
-                .bind(&project_id)
-                .bind(&upload.release.version)
-                .bind(&upload.release.canonical_version)
-                .bind(upload.release.is_prerelease)
-                .bind(&upload.release.requires_python)
-                .bind(&upload.release.metadata_json)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                append_journal(
-                    &mut tx,
-                    &upload.project.name,
-                    Some(&upload.release.version),
-                    "new release",
-                    &upload.submitted_by,
-                    now,
-                )
-                .await?;
-                id
-            }
-        };
-
-        sqlx::query(
-            "INSERT INTO files (id, release_id, filename, packagetype, python_version, size, \
-             md5_digest, sha256_digest, blake2_256_digest, path, upload_time, comment_text, \
-             uploaded_via, requires_python, metadata_sha256, metadata_blake2_256, upload_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
-        )
-        .bind(Uuid::new_v4().to_string())
-        .bind(&release_id)
-        .bind(&file.filename)
-        .bind(&file.packagetype)
-        .bind(&file.python_version)
-        .bind(file.size)
-        .bind(&file.md5_digest)
-        .bind(&file.sha256_digest)
-        .bind(&file.blake2_256_digest)
-        .bind(&file.path)
-        .bind(now)
-        .bind(&file.comment_text)
-        .bind(&file.uploaded_via)
-        .bind(&file.requires_python)
-        .bind(&file.metadata_sha256)
-        .bind(&file.metadata_blake2_256)
-        .bind(&upload.upload_id)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("INSERT INTO file_registry (filename) VALUES ($1)")
-            .bind(&file.filename)
-            .execute(&mut *tx)
+            ])
             .await?;
-        let action = format!("add {} file {}", file.python_version, file.filename);
-        let serial = append_journal(
-            &mut tx,
-            &upload.project.name,
-            Some(&upload.release.version),
-            &action,
-            &upload.submitted_by,
-            now,
-        )
-        .await?;
-        sqlx::query("UPDATE files SET serial = $1 WHERE upload_id = $2")
-            .bind(serial)
-            .bind(&upload.upload_id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "UPDATE projects SET last_serial = $2, total_size = total_size + $3 WHERE id = $1",
-        )
-        .bind(&project_id)
-        .bind(serial)
-        .bind(file.size)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(CommitResult::Published {
-            serial,
-            project_created,
-        })
+        let result = rules::commit_upload(&mut Tx(&mut tx), upload).await?;
+        finish(tx, matches!(result, CommitResult::Published { .. })).await?;
+        Ok(result)
     }
 }
 
+/// Commits `tx` if the rule wrote something to keep, else rolls it back (a refusal wrote
+/// nothing; rolling back at once frees the locks without waiting for the pool).
+async fn finish(
+    tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    keep: bool,
+) -> Result<(), IndexError> {
+    if keep {
+        tx.commit().await?;
+    } else {
+        let _ = tx.rollback().await;
+    }
+    Ok(())
+}
+
 #[async_trait]
-impl IndexRepo for PgIndex {
+impl Health for PgIndex {
     async fn ping(&self) -> Result<(), IndexError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
 
-    fn pool_usage(&self) -> crate::PoolUsage {
-        crate::PoolUsage::of(&self.pool)
+    fn pool_usage(&self) -> PoolUsage {
+        PoolUsage::of(&self.pool)
     }
+}
 
+#[async_trait]
+impl Accounts for PgIndex {
     async fn create_user(&self, name: &str, now_micros: i64) -> Result<User, IndexError> {
         let user = User {
             id: Uuid::new_v4().to_string(),
@@ -789,7 +410,9 @@ impl IndexRepo for PgIndex {
     }
 
     async fn insert_token(&self, token: &NewToken) -> Result<(), IndexError> {
-        insert_token_on(&mut *self.pool.acquire().await?, token).await
+        Tx(&mut *self.pool.acquire().await?)
+            .insert_token(token)
+            .await
     }
 
     async fn find_token(&self, id: &str) -> Result<Option<TokenRecord>, IndexError> {
@@ -830,14 +453,14 @@ impl IndexRepo for PgIndex {
             .await?;
         Ok(())
     }
+}
 
+#[async_trait]
+impl Projects for PgIndex {
     async fn find_project(&self, normalized_name: &str) -> Result<Option<Project>, IndexError> {
-        Ok(
-            sqlx::query_as(concat!(select_project!(), "WHERE normalized_name = $1"))
-                .bind(normalized_name)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
+        Tx(&mut *self.pool.acquire().await?)
+            .project(normalized_name)
+            .await
     }
 
     async fn find_projects_by_ultranormalized(
@@ -853,18 +476,26 @@ impl IndexRepo for PgIndex {
         .await?)
     }
 
+    async fn list_projects(&self) -> Result<Vec<Project>, IndexError> {
+        Ok(sqlx::query_as(concat!(
+            select_project!(),
+            "ORDER BY normalized_name COLLATE \"C\""
+        ))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
+
+#[async_trait]
+impl Roles for PgIndex {
     async fn user_role(
         &self,
         project_id: &str,
         user_id: &str,
     ) -> Result<Option<String>, IndexError> {
-        Ok(
-            sqlx::query_scalar("SELECT role FROM roles WHERE project_id = $1 AND user_id = $2")
-                .bind(project_id)
-                .bind(user_id)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
+        Tx(&mut *self.pool.acquire().await?)
+            .role(project_id, user_id)
+            .await
     }
 
     async fn project_roles(&self, project_id: &str) -> Result<Vec<(String, String)>, IndexError> {
@@ -876,16 +507,10 @@ impl IndexRepo for PgIndex {
         .fetch_all(&self.pool)
         .await?)
     }
+}
 
-    async fn list_projects(&self) -> Result<Vec<Project>, IndexError> {
-        Ok(sqlx::query_as(concat!(
-            select_project!(),
-            "ORDER BY normalized_name COLLATE \"C\""
-        ))
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
+#[async_trait]
+impl Releases for PgIndex {
     async fn max_serial(&self) -> Result<i64, IndexError> {
         let serial: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM journal")
             .fetch_one(&self.pool)
@@ -924,7 +549,33 @@ impl IndexRepo for PgIndex {
             self.try_set_release_yanked(change, now_micros)
         )
     }
+}
 
+#[async_trait]
+impl Uploads for PgIndex {
+    async fn find_file_by_upload_id(
+        &self,
+        upload_id: &str,
+    ) -> Result<Option<FileRecord>, IndexError> {
+        Ok(
+            sqlx::query_as(concat!(select_file_record!(), "WHERE f.upload_id = $1"))
+                .bind(upload_id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn check_file(&self, candidate: &FileCandidate<'_>) -> Result<FileAdmission, IndexError> {
+        rules::check_file(&mut Tx(&mut *self.pool.acquire().await?), candidate).await
+    }
+
+    async fn commit_upload(&self, upload: &NewUpload) -> Result<CommitResult, IndexError> {
+        retry_races!("commit_upload", self.try_commit_upload(upload))
+    }
+}
+
+#[async_trait]
+impl TrustedPublishing for PgIndex {
     async fn insert_issuer(&self, issuer: &IssuerRecord) -> Result<(), IndexError> {
         let inserted = sqlx::query(
             "INSERT INTO oidc_issuers (name, kind, url, allow_http, created_at) \
@@ -1086,7 +737,7 @@ impl IndexRepo for PgIndex {
             expires_at,
             now,
         };
-        claim_jti_on(&mut *self.pool.acquire().await?, &claim).await
+        Tx(&mut *self.pool.acquire().await?).claim_jti(&claim).await
     }
 
     async fn record_minted_token(
@@ -1098,18 +749,31 @@ impl IndexRepo for PgIndex {
         now_micros: i64,
     ) -> Result<bool, IndexError> {
         let mut tx = self.pool.begin().await?;
-        if let Some(claim) = claim
-            && !claim_jti_on(&mut tx, claim).await?
-        {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        insert_token_on(&mut tx, token).await?;
-        record_audit_on(&mut tx, audit_kind, audit_detail, now_micros).await?;
-        tx.commit().await?;
-        Ok(true)
+        let recorded = rules::record_minted_token(
+            &mut Tx(&mut tx),
+            claim,
+            token,
+            audit_kind,
+            audit_detail,
+            now_micros,
+        )
+        .await?;
+        finish(tx, recorded).await?;
+        Ok(recorded)
     }
 
+    async fn delete_publisher_token(&self, id: &str) -> Result<bool, IndexError> {
+        let result =
+            sqlx::query("DELETE FROM api_tokens WHERE id = $1 AND publisher_id IS NOT NULL")
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        Ok(result.rows_affected() > 0)
+    }
+}
+
+#[async_trait]
+impl RateLimits for PgIndex {
     async fn rate_limit(
         &self,
         scope: &str,
@@ -1151,44 +815,19 @@ impl IndexRepo for PgIndex {
                 .await?;
         Ok(limited_until(tat, limit))
     }
+}
 
-    async fn delete_publisher_token(&self, id: &str) -> Result<bool, IndexError> {
-        let result =
-            sqlx::query("DELETE FROM api_tokens WHERE id = $1 AND publisher_id IS NOT NULL")
-                .bind(id)
-                .execute(&self.pool)
-                .await?;
-        Ok(result.rows_affected() > 0)
-    }
-
+#[async_trait]
+impl AuditLog for PgIndex {
     async fn record_audit(
         &self,
         kind: &str,
         detail: &str,
         now_micros: i64,
     ) -> Result<(), IndexError> {
-        record_audit_on(&mut *self.pool.acquire().await?, kind, detail, now_micros).await
-    }
-
-    async fn find_file_by_upload_id(
-        &self,
-        upload_id: &str,
-    ) -> Result<Option<FileRecord>, IndexError> {
-        Ok(
-            sqlx::query_as(concat!(select_file_record!(), "WHERE f.upload_id = $1"))
-                .bind(upload_id)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
-    }
-
-    async fn check_file(&self, candidate: &FileCandidate<'_>) -> Result<FileAdmission, IndexError> {
-        let mut conn = self.pool.acquire().await?;
-        check_file_on(&mut conn, candidate).await
-    }
-
-    async fn commit_upload(&self, upload: &NewUpload) -> Result<CommitResult, IndexError> {
-        retry_races!("commit_upload", self.try_commit_upload(upload))
+        Tx(&mut *self.pool.acquire().await?)
+            .record_audit(kind, detail, now_micros)
+            .await
     }
 }
 

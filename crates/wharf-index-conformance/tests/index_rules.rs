@@ -1,6 +1,6 @@
-//! Conformance suite of the [`IndexRepo`] rules (spec a.4 steps 17–20 and 24, a.6, a.7).
+//! Conformance suite of the index rules ([`wharf_index::rules`] and the ports) (spec a.4 steps 17–20 and 24, a.6, a.7).
 //!
-//! Every rule is an `async fn(&dyn Harness)` that talks to the index through `&dyn IndexRepo`
+//! Every rule is an `async fn(&dyn Harness)` that talks to the index through `&dyn Index`
 //! only; the few things the trait cannot do (deleting a file row, reading the journal) go
 //! through the [`Harness`], which each backend implements with raw SQL. The `conformance!`
 //! macro turns every rule into one `#[tokio::test]` per backend, on a fresh database.
@@ -20,10 +20,11 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
 use wharf_core::Version;
 use wharf_core::name::{normalize, ultranormalize};
+use wharf_index::prelude::*;
 use wharf_index::{
-    CommitResult, FileAdmission, FileCandidate, FileRefusal, IndexError, IndexRepo, IssuerRecord,
-    JtiClaim, NewFile, NewPublisher, NewToken, NewUpload, ProjectTarget, RateLimit, RateVerdict,
-    ReifyResult, ReleaseTarget, User, YankChange,
+    CommitResult, FileAdmission, FileCandidate, FileRefusal, IssuerRecord, JtiClaim, NewFile,
+    NewPublisher, NewToken, NewUpload, ProjectTarget, RateLimit, RateVerdict, ReifyResult,
+    ReleaseTarget, User, YankChange,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -41,14 +42,14 @@ struct JournalRow {
 }
 
 /// What a backend provides to the suite: a fresh index plus the raw operations the
-/// [`IndexRepo`] API deliberately does not offer.
+/// [`Index`] API deliberately does not offer.
 #[async_trait]
 trait Harness: Send + Sync {
     /// The index under test (fresh and empty for every test).
-    fn index(&self) -> Arc<dyn IndexRepo>;
+    fn index(&self) -> Arc<dyn Index>;
     /// Another index instance on the same database, with its own connection pool (as
     /// another gateway, worker or verifier process would have).
-    async fn another_index(&self) -> Arc<dyn IndexRepo>;
+    async fn another_index(&self) -> Arc<dyn Index>;
     /// The audit events as `(kind, detail, created_at)`, oldest first.
     async fn audit_events(&self) -> Vec<(String, String, i64)>;
     /// Deletes a file row directly (as an administrator removing a file would), keeping the
@@ -58,11 +59,11 @@ trait Harness: Send + Sync {
     async fn journal(&self) -> Vec<JournalRow>;
 }
 
-/// [`wharf_index::SqliteIndex`] on a temp-file database.
+/// [`wharf_index_sqlite::SqliteIndex`] on a temp-file database.
 struct SqliteHarness {
     _dir: tempfile::TempDir,
     path: std::path::PathBuf,
-    index: Arc<wharf_index::SqliteIndex>,
+    index: Arc<wharf_index_sqlite::SqliteIndex>,
     raw: SqlitePool,
 }
 
@@ -70,7 +71,7 @@ impl SqliteHarness {
     async fn new() -> SqliteHarness {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("index.sqlite3");
-        let index = wharf_index::SqliteIndex::open(&path)
+        let index = wharf_index_sqlite::SqliteIndex::open(&path)
             .await
             .expect("open sqlite index");
         let raw = SqlitePool::connect_with(SqliteConnectOptions::new().filename(&path))
@@ -87,13 +88,13 @@ impl SqliteHarness {
 
 #[async_trait]
 impl Harness for SqliteHarness {
-    fn index(&self) -> Arc<dyn IndexRepo> {
-        Arc::clone(&self.index) as Arc<dyn IndexRepo>
+    fn index(&self) -> Arc<dyn Index> {
+        Arc::clone(&self.index) as Arc<dyn Index>
     }
 
-    async fn another_index(&self) -> Arc<dyn IndexRepo> {
+    async fn another_index(&self) -> Arc<dyn Index> {
         Arc::new(
-            wharf_index::SqliteIndex::open(&self.path)
+            wharf_index_sqlite::SqliteIndex::open(&self.path)
                 .await
                 .expect("open another sqlite index"),
         )
@@ -152,12 +153,12 @@ fn postgres_unreachable(url: &str, error: &dyn std::fmt::Display) -> ! {
     )
 }
 
-/// [`wharf_index::PgIndex`] on a fresh database `wharf_test_<uuid>`, dropped afterwards.
+/// [`wharf_index_postgres::PgIndex`] on a fresh database `wharf_test_<uuid>`, dropped afterwards.
 struct PgHarness {
     admin: PgConnectOptions,
     database: String,
     url: String,
-    index: Arc<wharf_index::PgIndex>,
+    index: Arc<wharf_index_postgres::PgIndex>,
     raw: PgPool,
 }
 
@@ -179,7 +180,7 @@ impl PgHarness {
             .await
             .unwrap_or_else(|error| panic!("CREATE DATABASE {database} via {admin_url}: {error}"));
         let url = admin.clone().database(&database).to_url_lossy().to_string();
-        let index = wharf_index::PgIndex::connect(&url)
+        let index = wharf_index_postgres::PgIndex::connect(&url)
             .await
             .expect("connect PgIndex");
         let raw = PgPoolOptions::new()
@@ -223,16 +224,19 @@ impl Drop for PgHarness {
 
 #[async_trait]
 impl Harness for PgHarness {
-    fn index(&self) -> Arc<dyn IndexRepo> {
-        Arc::clone(&self.index) as Arc<dyn IndexRepo>
+    fn index(&self) -> Arc<dyn Index> {
+        Arc::clone(&self.index) as Arc<dyn Index>
     }
 
-    async fn another_index(&self) -> Arc<dyn IndexRepo> {
+    async fn another_index(&self) -> Arc<dyn Index> {
         let options: PgConnectOptions = self.url.parse().expect("test database URL");
         Arc::new(
-            wharf_index::PgIndex::connect_with(options, PgPoolOptions::new().max_connections(2))
-                .await
-                .expect("connect another PgIndex"),
+            wharf_index_postgres::PgIndex::connect_with(
+                options,
+                PgPoolOptions::new().max_connections(2),
+            )
+            .await
+            .expect("connect another PgIndex"),
         )
     }
 
@@ -280,6 +284,7 @@ macro_rules! conformance {
         conformance!(@tests $harness;
             ping_answers,
             commit_creates_project_with_owner_release_and_file,
+            commit_returns_the_file_as_stored_in_an_existing_release,
             later_commits_reuse_project_and_release,
             serials_increase,
             identical_reupload_is_a_noop,
@@ -537,7 +542,7 @@ impl Upload {
     }
 
     /// `check_file` for this upload.
-    async fn check(&self, index: &dyn IndexRepo) -> FileAdmission {
+    async fn check(&self, index: &dyn Index) -> FileAdmission {
         let (normalized, canonical) = (self.normalized_name(), self.canonical_version());
         let (sha256, blake2) = (self.sha256(), self.blake2_256());
         index
@@ -547,7 +552,7 @@ impl Upload {
     }
 
     /// `commit_upload` for this upload (fresh upload id).
-    async fn commit(&self, index: &dyn IndexRepo) -> CommitResult {
+    async fn commit(&self, index: &dyn Index) -> CommitResult {
         index
             .commit_upload(&self.new_upload())
             .await
@@ -555,7 +560,7 @@ impl Upload {
     }
 
     /// `commit_upload` that must publish; returns the serial.
-    async fn publish(&self, index: &dyn IndexRepo) -> i64 {
+    async fn publish(&self, index: &dyn Index) -> i64 {
         match self.commit(index).await {
             CommitResult::Published { serial, .. } => serial,
             other => panic!("{} not published: {other:?}", self.filename),
@@ -570,11 +575,11 @@ impl Upload {
     }
 }
 
-async fn user(index: &dyn IndexRepo, name: &str) -> User {
+async fn user(index: &dyn Index, name: &str) -> User {
     index.create_user(name, T0).await.expect("create user")
 }
 
-async fn project_id(index: &dyn IndexRepo, normalized: &str) -> String {
+async fn project_id(index: &dyn Index, normalized: &str) -> String {
     index
         .find_project(normalized)
         .await
@@ -583,7 +588,7 @@ async fn project_id(index: &dyn IndexRepo, normalized: &str) -> String {
         .id
 }
 
-async fn file_count(index: &dyn IndexRepo, normalized: &str) -> usize {
+async fn file_count(index: &dyn Index, normalized: &str) -> usize {
     match index.find_project(normalized).await.expect("find_project") {
         Some(project) => index
             .project_files(&project.id)
@@ -619,6 +624,7 @@ async fn commit_creates_project_with_owner_release_and_file(h: &dyn Harness) {
     let new_upload = up.new_upload();
     let result = index.commit_upload(&new_upload).await.expect("commit");
     let CommitResult::Published {
+        file: committed,
         serial,
         project_created,
     } = result
@@ -699,6 +705,8 @@ async fn commit_creates_project_with_owner_release_and_file(h: &dyn Harness) {
             .as_ref(),
         Some(file)
     );
+    // What the commit returned is the row as stored (the worker does not read it back).
+    assert_eq!(*committed, *file);
     assert_eq!(
         index
             .find_file_by_upload_id("no-such-upload")
@@ -1151,6 +1159,46 @@ async fn new_project_needs_an_owner(h: &dyn Harness) {
     );
 }
 
+/// A file added to an existing (yanked) release: the returned record carries the release's
+/// version as first spelled and its yank state, exactly as a read of the row gives them.
+async fn commit_returns_the_file_as_stored_in_an_existing_release(h: &dyn Harness) {
+    let index = h.index();
+    let index = index.as_ref();
+    let alice = user(index, "alice").await;
+    Upload::wheel("demo", "1.0", &alice).publish(index).await;
+    let yank = YankChange {
+        normalized_name: "demo",
+        canonical_version: "1",
+        yank_reason: Some("broken"),
+        submitted_by: "alice",
+    };
+    assert!(index.set_release_yanked(&yank, T0).await.expect("yank"));
+
+    // "1.0.0" is the same release as "1.0" (canonical "1").
+    let sdist = Upload::sdist("demo", "1.0.0", &alice);
+    let new_upload = sdist.new_upload();
+    let CommitResult::Published {
+        file: committed,
+        serial,
+        project_created,
+    } = index.commit_upload(&new_upload).await.expect("commit")
+    else {
+        panic!("not published");
+    };
+    assert!(!project_created);
+    assert_eq!(committed.version, "1.0");
+    assert!(committed.yanked);
+    assert_eq!(committed.yanked_reason, "broken");
+    assert_eq!(committed.serial, serial);
+    assert_eq!(
+        index
+            .find_file_by_upload_id(&new_upload.upload_id)
+            .await
+            .expect("by upload id"),
+        Some(*committed)
+    );
+}
+
 /// Two users were both allowed to create a project that did not exist yet; the one who
 /// commits second finds it owned by the other and is refused, never added to it.
 async fn racing_creator_without_a_role_is_refused(h: &dyn Harness) {
@@ -1502,7 +1550,7 @@ async fn users_are_unique_by_name(h: &dyn Harness) {
 }
 
 /// Runs `uploads` as concurrent `commit_upload` calls sharing one index.
-async fn commit_concurrently(index: Arc<dyn IndexRepo>, uploads: Vec<Upload>) -> Vec<CommitResult> {
+async fn commit_concurrently(index: Arc<dyn Index>, uploads: Vec<Upload>) -> Vec<CommitResult> {
     let barrier = Arc::new(tokio::sync::Barrier::new(uploads.len()));
     let tasks: Vec<_> = uploads
         .into_iter()
@@ -1540,13 +1588,17 @@ async fn race_conflicting_uploads_have_one_winner(h: &dyn Harness) {
         .collect();
     assert_eq!(winners.len(), 1, "{results:?}");
     let winner = winners[0];
-    assert_eq!(
-        results[winner],
-        CommitResult::Published {
-            serial: index.max_serial().await.expect("max_serial"),
-            project_created: true,
-        }
-    );
+    let CommitResult::Published {
+        file,
+        serial,
+        project_created,
+    } = &results[winner]
+    else {
+        unreachable!("the winner published");
+    };
+    assert_eq!(*serial, index.max_serial().await.expect("max_serial"));
+    assert!(*project_created);
+    assert_eq!(file.sha256_digest, uploads[winner].sha256());
     for (i, result) in results.iter().enumerate() {
         if i != winner {
             assert_eq!(
@@ -1634,7 +1686,7 @@ async fn race_new_project_is_created_once(h: &dyn Harness) {
 }
 
 /// `count` more index instances on the same database, each with its own pool.
-async fn other_indexes(h: &dyn Harness, count: usize) -> Vec<Arc<dyn IndexRepo>> {
+async fn other_indexes(h: &dyn Harness, count: usize) -> Vec<Arc<dyn Index>> {
     let mut indexes = Vec::with_capacity(count);
     for _ in 0..count {
         indexes.push(h.another_index().await);
@@ -1644,10 +1696,10 @@ async fn other_indexes(h: &dyn Harness, count: usize) -> Vec<Arc<dyn IndexRepo>>
 
 /// Runs `operation` on every index at once (released together by a barrier), as that many
 /// processes would; the results in index order.
-async fn on_every_index_at_once<T, F, Fut>(indexes: Vec<Arc<dyn IndexRepo>>, operation: F) -> Vec<T>
+async fn on_every_index_at_once<T, F, Fut>(indexes: Vec<Arc<dyn Index>>, operation: F) -> Vec<T>
 where
     T: Send + 'static,
-    F: Fn(Arc<dyn IndexRepo>) -> Fut,
+    F: Fn(Arc<dyn Index>) -> Fut,
     Fut: std::future::Future<Output = T> + Send + 'static,
 {
     let barrier = Arc::new(tokio::sync::Barrier::new(indexes.len()));
@@ -1670,7 +1722,7 @@ where
 }
 
 /// Runs `uploads[i]` on `indexes[i]`, all at once.
-async fn commit_across(indexes: &[Arc<dyn IndexRepo>], uploads: Vec<Upload>) -> Vec<CommitResult> {
+async fn commit_across(indexes: &[Arc<dyn Index>], uploads: Vec<Upload>) -> Vec<CommitResult> {
     assert_eq!(indexes.len(), uploads.len());
     let barrier = Arc::new(tokio::sync::Barrier::new(uploads.len()));
     let tasks: Vec<_> = uploads
@@ -1787,6 +1839,7 @@ async fn race_new_project_across_pools(h: &dyn Harness) {
             CommitResult::Published {
                 serial,
                 project_created,
+                ..
             } => {
                 created += usize::from(*project_created);
                 serials.push(*serial);
@@ -2410,7 +2463,7 @@ mod postgres_only {
         let tasks: Vec<_> = (0..8)
             .map(|_| {
                 let url = url.clone();
-                tokio::spawn(async move { wharf_index::PgIndex::connect(&url).await })
+                tokio::spawn(async move { wharf_index_postgres::PgIndex::connect(&url).await })
             })
             .collect();
         for task in tasks {
@@ -2422,17 +2475,19 @@ mod postgres_only {
             .await
             .expect("migrations");
         // Each migration applied exactly once, however many processes raced.
-        let migrations =
-            std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"))
-                .expect("migrations dir")
-                .count();
+        let migrations = std::fs::read_dir(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../wharf-index-postgres/migrations"
+        ))
+        .expect("migrations dir")
+        .count();
         assert_eq!(applied, i64::try_from(migrations).expect("count"));
     }
 
     /// An unreachable server is a transient error (the services answer 503 and retry).
     #[tokio::test]
     async fn unreachable_server_is_transient() {
-        let error = wharf_index::PgIndex::connect("postgres://wharf@127.0.0.1:1/wharf")
+        let error = wharf_index_postgres::PgIndex::connect("postgres://wharf@127.0.0.1:1/wharf")
             .await
             .expect_err("nothing listens on port 1");
         assert!(error.is_transient(), "{error:?}");
