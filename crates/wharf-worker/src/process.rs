@@ -373,9 +373,9 @@ impl StorageWorker {
             .observe_stage(Stage::IndexCommit, started.elapsed());
         match result {
             CommitResult::Published {
+                file,
                 project_created,
                 serial,
-                ..
             } => {
                 if project_created {
                     let created = serde_json::json!({
@@ -392,11 +392,6 @@ impl StorageWorker {
                         tracing::warn!(error = %error, "could not publish the project.created event");
                     }
                 }
-                let file = self
-                    .index
-                    .find_file_by_upload_id(&event.upload_id)
-                    .await?
-                    .ok_or_else(|| ProcessError::BadEvent("committed file not found".to_owned()))?;
                 Ok(published(event, &project_name, &file, false))
             }
             CommitResult::Identical(existing) => {
