@@ -1,6 +1,6 @@
 //! The PostgreSQL adapter of the [`wharf_index`] ports, used by the scaled mode: any number of
 //! gateways, workers and verifiers share one database. The rules are [`wharf_index::rules`],
-//! run over [`Tx`], this adapter's [`Queries`]; this file decides only how they are isolated.
+//! run over `Tx`, this adapter's [`Queries`]; this file decides only how they are isolated.
 //!
 //! # Concurrency
 //!
@@ -17,10 +17,11 @@
 //!   `Refused(FileExists)` just as SQLite would.
 //! - Locks are taken in ascending key order, so two transactions never wait for each other in
 //!   a cycle.
-//! - Before its first write, a transaction also takes one global "journal" lock, held until
-//!   commit. Serials (journal ids) are therefore handed out in commit order: a reader that sees
-//!   serial `n` also sees every change with a smaller serial, as with SQLite. The lock covers
-//!   only the short write phase; the checks of different files still run in parallel.
+//! - Before its first write ([`Queries::begin_writes`]), a transaction also takes one global
+//!   "journal" lock, held until commit. Serials (journal ids) are therefore handed out in
+//!   commit order: a reader that sees serial `n` also sees every change with a smaller serial,
+//!   as with SQLite. The lock covers only the short write phase; the checks of different files
+//!   still run in parallel.
 //! - The unique constraints stay the last line of defence. A unique violation (`23505`), a
 //!   serialization failure (`40001`) or a deadlock (`40P01`) rolls the transaction back and
 //!   retries it (bounded); the retry's checks then see the committed winner, so such a race

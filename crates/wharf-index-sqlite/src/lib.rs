@@ -3,7 +3,7 @@
 //! Every writing transaction is `BEGIN IMMEDIATE` on the single writer connection: it takes
 //! SQLite's write lock up front, so a rule's checks and its writes see the same state and two
 //! concurrent commits of one filename cannot both pass. The rules themselves are
-//! [`wharf_index::rules`], run over [`Tx`], this adapter's [`Queries`].
+//! [`wharf_index::rules`], run over `Tx`, this adapter's [`Queries`].
 
 use std::path::Path;
 use std::str::FromStr;
