@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::{Extensions, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use tracing::{Instrument, info_span, instrument};
+use tracing::instrument;
 use wharf_core::refusal::{ErrorCode, Refusal};
 use wharf_proto::v1::{
     BurnTokenRequest, MintTokenRequest, OidcAudienceRequest, mint_token_response,
@@ -98,17 +98,8 @@ pub(crate) async fn mint_token(
         },
     };
     let mut verifier = gateway.verifier.clone();
-    let response = match verifier
-        .mint_token(request)
-        .instrument(info_span!(
-            "gateway.verifier.mint_token",
-            otel.kind = "client",
-            rpc.system = "grpc",
-            rpc.service = "wharf.v1.Verifier",
-            rpc.method = "MintToken",
-        ))
-        .await
-    {
+    // The client span (`gateway.verifier.mint_token`) is the transport's.
+    let response = match verifier.mint_token(request).await {
         Ok(response) => response.into_inner(),
         Err(status) => return verifier_unavailable(&status),
     };

@@ -4,6 +4,10 @@
 //! content type, then the bytes stream to a staging object (size limits enforced while
 //! streaming, nothing buffered whole), and the storage worker does the rest; its answer
 //! becomes this response.
+//!
+//! [`Upload::run`] reads top to bottom: each phase is a function from one typed value to the
+//! next (`Received` → `FormHead` → `Authorized` → `Staged` → the worker's verdict), and the
+//! verifier is asked once, with the project the form names, in `Upload::authorize`.
 
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
@@ -21,11 +25,9 @@ use wharf_core::messages;
 use wharf_core::name;
 use wharf_core::refusal::{ErrorCode, Refusal};
 use wharf_core::version::Version;
+use wharf_proto::UploadVerdicts;
 use wharf_proto::v1::upload_outcome::Result as OutcomeResult;
-use wharf_proto::v1::{
-    AuthenticateRequest, AuthorizeUploadRequest, FileStaged, Identity, UploadGrant, Uploader,
-    authenticate_response, authorize_upload_response,
-};
+use wharf_proto::v1::{AuthorizeUploadRequest, FileStaged, Identity, UploadGrant, Uploader};
 use wharf_telemetry::{Stage, UploadResult, propagation};
 
 use crate::Gateway;
@@ -150,7 +152,7 @@ pub(crate) async fn moved_to_legacy(
     refusal_response(Api::Upload(&headers), &Refusal::gone(message))
 }
 
-/// One upload request in progress.
+/// One upload request in progress: what every phase needs.
 struct Upload<'a> {
     gateway: &'a Gateway,
     headers: &'a HeaderMap,
@@ -158,40 +160,108 @@ struct Upload<'a> {
     client_ip: Option<IpAddr>,
 }
 
-/// A staged distribution: the part has been fully written to staging.
+/// Phase 1: the request before its body is read, with the credential from its headers.
+struct Received {
+    token: String,
+    /// The query string named `:action` (and it was `file_upload`).
+    action_seen: bool,
+    body: Body,
+}
+
+/// Phase 2: the form up to its file part.
+struct FormHead {
+    token: String,
+    fields: Vec<(String, String)>,
+    action_seen: bool,
+    end: HeadEnd,
+}
+
+/// What ended the head of the form.
+enum HeadEnd {
+    /// The file part.
+    File(Box<FileAhead>),
+    /// The end of the form, without a file.
+    NoFile,
+    /// A refusal of the body, kept until the identity is known: PyPI checks it first.
+    Refused(Refusal),
+}
+
+/// The file part the head ended at, with the reader that holds the rest of the form, and the
+/// checks PyPI makes on reaching it before it asks about the project ([`check_file_form`]).
+struct FileAhead {
+    reader: FormReader,
+    field: Box<multer::Field<'static>>,
+    form: Result<ValidatedUpload, Refusal>,
+}
+
+/// Phase 3: identity, form, project permission, filename and content type all passed; the
+/// file part is next to read.
+struct Authorized {
+    identity: Identity,
+    grant: UploadGrant,
+    form: ValidatedUpload,
+    fields: Vec<(String, String)>,
+    action_seen: bool,
+    reader: FormReader,
+    field: Box<multer::Field<'static>>,
+    filename: String,
+}
+
+/// Phase 4: the file is in staging and the whole form has been read and checked.
 struct Staged {
+    identity: Identity,
+    grant: UploadGrant,
+    form: ValidatedUpload,
     filename: String,
     size: u64,
 }
 
 impl Upload<'_> {
+    /// The upload, phase by phase, each consuming the one before (PyPI's order, spec §a.4).
     async fn run(&self, query: Option<&str>, body: Body) -> Result<UploadResult, Refusal> {
+        let received = self.receive(query, body).await?;
+        let head = self.read_head(received).await;
+        let authorized = self.authorize(head).await?;
+        let staged = self.stage(authorized).await?;
+        self.publish_and_wait(staged).await
+    }
+
+    /// The checks that need no body: the query's `:action`, the per-address limit (before
+    /// anything else: it also slows down token guessing) and the credential's form.
+    async fn receive(&self, query: Option<&str>, body: Body) -> Result<Received, Refusal> {
         let query_action = action_from_query(query);
         if let Some(action) = &query_action {
             check_action(action)?;
         }
-        // Per address before anything else (it also slows down token guessing), per token
-        // once the token is known to be real.
         if let Some(ip) = self.client_ip {
             self.gateway
                 .check_rate(Limited::UploadPerIp, &ip.to_string())
                 .await?;
         }
         let token = token_from_headers(self.headers)?;
-        let identity = self.authenticate(&token).await?;
-        if !identity.token_id.is_empty() {
-            self.gateway
-                .check_rate(Limited::UploadPerToken, &identity.token_id)
-                .await?;
-        }
+        Ok(Received {
+            token,
+            action_seen: query_action.is_some(),
+            body,
+        })
+    }
 
+    /// Reads the text fields before the file part, so that the one authorization call can
+    /// name the project. Never fails: a refusal of the body waits in [`HeadEnd::Refused`].
+    async fn read_head(&self, received: Received) -> FormHead {
+        let Received {
+            token,
+            mut action_seen,
+            body,
+        } = received;
+        let mut fields = Vec::new();
         let content_type = self
             .headers
             .get(header::CONTENT_TYPE)
             .and_then(|value| value.to_str().ok())
             .unwrap_or_default();
         let settings = &self.gateway.settings;
-        let mut form_reader = FormReader::new(
+        let end = match FormReader::new(
             body.into_data_stream(),
             content_type,
             FormLimits {
@@ -199,100 +269,114 @@ impl Upload<'_> {
                 max_parts: settings.max_form_parts,
                 idle_timeout: settings.body_idle_timeout,
             },
-        )?;
-
-        let mut fields: Vec<(String, String)> = Vec::new();
-        let mut action_seen = query_action.is_some();
-        let mut staged: Option<Staged> = None;
-        let mut validated: Option<(ValidatedUpload, UploadGrant)> = None;
-        let mut fields_after_content = false;
-
-        let result = async {
-            while let Some(part) = form_reader.next_part().await? {
-                let (field_name, value) = match part {
-                    FormPart::Signature => continue,
-                    FormPart::Text { name, value } => (name, value),
-                    FormPart::File(mut field) => {
-                        if staged.is_some() {
-                            return Err(Refusal::bad_request(
-                                "Upload payload has more than one file.",
-                            ));
-                        }
-                        let filename = field.file_name().unwrap_or_default().to_owned();
-                        if filename.is_empty() {
-                            return Err(Refusal::bad_request(
-                                "Upload payload does not have a file.",
-                            ));
-                        }
-                        let checked = self
-                            .check_before_streaming(
-                                &token,
-                                &fields,
-                                &filename,
-                                field.content_type(),
-                            )
-                            .await?;
-                        if checked.1.may_create_project {
-                            self.check_new_project_rate(&identity).await?;
-                        }
-                        let size = self
-                            .stream_to_staging(&mut field, &checked.1, &checked.0)
-                            .await?;
-                        staged = Some(Staged { filename, size });
-                        validated = Some(checked);
-                        continue;
-                    }
-                };
-                if field_name == ":action" {
-                    check_action(&value)?;
-                    action_seen = true;
-                    continue;
-                }
-                if staged.is_some() {
-                    fields_after_content = true;
-                }
-                fields.push((field_name, value));
-            }
-            Ok(())
-        }
-        .await;
-        if let Err(refusal) = result {
-            self.discard_staging().await;
-            return Err(refusal);
-        }
-        if !action_seen {
-            self.discard_staging().await;
-            return Err(Refusal::bad_request(
-                "Missing :action. Use :action=file_upload to upload a distribution.",
-            ));
-        }
-        let (Some(staged), Some((mut form, mut grant))) = (staged, validated) else {
-            // PyPI reports form errors before a missing file.
-            validate_upload_form(&fields)?;
-            return Err(Refusal::bad_request("Upload payload does not have a file."));
+        ) {
+            Err(error) => HeadEnd::Refused(error.into()),
+            Ok(mut reader) => match next_field(&mut reader, &mut fields, &mut action_seen).await {
+                Ok(Some(field)) => HeadEnd::File(Box::new(FileAhead {
+                    form: check_file_form(&fields, field.file_name().unwrap_or_default()),
+                    reader,
+                    field,
+                })),
+                Ok(None) => HeadEnd::NoFile,
+                Err(refusal) => HeadEnd::Refused(refusal),
+            },
         };
-        if fields_after_content {
-            // Some fields came after the file: check the whole form again.
-            match self
-                .check_before_streaming(
-                    &token,
-                    &fields,
-                    &staged.filename,
-                    Some(&mime_octet_stream()),
-                )
-                .await
-            {
-                Ok((new_form, new_grant)) => {
-                    form = new_form;
-                    grant = new_grant;
-                }
-                Err(refusal) => {
-                    self.discard_staging().await;
-                    return Err(refusal);
-                }
-            }
+        FormHead {
+            token,
+            fields,
+            action_seen,
+            end,
         }
-        self.publish_and_wait(identity, grant, form, staged).await
+    }
+
+    /// The one authorization call, then its verdicts and the form's checks in PyPI's order:
+    /// identity, per-token limit (only for a token whose signature holds, so a forged token
+    /// cannot use up its victim's limit), the body, the form, the project permission, the
+    /// filename and content type, and the limits on creating projects.
+    async fn authorize(&self, head: FormHead) -> Result<Authorized, Refusal> {
+        let FormHead {
+            token,
+            fields,
+            action_seen,
+            end,
+        } = head;
+        // The call names the project only when its verdict can matter: a file part follows
+        // a valid form.
+        let project_name = match &end {
+            HeadEnd::File(file) => match &file.form {
+                Ok(form) => form.metadata.name.clone().unwrap_or_default(),
+                Err(_) => String::new(),
+            },
+            _ => String::new(),
+        };
+        let verdicts = self.call_verifier(token, project_name).await?;
+        let identity = verdicts.identity?;
+        if identity.signature_verified && !identity.token_id.is_empty() {
+            self.gateway
+                .check_rate(Limited::UploadPerToken, &identity.token_id)
+                .await?;
+        }
+        let (reader, field, form) = match end {
+            HeadEnd::Refused(refusal) => return Err(refusal),
+            HeadEnd::NoFile => {
+                if !action_seen {
+                    return Err(missing_action());
+                }
+                // PyPI reports form errors before a missing file.
+                validate_upload_form(&fields)?;
+                return Err(Refusal::bad_request("Upload payload does not have a file."));
+            }
+            HeadEnd::File(file) => {
+                let FileAhead {
+                    reader,
+                    field,
+                    form,
+                } = *file;
+                (reader, field, form?)
+            }
+        };
+        let grant = verdicts
+            .project
+            .unwrap_or_else(|| Err(Refusal::unavailable("The verifier")))?;
+        let filename = field.file_name().unwrap_or_default().to_owned();
+        check_filename(&form, &filename)?;
+        check_part_content_type(field.content_type())?;
+        if grant.may_create_project {
+            self.check_new_project_rate(&identity).await?;
+        }
+        Ok(Authorized {
+            identity,
+            grant,
+            form,
+            fields,
+            action_seen,
+            reader,
+            field,
+            filename,
+        })
+    }
+
+    /// `AuthorizeUpload`, the upload's only call to the verifier (its client span is the
+    /// transport's, see `wharf_telemetry::GrpcClientTrace`).
+    async fn call_verifier(
+        &self,
+        token: String,
+        project_name: String,
+    ) -> Result<UploadVerdicts, Refusal> {
+        let mut verifier = self.gateway.verifier.clone();
+        let started = Instant::now();
+        let response = verifier
+            .authorize_upload(AuthorizeUploadRequest {
+                token,
+                project_name,
+            })
+            .await;
+        self.gateway
+            .metrics
+            .observe_stage(Stage::Verifier, started.elapsed());
+        let response = response.map_err(verifier_unavailable)?;
+        UploadVerdicts::try_from(response.into_inner())
+            .map_err(|_| Refusal::unavailable("The verifier"))
     }
 
     /// PyPI's limits on creating projects, per user and per client IP (spec a.7), checked
@@ -311,131 +395,77 @@ impl Upload<'_> {
         Ok(())
     }
 
-    async fn authenticate(&self, token: &str) -> Result<Identity, Refusal> {
-        let mut verifier = self.gateway.verifier.clone();
-        let started = Instant::now();
-        let response = verifier
-            .authenticate(AuthenticateRequest {
-                token: token.to_owned(),
-            })
-            .instrument(info_span!(
-                "gateway.verifier.authenticate",
-                otel.kind = "client",
-                rpc.system = "grpc",
-                rpc.service = "wharf.v1.Verifier",
-                rpc.method = "Authenticate",
-            ))
-            .await;
-        self.gateway
-            .metrics
-            .observe_stage(Stage::Verifier, started.elapsed());
-        let response = response.map_err(verifier_unavailable)?;
-        match response.into_inner().decision {
-            Some(authenticate_response::Decision::Identity(identity)) => Ok(identity),
-            Some(authenticate_response::Decision::Denied(denial)) => Err(Refusal::from(denial)),
-            None => Err(Refusal::unavailable("The verifier")),
-        }
-    }
-
-    /// Every check PyPI makes before it reads the file: the form, the project permission,
-    /// the filename and the part's content type.
-    async fn check_before_streaming(
-        &self,
-        token: &str,
-        fields: &[(String, String)],
-        filename: &str,
-        part_content_type: Option<&mime::Mime>,
-    ) -> Result<(ValidatedUpload, UploadGrant), Refusal> {
-        let form = validate_upload_form(fields)?;
-        let project_name = form.metadata.name.clone().unwrap_or_default();
-        tracing::Span::current().record("wharf.project", project_name.as_str());
-        tracing::Span::current().record("wharf.filename", filename);
-
-        let mut verifier = self.gateway.verifier.clone();
-        let started = Instant::now();
-        let response = verifier
-            .authorize_upload(AuthorizeUploadRequest {
-                token: token.to_owned(),
-                project_name: project_name.clone(),
-            })
-            .instrument(info_span!(
-                "gateway.verifier.authorize_upload",
-                otel.kind = "client",
-                rpc.system = "grpc",
-                rpc.service = "wharf.v1.Verifier",
-                rpc.method = "AuthorizeUpload",
-            ))
-            .await;
-        self.gateway
-            .metrics
-            .observe_stage(Stage::Verifier, started.elapsed());
-        let response = response.map_err(verifier_unavailable)?;
-        let grant = match response.into_inner().decision {
-            Some(authorize_upload_response::Decision::Granted(grant)) => grant,
-            Some(authorize_upload_response::Decision::Denied(denial)) => {
-                return Err(Refusal::from(denial));
-            }
-            None => return Err(Refusal::unavailable("The verifier")),
-        };
-
-        let version = Version::parse(form.metadata.version.as_deref().unwrap_or_default())
-            .map_err(Refusal::bad_request)?;
-        let normalized = name::normalize(&project_name);
-        check_upload_filename(
+    /// Streams the file to staging and reads the rest of the form; fields sent after the
+    /// file are checked with the whole form (locally: they cannot change the project, see
+    /// below). Nothing stays in staging when this refuses.
+    async fn stage(&self, authorized: Authorized) -> Result<Staged, Refusal> {
+        let Authorized {
+            identity,
+            grant,
+            form,
+            mut fields,
+            mut action_seen,
+            mut reader,
+            field,
             filename,
-            form.filetype,
-            &project_name,
-            &normalized,
-            &version,
-            &project_name,
-        )?;
-
-        // A part without a Content-Type (uv sends none) counts as application/octet-stream,
-        // as PyPI's multipart parser defaults it; images are refused, as on PyPI.
-        let content_type_ok = part_content_type.is_none_or(|mime| {
-            let essence = mime.essence_str();
-            !essence.is_empty() && !essence.starts_with("image/")
-        });
-        if !content_type_ok {
-            return Err(Refusal::bad_request("Invalid distribution file."));
+        } = authorized;
+        let staged = async {
+            let size = self.stream_to_staging(field, &grant, &form).await?;
+            let before = fields.len();
+            if next_field(&mut reader, &mut fields, &mut action_seen)
+                .await?
+                .is_some()
+            {
+                return Err(Refusal::bad_request(
+                    "Upload payload has more than one file.",
+                ));
+            }
+            if !action_seen {
+                return Err(missing_action());
+            }
+            if fields.len() == before {
+                return Ok((form, size));
+            }
+            // The whole form again. A single-use field sent twice is refused, and a field
+            // whose last value is `UNKNOWN` is dropped, so a form that passes names the
+            // project and version authorized above: only the form's own checks can change.
+            let form = validate_upload_form(&fields)?;
+            check_filename(&form, &filename)?;
+            Ok((form, size))
         }
-        Ok((form, grant))
+        .await;
+        match staged {
+            Ok((form, size)) => Ok(Staged {
+                identity,
+                grant,
+                form,
+                filename,
+                size,
+            }),
+            Err(refusal) => {
+                self.discard_staging().await;
+                Err(refusal)
+            }
+        }
     }
 
     /// Streams the file part to the staging object, enforcing the size limits as it goes.
     async fn stream_to_staging(
         &self,
-        field: &mut multer::Field<'static>,
+        mut field: Box<multer::Field<'static>>,
         grant: &UploadGrant,
         form: &ValidatedUpload,
     ) -> Result<u64, Refusal> {
         let settings = &self.gateway.settings;
         let project_name = form.metadata.name.clone().unwrap_or_default();
-        let project_total = if grant.project_id.is_empty() {
-            0
-        } else {
-            match self
-                .gateway
-                .index
-                .find_project(&name::normalize(&project_name))
-                .await
-            {
-                Ok(project) => {
-                    project.map_or(0, |project| u64::try_from(project.total_size).unwrap_or(0))
-                }
-                Err(error) => {
-                    tracing::warn!(error = %error, "index unavailable");
-                    return Err(Refusal::unavailable("The index"));
-                }
-            }
-        };
+        let project_total = grant.project_total_size;
         let key =
             BlobStore::staging_key(self.upload_id).map_err(|_| Refusal::unavailable("Storage"))?;
         let mut write: StreamingWrite = self.gateway.blobs.start_write(key);
         let mut size: u64 = 0;
         let started = Instant::now();
         let outcome = async {
-            while let Some(chunk) = FormReader::file_chunk(field).await? {
+            while let Some(chunk) = FormReader::file_chunk(&mut field).await? {
                 size += chunk.len() as u64;
                 if size > settings.max_file_size {
                     return Err(Refusal::bad_request(format!(
@@ -488,70 +518,75 @@ impl Upload<'_> {
         }
     }
 
-    /// Hands the staged file to the workers and waits for the verdict.
-    async fn publish_and_wait(
-        &self,
-        identity: Identity,
-        grant: UploadGrant,
-        form: ValidatedUpload,
-        staged: Staged,
-    ) -> Result<UploadResult, Refusal> {
-        let metadata_json = serde_json::to_string(&form.metadata)
-            .map_err(|_| Refusal::bad_request("The upload's metadata cannot be encoded."))?;
-        let uploaded_via = self
-            .headers
-            .get(header::USER_AGENT)
-            .and_then(|value| value.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        let event = FileStaged {
-            upload_id: self.upload_id.to_owned(),
-            staging_key: BlobStore::staging_key(self.upload_id)
-                .map(|key| key.to_string())
-                .unwrap_or_default(),
-            size: staged.size,
-            filename: staged.filename,
-            filetype: form.filetype.as_str().to_owned(),
-            pyversion: form.pyversion,
-            md5_digest: form.declared.md5.unwrap_or_default(),
-            sha256_digest: form.declared.sha256.unwrap_or_default(),
-            blake2_256_digest: form.declared.blake2_256.unwrap_or_default(),
-            comment: form.comment.unwrap_or_default(),
-            uploaded_via,
-            metadata_json,
-            uploader: Some(Uploader {
-                user_id: identity.user_id.clone(),
-                publisher_id: identity.publisher_id.clone(),
-                may_create_project: grant.may_create_project,
-                user_name: identity.user_name.clone(),
-            }),
-            received_at_micros: jiff::Timestamp::now().as_microsecond(),
-            // Filled below from the publishing span, so the worker's span is its child.
-            trace_context: Default::default(),
-        };
-        let publish_span = info_span!(
-            "gateway.publish_staged",
-            otel.kind = "producer",
-            messaging.system = "wharf-bus",
-            messaging.operation.type = "publish",
-            messaging.destination.name = wharf_bus::SUBJECT_STAGED,
-        );
-        let mut event = event;
-        event.trace_context = propagation::span_context_map(&publish_span);
-        let bus = &self.gateway.bus;
-        let watch = match bus.watch_outcome(self.upload_id).await {
+    /// Phase 5: hands the staged file to the workers and waits for the verdict.
+    async fn publish_and_wait(&self, staged: Staged) -> Result<UploadResult, Refusal> {
+        let Staged {
+            identity,
+            grant,
+            form,
+            filename,
+            size,
+        } = staged;
+        let published = async {
+            let metadata_json = serde_json::to_string(&form.metadata)
+                .map_err(|_| Refusal::bad_request("The upload's metadata cannot be encoded."))?;
+            let uploaded_via = self
+                .headers
+                .get(header::USER_AGENT)
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            let publish_span = info_span!(
+                "gateway.publish_staged",
+                otel.kind = "producer",
+                messaging.system = "wharf-bus",
+                messaging.operation.type = "publish",
+                messaging.destination.name = wharf_bus::SUBJECT_STAGED,
+            );
+            let event = FileStaged {
+                upload_id: self.upload_id.to_owned(),
+                staging_key: BlobStore::staging_key(self.upload_id)
+                    .map(|key| key.to_string())
+                    .unwrap_or_default(),
+                size,
+                filename,
+                filetype: form.filetype.as_str().to_owned(),
+                pyversion: form.pyversion,
+                md5_digest: form.declared.md5.unwrap_or_default(),
+                sha256_digest: form.declared.sha256.unwrap_or_default(),
+                blake2_256_digest: form.declared.blake2_256.unwrap_or_default(),
+                comment: form.comment.unwrap_or_default(),
+                uploaded_via,
+                metadata_json,
+                uploader: Some(Uploader {
+                    user_id: identity.user_id,
+                    publisher_id: identity.publisher_id,
+                    may_create_project: grant.may_create_project,
+                    user_name: identity.user_name,
+                }),
+                received_at_micros: jiff::Timestamp::now().as_microsecond(),
+                // The publishing span's context, so the worker's span is its child.
+                trace_context: propagation::span_context_map(&publish_span),
+            };
+            let bus = &self.gateway.bus;
+            let watch = bus
+                .watch_outcome(self.upload_id)
+                .await
+                .map_err(bus_unavailable)?;
+            bus.publish_staged(&event)
+                .instrument(publish_span)
+                .await
+                .map_err(bus_unavailable)?;
+            Ok(watch)
+        }
+        .await;
+        let watch = match published {
             Ok(watch) => watch,
-            Err(error) => {
-                tracing::warn!(error = %error, "bus unavailable");
+            Err(refusal) => {
                 self.discard_staging().await;
-                return Err(Refusal::unavailable("The event bus"));
+                return Err(refusal);
             }
         };
-        if let Err(error) = bus.publish_staged(&event).instrument(publish_span).await {
-            tracing::warn!(error = %error, "bus unavailable");
-            self.discard_staging().await;
-            return Err(Refusal::unavailable("The event bus"));
-        }
         let await_span = info_span!("gateway.await_outcome");
         let started = Instant::now();
         let outcome = watch
@@ -581,8 +616,82 @@ impl Upload<'_> {
     }
 }
 
-fn mime_octet_stream() -> mime::Mime {
-    mime::APPLICATION_OCTET_STREAM
+/// Reads parts until the next file part (returned) or the end of the form (`None`): text
+/// fields go to `fields`, an `:action` field is checked, signatures are skipped.
+async fn next_field(
+    reader: &mut FormReader,
+    fields: &mut Vec<(String, String)>,
+    action_seen: &mut bool,
+) -> Result<Option<Box<multer::Field<'static>>>, Refusal> {
+    while let Some(part) = reader.next_part().await? {
+        match part {
+            FormPart::Signature => {}
+            FormPart::File(field) => return Ok(Some(field)),
+            FormPart::Text { name, value } if name == ":action" => {
+                check_action(&value)?;
+                *action_seen = true;
+            }
+            FormPart::Text { name, value } => fields.push((name, value)),
+        }
+    }
+    Ok(None)
+}
+
+/// The checks PyPI makes on reaching the file part before it asks about the project: the
+/// part names a file, and the form is valid. Records the project and filename on the span.
+fn check_file_form(
+    fields: &[(String, String)],
+    filename: &str,
+) -> Result<ValidatedUpload, Refusal> {
+    if filename.is_empty() {
+        return Err(Refusal::bad_request("Upload payload does not have a file."));
+    }
+    let form = validate_upload_form(fields)?;
+    let span = tracing::Span::current();
+    span.record(
+        "wharf.project",
+        form.metadata.name.as_deref().unwrap_or_default(),
+    );
+    span.record("wharf.filename", filename);
+    Ok(form)
+}
+
+/// The filename against the form's project, version and file type.
+fn check_filename(form: &ValidatedUpload, filename: &str) -> Result<(), Refusal> {
+    let project_name = form.metadata.name.as_deref().unwrap_or_default();
+    let version = Version::parse(form.metadata.version.as_deref().unwrap_or_default())
+        .map_err(Refusal::bad_request)?;
+    check_upload_filename(
+        filename,
+        form.filetype,
+        project_name,
+        &name::normalize(project_name),
+        &version,
+        project_name,
+    )
+}
+
+/// A part without a Content-Type (uv sends none) counts as application/octet-stream, as
+/// PyPI's multipart parser defaults it; images are refused, as on PyPI.
+fn check_part_content_type(content_type: Option<&mime::Mime>) -> Result<(), Refusal> {
+    let allowed = content_type.is_none_or(|mime| {
+        let essence = mime.essence_str();
+        !essence.is_empty() && !essence.starts_with("image/")
+    });
+    if allowed {
+        Ok(())
+    } else {
+        Err(Refusal::bad_request("Invalid distribution file."))
+    }
+}
+
+fn missing_action() -> Refusal {
+    Refusal::bad_request("Missing :action. Use :action=file_upload to upload a distribution.")
+}
+
+fn bus_unavailable(error: wharf_bus::BusError) -> Refusal {
+    tracing::warn!(error = %error, "bus unavailable");
+    Refusal::unavailable("The event bus")
 }
 
 #[cfg(test)]

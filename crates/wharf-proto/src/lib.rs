@@ -83,6 +83,57 @@ impl From<v1::Refusal> for Refusal {
     }
 }
 
+/// The two verdicts of an upload's one authorization call, as results: the wire form is
+/// [`v1::AuthorizeUploadResponse`], and both services convert through this type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UploadVerdicts {
+    /// Who holds the token, or PyPI's refusal when nobody does.
+    pub identity: Result<v1::Identity, Refusal>,
+    /// Whether that holder may upload to the project; `None` when the identity was refused or
+    /// no project was named.
+    pub project: Option<Result<v1::UploadGrant, Refusal>>,
+}
+
+impl From<UploadVerdicts> for v1::AuthorizeUploadResponse {
+    fn from(verdicts: UploadVerdicts) -> v1::AuthorizeUploadResponse {
+        use v1::authorize_upload_response::{IdentityVerdict, ProjectVerdict};
+        v1::AuthorizeUploadResponse {
+            identity_verdict: Some(match verdicts.identity {
+                Ok(identity) => IdentityVerdict::Identity(identity),
+                Err(refusal) => IdentityVerdict::Unauthenticated(refusal.into()),
+            }),
+            project_verdict: verdicts.project.map(|verdict| match verdict {
+                Ok(grant) => ProjectVerdict::Granted(grant),
+                Err(refusal) => ProjectVerdict::Denied(refusal.into()),
+            }),
+        }
+    }
+}
+
+/// An answer without an identity verdict (a broken or newer peer): never a success.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the authorization answer has no identity verdict")]
+pub struct NoIdentityVerdict;
+
+impl TryFrom<v1::AuthorizeUploadResponse> for UploadVerdicts {
+    type Error = NoIdentityVerdict;
+
+    fn try_from(
+        response: v1::AuthorizeUploadResponse,
+    ) -> Result<UploadVerdicts, NoIdentityVerdict> {
+        use v1::authorize_upload_response::{IdentityVerdict, ProjectVerdict};
+        let identity = match response.identity_verdict.ok_or(NoIdentityVerdict)? {
+            IdentityVerdict::Identity(identity) => Ok(identity),
+            IdentityVerdict::Unauthenticated(refusal) => Err(Refusal::from(refusal)),
+        };
+        let project = response.project_verdict.map(|verdict| match verdict {
+            ProjectVerdict::Granted(grant) => Ok(grant),
+            ProjectVerdict::Denied(refusal) => Err(Refusal::from(refusal)),
+        });
+        Ok(UploadVerdicts { identity, project })
+    }
+}
+
 /// The tonic code of a table entry's gRPC code.
 pub fn tonic_code(code: GrpcCode) -> tonic::Code {
     tonic::Code::from_i32(code as i32)
@@ -115,6 +166,48 @@ mod tests {
         let refusal = Refusal::from(wire);
         assert_eq!(refusal.code, ErrorCode::Internal);
         assert_eq!(refusal.retry_after, None);
+    }
+
+    #[test]
+    fn upload_verdicts_survive_the_wire() {
+        let identity = v1::Identity {
+            kind: "user".to_owned(),
+            user_id: "u".to_owned(),
+            user_name: "alice".to_owned(),
+            publisher_id: String::new(),
+            token_id: "t".to_owned(),
+            signature_verified: true,
+        };
+        let grant = v1::UploadGrant {
+            project_id: String::new(),
+            may_create_project: true,
+            project_total_size: 0,
+        };
+        for verdicts in [
+            UploadVerdicts {
+                identity: Err(Refusal::forbidden("who?")),
+                project: None,
+            },
+            UploadVerdicts {
+                identity: Ok(identity.clone()),
+                project: None,
+            },
+            UploadVerdicts {
+                identity: Ok(identity.clone()),
+                project: Some(Ok(grant)),
+            },
+            UploadVerdicts {
+                identity: Ok(identity),
+                project: Some(Err(Refusal::bad_request("no"))),
+            },
+        ] {
+            let wire = v1::AuthorizeUploadResponse::from(verdicts.clone());
+            assert_eq!(UploadVerdicts::try_from(wire), Ok(verdicts));
+        }
+        assert_eq!(
+            UploadVerdicts::try_from(v1::AuthorizeUploadResponse::default()),
+            Err(NoIdentityVerdict)
+        );
     }
 
     #[test]

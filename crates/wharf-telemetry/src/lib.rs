@@ -34,7 +34,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 
-pub use grpc::{GrpcServerTrace, inject_into_request};
+pub use grpc::{GrpcClientTrace, GrpcServerTrace};
 pub use metrics::{ConsumerBacklog, METRICS_CONTENT_TYPE, Metrics, PoolUsage, Stage, UploadResult};
 pub use redact::Redacted;
 

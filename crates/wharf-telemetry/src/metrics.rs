@@ -28,7 +28,7 @@ pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.
 pub enum Stage {
     /// Gateway: streaming the file part to staging.
     StageFile,
-    /// Gateway: asking the verifier (authenticate + authorize).
+    /// Gateway: asking the verifier (the one `AuthorizeUpload` call).
     Verifier,
     /// Gateway: waiting for the worker's outcome.
     AwaitOutcome,

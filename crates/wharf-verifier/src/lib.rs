@@ -1,7 +1,7 @@
 //! The verifier: Wharf's security boundary.
 //!
 //! Every credential question the gateway has (who holds this token, may it upload to that
-//! project) is answered here, over gRPC ([`wharf_proto::v1::verifier_server::Verifier`]), so
+//! project: one `AuthorizeUpload` call per upload) is answered here, over gRPC ([`wharf_proto::v1::verifier_server::Verifier`]), so
 //! that no other service ever touches key material. API tokens are macaroons in PyPI's wire
 //! format (see `wharf-macaroon`); their root keys live in the index database.
 
@@ -17,12 +17,12 @@ use wharf_core::name;
 use wharf_core::refusal::Refusal;
 use wharf_index::{Index, IndexError, TokenRecord};
 use wharf_macaroon::{Caveat, ProjectRef, VerificationContext};
+use wharf_proto::UploadVerdicts;
 use wharf_proto::v1::verifier_server::Verifier;
 use wharf_proto::v1::{
-    AuthenticateRequest, AuthenticateResponse, AuthorizeUploadRequest, AuthorizeUploadResponse,
-    BurnTokenRequest, BurnTokenResponse, Identity, MintTokenRequest, MintTokenResponse,
-    MintedToken, OidcAudienceRequest, OidcAudienceResponse, UploadGrant, authenticate_response,
-    authorize_upload_response, mint_token_response,
+    AuthorizeUploadRequest, AuthorizeUploadResponse, BurnTokenRequest, BurnTokenResponse, Identity,
+    MintTokenRequest, MintTokenResponse, MintedToken, OidcAudienceRequest, OidcAudienceResponse,
+    UploadGrant, mint_token_response,
 };
 use wharf_telemetry::Metrics;
 
@@ -186,9 +186,37 @@ impl VerifierService {
             .await
     }
 
+    /// Answers an upload's one credential question: who holds `token` and, when
+    /// `project_name` is given, whether that holder may upload to the project. The token is
+    /// decoded and looked up once, here.
+    pub async fn authorize(
+        &self,
+        token: &str,
+        project_name: Option<&str>,
+    ) -> Result<UploadVerdicts, VerifierError> {
+        let holder = match self.find_holder(token).await? {
+            Holder::Known(holder) => *holder,
+            Holder::Refused(refusal) => {
+                return Ok(UploadVerdicts {
+                    identity: Err(refusal),
+                    project: None,
+                });
+            }
+        };
+        let project = match project_name {
+            Some(project_name) => Some(self.decide_project(&holder, project_name, true).await?),
+            None => None,
+        };
+        Ok(UploadVerdicts {
+            identity: Ok(holder.identity),
+            project,
+        })
+    }
+
     /// Finds the holder of a token: it must parse, and its identifier must name a stored
-    /// token of an existing user. The signature and caveats are checked later, against a
-    /// project, as PyPI does.
+    /// token of an existing user or publisher. The caveats are checked later, against a
+    /// project, as PyPI does; the signature alone is checked here, so that the gateway counts
+    /// only real holders against a token's rate limit.
     async fn find_holder(&self, token: &str) -> Result<Holder, VerifierError> {
         let refused = || Holder::Refused(Refusal::forbidden(messages::INVALID_AUTH));
         let Ok(macaroon) = wharf_macaroon::decode_token(token, TOKEN_PREFIX) else {
@@ -203,6 +231,7 @@ impl VerifierService {
         let Some(record) = self.index.find_token(&token_id.to_string()).await? else {
             return Ok(refused());
         };
+        let signature_verified = macaroon.verify_signature(&record.root_key);
         let identity = match (&record.user_id, &record.user_name, &record.publisher_id) {
             (Some(user_id), Some(user_name), _) => Identity {
                 kind: "user".to_owned(),
@@ -210,6 +239,7 @@ impl VerifierService {
                 user_name: user_name.clone(),
                 publisher_id: String::new(),
                 token_id: record.id.clone(),
+                signature_verified,
             },
             (None, _, Some(publisher_id)) => Identity {
                 kind: "publisher".to_owned(),
@@ -217,6 +247,7 @@ impl VerifierService {
                 user_name: String::new(),
                 publisher_id: publisher_id.clone(),
                 token_id: record.id.clone(),
+                signature_verified,
             },
             _ => return Ok(refused()),
         };
@@ -227,20 +258,13 @@ impl VerifierService {
         })))
     }
 
-    /// Decides whether `token` may upload to the project named `project_name`.
-    pub async fn authorize(
+    /// Whether `holder` may upload to the project named `project_name`: the token's caveats
+    /// and signature against that project, then the holder's rights on it (or to create it).
+    /// `may_retry` allows deciding once more when a concurrent upload created the project
+    /// during this decision.
+    async fn decide_project(
         &self,
-        token: &str,
-        project_name: &str,
-    ) -> Result<Result<UploadGrant, Refusal>, VerifierError> {
-        self.authorize_attempt(token, project_name, true).await
-    }
-
-    /// One decision; `may_retry` allows deciding once more when a concurrent upload created
-    /// the project during this one.
-    async fn authorize_attempt(
-        &self,
-        token: &str,
+        holder: &KnownHolder,
         project_name: &str,
         may_retry: bool,
     ) -> Result<Result<UploadGrant, Refusal>, VerifierError> {
@@ -248,14 +272,11 @@ impl VerifierService {
             record,
             identity,
             macaroon,
-        } = match self.find_holder(token).await? {
-            Holder::Known(holder) => *holder,
-            Holder::Refused(rejection) => return Ok(Err(rejection)),
-        };
+        } = holder;
         let normalized = name::normalize(project_name);
         let project = self.index.find_project(&normalized).await?;
 
-        let stored_caveats = match parse_stored_caveats(&record) {
+        let stored_caveats = match parse_stored_caveats(record) {
             Ok(caveats) => caveats,
             Err(message) => {
                 return Ok(Err(Refusal::forbidden(format!(
@@ -288,14 +309,14 @@ impl VerifierService {
                 .map(|publisher| publisher.project_ids.iter().map(String::as_str).collect())
                 .unwrap_or_default();
             wharf_macaroon::verify_with_publisher_projects(
-                &macaroon,
+                macaroon,
                 &record.root_key,
                 &stored_caveats,
                 &context,
                 &attached,
             )
         } else {
-            wharf_macaroon::verify(&macaroon, &record.root_key, &stored_caveats, &context)
+            wharf_macaroon::verify(macaroon, &record.root_key, &stored_caveats, &context)
         };
         if let Err(failure) = verified {
             return Ok(Err(Refusal::forbidden(format!(
@@ -313,11 +334,7 @@ impl VerifierService {
                         &project.name,
                     ))));
                 }
-                Ok(Ok(UploadGrant {
-                    identity: Some(identity),
-                    project_id: project.id,
-                    may_create_project: false,
-                }))
+                Ok(Ok(existing_project_grant(&project)))
             }
             Some(project) => {
                 let role = self.index.user_role(&project.id, &identity.user_id).await?;
@@ -329,11 +346,7 @@ impl VerifierService {
                         &project.name,
                     ))));
                 }
-                Ok(Ok(UploadGrant {
-                    identity: Some(identity),
-                    project_id: project.id,
-                    may_create_project: false,
-                }))
+                Ok(Ok(existing_project_grant(&project)))
             }
             None => {
                 if let Err(rejection) =
@@ -352,19 +365,29 @@ impl VerifierService {
                         .any(|project| project.normalized_name == normalized)
                 {
                     // A concurrent first upload created this very project since the lookup
-                    // above: decide again, against the project as it now exists.
-                    return Box::pin(self.authorize_attempt(token, project_name, false)).await;
+                    // above: decide again, against the project as it now exists (the holder
+                    // stays the one found above).
+                    return Box::pin(self.decide_project(holder, project_name, false)).await;
                 }
                 if !similar.is_empty() {
                     return Ok(Err(name::too_similar_rejection(project_name)));
                 }
                 Ok(Ok(UploadGrant {
-                    identity: Some(identity),
                     project_id: String::new(),
                     may_create_project: true,
+                    project_total_size: 0,
                 }))
             }
         }
+    }
+}
+
+/// The grant to upload to an existing project.
+fn existing_project_grant(project: &wharf_index::Project) -> UploadGrant {
+    UploadGrant {
+        project_id: project.id.clone(),
+        may_create_project: false,
+        project_total_size: u64::try_from(project.total_size).unwrap_or(0),
     }
 }
 
@@ -429,36 +452,15 @@ impl Verifier for VerifierService {
         Ok(Response::new(BurnTokenResponse {}))
     }
 
-    #[instrument(skip_all, name = "verifier.authenticate")]
-    async fn authenticate(
-        &self,
-        request: Request<AuthenticateRequest>,
-    ) -> Result<Response<AuthenticateResponse>, Status> {
-        let decision = match self.find_holder(&request.get_ref().token).await? {
-            Holder::Known(holder) => authenticate_response::Decision::Identity(holder.identity),
-            Holder::Refused(rejection) => authenticate_response::Decision::Denied(rejection.into()),
-        };
-        Ok(Response::new(AuthenticateResponse {
-            decision: Some(decision),
-        }))
-    }
-
     #[instrument(skip_all, name = "verifier.authorize_upload", fields(wharf.project = %request.get_ref().project_name))]
     async fn authorize_upload(
         &self,
         request: Request<AuthorizeUploadRequest>,
     ) -> Result<Response<AuthorizeUploadResponse>, Status> {
         let request = request.into_inner();
-        let decision = match self
-            .authorize(&request.token, &request.project_name)
-            .await?
-        {
-            Ok(grant) => authorize_upload_response::Decision::Granted(grant),
-            Err(rejection) => authorize_upload_response::Decision::Denied(rejection.into()),
-        };
-        Ok(Response::new(AuthorizeUploadResponse {
-            decision: Some(decision),
-        }))
+        let project_name = Some(request.project_name.as_str()).filter(|name| !name.is_empty());
+        let verdicts = self.authorize(&request.token, project_name).await?;
+        Ok(Response::new(verdicts.into()))
     }
 }
 
@@ -466,7 +468,10 @@ impl Verifier for VerifierService {
 mod tests {
     use super::*;
     use wharf_index::prelude::*;
-    use wharf_index::{CommitResult, NewFile, NewUpload, Project, ProjectTarget, ReleaseTarget};
+    use wharf_index::{
+        CommitResult, NewFile, NewToken, NewUpload, Project, ProjectTarget, ReleaseTarget,
+        TokenSummary, User,
+    };
     use wharf_index_sqlite::SqliteIndex;
 
     struct Fixture {
@@ -572,13 +577,62 @@ mod tests {
         );
     }
 
-    async fn refusal(fixture: &Fixture, token: &str, project: &str) -> Refusal {
-        fixture
-            .verifier
-            .authorize(token, project)
+    /// The project verdict of one call, or its identity refusal when nobody holds the token
+    /// (and then no project verdict comes with it).
+    async fn decide(
+        verifier: &VerifierService,
+        token: &str,
+        project: &str,
+    ) -> Result<UploadGrant, Refusal> {
+        let verdicts = verifier
+            .authorize(token, Some(project))
             .await
-            .expect("verifier works")
+            .expect("verifier works");
+        match verdicts.identity {
+            Err(refusal) => {
+                assert_eq!(
+                    verdicts.project, None,
+                    "no project verdict without identity"
+                );
+                Err(refusal)
+            }
+            Ok(_) => verdicts.project.expect("a project verdict"),
+        }
+    }
+
+    async fn refusal(fixture: &Fixture, token: &str, project: &str) -> Refusal {
+        decide(&fixture.verifier, token, project)
+            .await
             .expect_err("must be refused")
+    }
+
+    #[tokio::test]
+    async fn one_call_answers_who_and_whether() {
+        let fixture = fixture().await;
+        let token = token_for(&fixture, "alice", &[], None).await;
+        let who = fixture
+            .verifier
+            .authorize(&token, None)
+            .await
+            .expect("verifier");
+        let identity = who.identity.expect("alice holds the token");
+        assert_eq!(identity.user_name, "alice");
+        assert_eq!(identity.kind, "user");
+        assert!(identity.signature_verified);
+        assert_eq!(who.project, None, "no project named, none decided");
+
+        let both = fixture
+            .verifier
+            .authorize(&token, Some("demo"))
+            .await
+            .expect("verifier");
+        assert_eq!(both.identity, Ok(identity));
+        assert!(
+            both.project
+                .expect("decided")
+                .expect("granted")
+                .may_create_project
+        );
     }
 
     #[tokio::test]
@@ -612,6 +666,17 @@ mod tests {
             rejection.message,
             "Invalid API Token: signatures do not match"
         );
+        // The identifier names a real token, so there is an identity (PyPI reports the bad
+        // signature with the project check), but it is not verified: the gateway does not
+        // count it against the real token's rate limit.
+        let identity = fixture
+            .verifier
+            .authorize(&forged, None)
+            .await
+            .expect("verifier")
+            .identity
+            .expect("an identity");
+        assert!(!identity.signature_verified);
 
         // A caveat the holder adds is honoured.
         macaroon.add_first_party_caveat(&Caveat::ProjectName(vec!["other".to_owned()]).to_bytes());
@@ -627,15 +692,16 @@ mod tests {
     async fn a_user_token_may_create_a_new_project() {
         let fixture = fixture().await;
         let token = token_for(&fixture, "alice", &[], None).await;
-        let grant = fixture
+        let verdicts = fixture
             .verifier
-            .authorize(&token, "Brand.New")
+            .authorize(&token, Some("Brand.New"))
             .await
-            .expect("verifier")
-            .expect("granted");
+            .expect("verifier");
+        assert_eq!(verdicts.identity.expect("identity").user_name, "alice");
+        let grant = verdicts.project.expect("decided").expect("granted");
         assert!(grant.may_create_project);
         assert!(grant.project_id.is_empty());
-        assert_eq!(grant.identity.expect("identity").user_name, "alice");
+        assert_eq!(grant.project_total_size, 0);
     }
 
     #[tokio::test]
@@ -689,14 +755,14 @@ mod tests {
             .expect("alice");
         create_project(&fixture, "Alices-Project", &owner.id).await;
 
-        let grant = fixture
-            .verifier
-            .authorize(&owner_token, "alices.project")
+        let grant = decide(&fixture.verifier, &owner_token, "alices.project")
             .await
-            .expect("verifier")
             .expect("owner may upload");
         assert!(!grant.may_create_project);
         assert!(!grant.project_id.is_empty());
+        // The project's size comes with the grant (one file of 1 byte), so the gateway does
+        // not read the project again for its size limit.
+        assert_eq!(grant.project_total_size, 1);
 
         let rejection = refusal(&fixture, &other_token, "alices-project").await;
         assert_eq!(rejection.status(), 403);
@@ -711,11 +777,8 @@ mod tests {
     async fn project_scoped_and_expired_tokens() {
         let fixture = fixture().await;
         let scoped = token_for(&fixture, "alice", &["Project.One"], None).await;
-        fixture
-            .verifier
-            .authorize(&scoped, "project-one")
+        decide(&fixture.verifier, &scoped, "project-one")
             .await
-            .expect("verifier")
             .expect("in scope");
         let rejection = refusal(&fixture, &scoped, "project-two").await;
         assert_eq!(
@@ -751,6 +814,8 @@ mod tests {
     struct StaleFirstLookup {
         inner: Arc<dyn Index>,
         stale: std::sync::atomic::AtomicBool,
+        /// Token lookups: the holder is found once per call, even when the decision is retried.
+        token_lookups: std::sync::atomic::AtomicUsize,
     }
 
     /// Only the port it changes, by hand; the others go to the real index.
@@ -777,8 +842,46 @@ mod tests {
         }
     }
 
+    /// Counts token lookups; the rest goes to the real index.
+    #[async_trait::async_trait]
+    impl Accounts for StaleFirstLookup {
+        async fn create_user(&self, name: &str, now_micros: i64) -> Result<User, IndexError> {
+            self.inner.create_user(name, now_micros).await
+        }
+
+        async fn find_user_by_name(&self, name: &str) -> Result<Option<User>, IndexError> {
+            self.inner.find_user_by_name(name).await
+        }
+
+        async fn find_user(&self, id: &str) -> Result<Option<User>, IndexError> {
+            self.inner.find_user(id).await
+        }
+
+        async fn insert_token(&self, token: &NewToken) -> Result<(), IndexError> {
+            self.inner.insert_token(token).await
+        }
+
+        async fn find_token(&self, id: &str) -> Result<Option<TokenRecord>, IndexError> {
+            self.token_lookups
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.inner.find_token(id).await
+        }
+
+        async fn list_tokens(&self) -> Result<Vec<TokenSummary>, IndexError> {
+            self.inner.list_tokens().await
+        }
+
+        async fn delete_token(&self, id: &str) -> Result<bool, IndexError> {
+            self.inner.delete_token(id).await
+        }
+
+        async fn touch_token(&self, id: &str, now_micros: i64) -> Result<(), IndexError> {
+            self.inner.touch_token(id, now_micros).await
+        }
+    }
+
     wharf_index::delegate_ports!(StaleFirstLookup => inner:
-        Health, Accounts, Roles, Releases, Uploads, TrustedPublishing, RateLimits, AuditLog);
+        Health, Roles, Releases, Uploads, TrustedPublishing, RateLimits, AuditLog);
 
     #[tokio::test]
     async fn a_project_created_concurrently_is_not_too_similar_to_itself() {
@@ -791,17 +894,27 @@ mod tests {
             .expect("lookup")
             .expect("alice");
         create_project(&fixture, "Raced_Project", &owner.id).await;
-        let stale: Arc<dyn Index> = Arc::new(StaleFirstLookup {
+        let stale = Arc::new(StaleFirstLookup {
             inner: Arc::clone(&fixture.index),
             stale: std::sync::atomic::AtomicBool::new(true),
+            token_lookups: std::sync::atomic::AtomicUsize::new(0),
         });
-        let verifier = VerifierService::new(stale, VerifierSettings::default()).expect("verifier");
-        let grant = verifier
-            .authorize(&token, "raced_project")
+        let verifier = VerifierService::new(
+            Arc::clone(&stale) as Arc<dyn Index>,
+            VerifierSettings::default(),
+        )
+        .expect("verifier");
+        let grant = decide(&verifier, &token, "raced_project")
             .await
-            .expect("verifier")
             .expect("the owner may upload to the project that now exists");
         assert!(!grant.may_create_project);
         assert!(!grant.project_id.is_empty());
+        assert_eq!(
+            stale
+                .token_lookups
+                .load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "the second decision reuses the holder found by the first"
+        );
     }
 }

@@ -12,7 +12,7 @@ use wharf_bus::{InProcessBus, UploadBus};
 use wharf_gateway::{Gateway, TransportError, VerifierGrpc, VerifierTransport};
 use wharf_proto::v1::verifier_client::VerifierClient;
 use wharf_proto::v1::verifier_server::VerifierServer;
-use wharf_telemetry::GrpcServerTrace;
+use wharf_telemetry::{GrpcClientTrace, GrpcServerTrace};
 use wharf_verifier::VerifierService;
 use wharf_worker::StorageWorker;
 
@@ -43,14 +43,16 @@ pub(crate) struct ServeArgs {
 /// Builds the gRPC client of an in-process verifier: real protobuf messages and the real
 /// service, without a socket.
 fn in_process_verifier(service: VerifierService) -> VerifierGrpc {
-    // The same trace propagation as over the network: the client injects `traceparent`,
-    // the server opens its span under it.
+    // The same tracing as over the network: the client opens its span and injects
+    // `traceparent`, the server opens its span under it.
     let server = ServiceExt::<http::Request<tonic::body::Body>>::map_err(
         GrpcServerTrace::new(VerifierServer::new(service)),
         |never: Infallible| -> TransportError { match never {} },
-    )
-    .map_request(wharf_telemetry::inject_into_request);
-    VerifierClient::new(VerifierTransport::new(server))
+    );
+    VerifierClient::new(VerifierTransport::new(GrpcClientTrace::new(
+        server,
+        "gateway.verifier",
+    )))
 }
 
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {

@@ -143,9 +143,9 @@ impl VerifierClientArgs {
         let channel = endpoint.connect_lazy();
         let transport = ServiceExt::<http::Request<tonic::body::Body>>::map_err(channel, |error| {
             TransportError(Box::new(error))
-        })
-        // Each call carries the caller's trace context (`traceparent`).
-        .map_request(wharf_telemetry::inject_into_request);
+        });
+        // Each call is a client span and carries its trace context (`traceparent`).
+        let transport = wharf_telemetry::GrpcClientTrace::new(transport, "gateway.verifier");
         Ok(VerifierClient::new(VerifierTransport::new(transport)))
     }
 }
