@@ -370,6 +370,11 @@ fn metrics_count_uploads_by_outcome() {
         (original.size() + changed.size()) as f64
     );
     assert_eq!(moved("wharf_stored_bytes_total"), original.size() as f64);
+    // One verifier call per upload.
+    assert_eq!(
+        moved("wharf_upload_stage_duration_seconds_count{stage=\"verifier\"}"),
+        2.0
+    );
     assert_eq!(
         moved("wharf_upload_stage_duration_seconds_count{stage=\"stage_file\"}"),
         2.0
