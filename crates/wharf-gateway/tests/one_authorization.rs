@@ -30,6 +30,10 @@ struct Registry {
 
 impl Registry {
     async fn start() -> Registry {
+        Registry::start_with(GatewaySettings::default()).await
+    }
+
+    async fn start_with(settings: GatewaySettings) -> Registry {
         let dir = tempfile::tempdir().expect("temp dir");
         let index: Arc<dyn Index> = Arc::new(
             SqliteIndex::open(&dir.path().join("index.sqlite3"))
@@ -56,7 +60,7 @@ impl Registry {
             Arc::clone(&index),
             blobs.clone(),
             Arc::clone(&bus),
-            GatewaySettings::default(),
+            settings,
         );
         let worker = StorageWorker::new(
             Arc::clone(&index),
@@ -169,6 +173,19 @@ async fn every_upload_path_asks_the_verifier_once() {
         StatusCode::FORBIDDEN,
         "Invalid or non-existent authentication information.",
     );
+    // The identity is decided before the body: an unknown token with a body that is not a
+    // form is still 403.
+    assert_one_call(
+        &registry
+            .upload(
+                Some(&token_auth("pypi-garbage")),
+                "text/plain",
+                b"hello".to_vec(),
+            )
+            .await,
+        StatusCode::FORBIDDEN,
+        "Invalid or non-existent authentication information.",
+    );
     // An identity without the right to the project.
     assert_one_call(
         &registry
@@ -260,4 +277,38 @@ async fn no_credential_no_call() {
         assert_eq!(status, StatusCode::FORBIDDEN);
         assert!(calls.is_empty(), "{calls:?}");
     }
+}
+
+#[tokio::test]
+async fn a_forged_token_does_not_use_up_the_real_tokens_limit() {
+    let mut settings = GatewaySettings::default();
+    settings.rate_limits.upload_per_token =
+        Some(wharf_index::RateLimit::per_window(1, 3_600_000_000));
+    let registry = Registry::start_with(settings).await;
+    let alice = registry.token_for("alice").await;
+    // The identifier of alice's token, signed with a guessed key.
+    let real = wharf_macaroon::decode_token(&alice, "pypi").expect("decode");
+    let forged = wharf_macaroon::Macaroon::new(real.location(), real.identifier(), b"guessed");
+    let forged = wharf_macaroon::encode_token("pypi", &forged);
+
+    assert_one_call(
+        &registry
+            .upload_form(&forged, &Dist::wheel("limited", "1.0").form())
+            .await,
+        StatusCode::FORBIDDEN,
+        "Invalid API Token: signatures do not match",
+    );
+    // The forgery counted for nothing: alice's one upload of the window still goes through.
+    assert_one_call(
+        &registry
+            .upload_form(&alice, &Dist::wheel("limited", "1.0").form())
+            .await,
+        StatusCode::OK,
+        "",
+    );
+    let (status, _, calls) = registry
+        .upload_form(&alice, &Dist::wheel("limited", "2.0").form())
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(calls, [AUTHORIZE.to_owned()]);
 }
