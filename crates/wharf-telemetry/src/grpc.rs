@@ -17,36 +17,43 @@ fn rpc_of(path: &str) -> (&str, &str) {
         .unwrap_or(("", path))
 }
 
-/// Wraps a gRPC client transport: each call runs in a client span (OTel RPC conventions)
-/// named `{caller}.{method in snake case}` (`gateway.verifier.authorize_upload`), a child of
-/// the caller's current span, and carries that span's trace context (`traceparent`) to the
-/// server, so the server's spans join the caller's trace.
+/// Wraps a gRPC client transport or server so that each call runs in its span (OTel RPC
+/// conventions); `E` says which end, and so which span: [`GrpcClientTrace`] or
+/// [`GrpcServerTrace`].
 #[derive(Debug, Clone)]
-pub struct GrpcClientTrace<S> {
+pub struct GrpcTrace<S, E> {
     inner: S,
+    end: E,
+}
+
+/// A client transport: each call runs in a client span named `{caller}.{method in snake case}`
+/// (`gateway.verifier.authorize_upload`), a child of the caller's current span, and carries
+/// that span's trace context (`traceparent`) to the server, so the server's spans join the
+/// caller's trace.
+pub type GrpcClientTrace<S> = GrpcTrace<S, ClientEnd>;
+
+/// A server: each request runs in a `grpc.server` span whose parent is the caller's trace
+/// context, so the handlers' spans join the caller's trace.
+pub type GrpcServerTrace<S> = GrpcTrace<S, ServerEnd>;
+
+/// The end of a call a [`GrpcTrace`] wraps: it opens the call's span.
+pub trait TraceEnd {
+    /// The span of the call `request` starts; may add headers to it.
+    fn open<B>(&self, request: &mut http::Request<B>) -> tracing::Span;
+}
+
+/// The client end of [`GrpcClientTrace`].
+#[derive(Debug, Clone, Copy)]
+pub struct ClientEnd {
     caller: &'static str,
 }
 
-impl<S> GrpcClientTrace<S> {
-    /// Wraps `inner`; `caller` prefixes the span names (`gateway.verifier`).
-    pub fn new(inner: S, caller: &'static str) -> GrpcClientTrace<S> {
-        GrpcClientTrace { inner, caller }
-    }
-}
+/// The server end of [`GrpcServerTrace`].
+#[derive(Debug, Clone, Copy)]
+pub struct ServerEnd;
 
-impl<S, B> tower::Service<http::Request<B>> for GrpcClientTrace<S>
-where
-    S: tower::Service<http::Request<B>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = Instrumented<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+impl TraceEnd for ClientEnd {
+    fn open<B>(&self, request: &mut http::Request<B>) -> tracing::Span {
         let (service, method) = rpc_of(request.uri().path());
         let span = tracing::info_span!(
             "grpc.client",
@@ -57,41 +64,12 @@ where
             rpc.method = %method,
         );
         propagation::inject_http_headers(&span, request.headers_mut());
-        // Entered while the inner service is called, so that whatever it opens or injects
-        // synchronously sees the client span as the current one.
-        let future = span.in_scope(|| self.inner.call(request));
-        future.instrument(span)
+        span
     }
 }
 
-/// Wraps a gRPC server: each request runs in a `grpc.server` span (OTel RPC conventions)
-/// whose parent is the caller's trace context, so the handlers' spans join the caller's
-/// trace.
-#[derive(Debug, Clone)]
-pub struct GrpcServerTrace<S> {
-    inner: S,
-}
-
-impl<S> GrpcServerTrace<S> {
-    /// Wraps `inner`.
-    pub fn new(inner: S) -> GrpcServerTrace<S> {
-        GrpcServerTrace { inner }
-    }
-}
-
-impl<S, B> tower::Service<http::Request<B>> for GrpcServerTrace<S>
-where
-    S: tower::Service<http::Request<B>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = Instrumented<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+impl TraceEnd for ServerEnd {
+    fn open<B>(&self, request: &mut http::Request<B>) -> tracing::Span {
         let (service, method) = rpc_of(request.uri().path());
         let span = tracing::info_span!(
             "grpc.server",
@@ -102,7 +80,50 @@ where
             rpc.method = %method,
         );
         propagation::set_parent(&span, propagation::extract_http_headers(request.headers()));
-        self.inner.call(request).instrument(span)
+        span
+    }
+}
+
+impl<S> GrpcClientTrace<S> {
+    /// Wraps the client transport `inner`; `caller` prefixes the span names
+    /// (`gateway.verifier`).
+    pub fn new(inner: S, caller: &'static str) -> GrpcClientTrace<S> {
+        GrpcTrace {
+            inner,
+            end: ClientEnd { caller },
+        }
+    }
+}
+
+impl<S> GrpcServerTrace<S> {
+    /// Wraps the server `inner`.
+    pub fn new(inner: S) -> GrpcServerTrace<S> {
+        GrpcTrace {
+            inner,
+            end: ServerEnd,
+        }
+    }
+}
+
+impl<S, E, B> tower::Service<http::Request<B>> for GrpcTrace<S, E>
+where
+    S: tower::Service<http::Request<B>>,
+    E: TraceEnd,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Instrumented<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        let span = self.end.open(&mut request);
+        // Entered while the inner service is called too, so that whatever it opens or
+        // injects synchronously sees this call's span as the current one.
+        let future = span.in_scope(|| self.inner.call(request));
+        future.instrument(span)
     }
 }
 

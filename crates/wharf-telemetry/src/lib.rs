@@ -34,7 +34,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 
-pub use grpc::{GrpcClientTrace, GrpcServerTrace};
+pub use grpc::{ClientEnd, GrpcClientTrace, GrpcServerTrace, GrpcTrace, ServerEnd, TraceEnd};
 pub use metrics::{ConsumerBacklog, METRICS_CONTENT_TYPE, Metrics, PoolUsage, Stage, UploadResult};
 pub use redact::Redacted;
 
