@@ -29,6 +29,19 @@ pub const FILENAME_REUSED: &str = "This filename was previously used by a file t
 /// A second sdist for one release.
 pub const ONE_SDIST_PER_RELEASE: &str = "Only one sdist may be uploaded per release.";
 
+/// A wheel whose METADATA cannot be parsed.
+pub fn unparseable_metadata(reason: &str) -> String {
+    format!("Invalid distribution file. Unparseable METADATA: {reason}")
+}
+
+/// Wharf's words (PyPI has none): the staged bytes of an upload were lost before the worker
+/// stored them (they expired, or were not the size the gateway announced).
+pub const STAGED_BYTES_LOST: &str =
+    "The uploaded bytes were lost before they could be stored; please upload again.";
+
+/// Wharf's words (PyPI has none): the worker gave up storing an upload after its retries.
+pub const STORE_FAILED: &str = "The upload could not be stored right now; please try again later.";
+
 /// Wharf's words (PyPI has none): something the request needs cannot be reached; `what` is
 /// e.g. "The index".
 pub fn unavailable(what: &str) -> String {
@@ -158,6 +171,10 @@ mod tests {
             "Uploading new files to releases older than 14 days is not allowed."
         );
         assert!(NON_USER_CREATE.contains("incorrectly (either in the publisher"));
+        assert_eq!(
+            unparseable_metadata("bad header"),
+            "Invalid distribution file. Unparseable METADATA: bad header"
+        );
     }
 
     #[test]
