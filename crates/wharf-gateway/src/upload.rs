@@ -528,8 +528,6 @@ impl Upload<'_> {
             size,
         } = staged;
         let published = async {
-            let metadata_json = serde_json::to_string(&form.metadata)
-                .map_err(|_| Refusal::bad_request("The upload's metadata cannot be encoded."))?;
             let uploaded_via = self
                 .headers
                 .get(header::USER_AGENT)
@@ -557,7 +555,7 @@ impl Upload<'_> {
                 blake2_256_digest: form.declared.blake2_256.unwrap_or_default(),
                 comment: form.comment.unwrap_or_default(),
                 uploaded_via,
-                metadata_json,
+                metadata: Some(form.metadata.into()),
                 uploader: Some(Uploader {
                     user_id: identity.user_id,
                     publisher_id: identity.publisher_id,

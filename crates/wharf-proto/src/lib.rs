@@ -1,6 +1,6 @@
 //! Generated protobuf and gRPC types for Wharf (`proto/wharf/v1`), and the conversions between
-//! the wire form of a refusal and `wharf_core`'s, so every service reads and writes the one
-//! error-code table the same way.
+//! the wire forms and `wharf_core`'s types: a refusal, so every service reads and writes the one
+//! error-code table the same way, and the release metadata (in `metadata`).
 
 /// Version 1 of Wharf's wire types: the verifier service and the bus messages.
 #[allow(
@@ -13,6 +13,8 @@
 pub mod v1 {
     tonic::include_proto!("wharf.v1");
 }
+
+mod metadata;
 
 use wharf_core::refusal::{ErrorCode, GrpcCode, Refusal};
 

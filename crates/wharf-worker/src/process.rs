@@ -193,8 +193,12 @@ impl StorageWorker {
     /// Processes one staged upload and returns the answer for the gateway.
     #[instrument(skip_all, name = "worker.process_upload")]
     pub async fn process(&self, event: &FileStaged) -> Result<UploadOutcome, ProcessError> {
-        let metadata: ReleaseMetadata = serde_json::from_str(&event.metadata_json)
-            .map_err(|error| ProcessError::BadEvent(format!("metadata: {error}")))?;
+        let metadata = ReleaseMetadata::from(
+            event
+                .metadata
+                .clone()
+                .ok_or_else(|| ProcessError::BadEvent("metadata missing".to_owned()))?,
+        );
         let project_name = metadata.name.clone().unwrap_or_default();
 
         // A redelivered event whose upload was already committed: answer as before.

@@ -329,7 +329,7 @@ impl Env {
             blake2_256_digest: digests.blake2_256,
             comment: String::new(),
             uploaded_via: "twine/6.1.0 CPython/3.12.3".to_owned(),
-            metadata_json: serde_json::to_string(&metadata).expect("metadata json"),
+            metadata: Some(metadata.into()),
             uploader: Some(Uploader {
                 user_id: self.user.id.clone(),
                 publisher_id: String::new(),
@@ -842,6 +842,21 @@ async fn missing_staging_is_a_503_never_a_success() {
     let detail: serde_json::Value = serde_json::from_slice(&failed.payload).expect("json");
     assert_eq!(detail["upload_id"], event.upload_id.as_str());
     assert_eq!(detail["filename"], event.filename.as_str());
+}
+
+/// An event without its metadata (what a gateway of the `metadata_json` days would send) is a
+/// malformed event: refused for good before anything is hashed or stored, never published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_without_metadata_is_malformed_and_publishes_nothing() {
+    let env = Env::new().await;
+    let wheel = build_wheel("demo", "1.0", "A = 1\n");
+    let mut event = env.event(&wheel, "demo", "1.0");
+    event.metadata = None;
+    env.stage(&event, &wheel.bytes).await;
+    let error = env.worker.process(&event).await.expect_err("no metadata");
+    assert!(matches!(error, ProcessError::BadEvent(_)), "{error:?}");
+    assert!(!error.is_transient());
+    env.assert_nothing_published("demo").await;
 }
 
 // ---------------------------------------------------------------------------------------------

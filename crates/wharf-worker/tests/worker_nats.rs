@@ -157,7 +157,7 @@ async fn a_worker_on_jetstream_publishes_a_staged_wheel() {
         pyversion: "py3".to_owned(),
         sha256_digest: sha256.clone(),
         uploaded_via: "twine/6.1.0 CPython/3.12.3".to_owned(),
-        metadata_json: serde_json::to_string(&metadata).expect("metadata json"),
+        metadata: Some(metadata.into()),
         uploader: Some(Uploader {
             user_id: user.id.clone(),
             publisher_id: String::new(),
