@@ -1,13 +1,11 @@
 //! Flag groups shared by `serve` and the separate service processes, each defined once.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Args;
-use wharf_blob::{BlobStore, S3Options};
-use wharf_bus::UploadBus;
+use wharf_app::{BusSettings, StoreSettings};
+use wharf_blob::S3Options;
 use wharf_gateway::{GatewaySettings, RateLimits};
 use wharf_index::RateLimit;
 use wharf_verifier::{OidcSettings, VerifierSettings};
@@ -303,22 +301,19 @@ pub(crate) struct StoreArgs {
 }
 
 impl StoreArgs {
-    /// Opens the store (`data_dir/files` when no URL is given).
-    pub(crate) fn open(&self, data_dir: &std::path::Path) -> anyhow::Result<BlobStore> {
-        let options = S3Options {
-            endpoint: self.s3_endpoint.clone(),
-            region: self.s3_region.clone(),
-            allow_http: self.s3_allow_http,
-            path_style: self.s3_path_style,
-        };
+    /// Where the store is (`data_dir/files` when no URL is given).
+    pub(crate) fn settings(&self, data_dir: &std::path::Path) -> StoreSettings {
         match &self.store {
-            Some(url) => BlobStore::from_url(url, &options)
-                .map_err(|error| ConfigError(format!("--store {url}: {error:#}")).into()),
-            None => {
-                let dir = data_dir.join("files");
-                BlobStore::local(&dir)
-                    .with_context(|| format!("failed to open the file store {}", dir.display()))
-            }
+            Some(url) => StoreSettings::Url {
+                url: url.clone(),
+                s3: S3Options {
+                    endpoint: self.s3_endpoint.clone(),
+                    region: self.s3_region.clone(),
+                    allow_http: self.s3_allow_http,
+                    path_style: self.s3_path_style,
+                },
+            },
+            None => wharf_app::adapters::local_store_in(data_dir),
         }
     }
 }
@@ -335,16 +330,11 @@ pub(crate) struct NatsArgs {
 }
 
 impl NatsArgs {
-    /// Connects and makes sure the streams and the worker consumer exist.
-    pub(crate) async fn connect(&self) -> anyhow::Result<Arc<dyn UploadBus>> {
-        let config = wharf_bus_nats::NatsConfig {
+    /// The NATS bus these flags name.
+    pub(crate) fn settings(&self) -> BusSettings {
+        BusSettings::Nats {
             url: self.nats_url.clone(),
-            subject_prefix: self.nats_prefix.clone(),
-            ..wharf_bus_nats::NatsConfig::default()
-        };
-        let bus = wharf_bus_nats::NatsBus::connect(config)
-            .await
-            .with_context(|| format!("failed to connect to NATS at {}", self.nats_url))?;
-        Ok(Arc::new(bus))
+            prefix: self.nats_prefix.clone(),
+        }
     }
 }

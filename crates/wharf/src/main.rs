@@ -8,7 +8,6 @@ mod admin;
 mod admin_oidc;
 mod args;
 mod config_file;
-mod runtime;
 mod serve;
 mod services;
 mod tls;
@@ -18,10 +17,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::Context;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use wharf_index::Index;
-use wharf_index_sqlite::SqliteIndex;
 
 /// Wharf, a PyPI-compatible Python package registry.
 #[derive(Debug, Parser)]
@@ -71,40 +68,17 @@ pub(crate) struct IndexArgs {
 }
 
 impl IndexArgs {
+    /// The index location these flags name.
+    pub(crate) fn settings(&self) -> wharf_app::IndexSettings {
+        wharf_app::IndexSettings {
+            data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone(),
+        }
+    }
+
     /// Opens the index, applying migrations.
     pub(crate) async fn open(&self) -> anyhow::Result<Arc<dyn Index>> {
-        match &self.database_url {
-            Some(url) if url.starts_with("sqlite:") => {
-                let index = SqliteIndex::open_url(url)
-                    .await
-                    .with_context(|| format!("failed to open the index database {url}"))?;
-                Ok(Arc::new(index))
-            }
-            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                let index = wharf_index_postgres::PgIndex::connect(url)
-                    .await
-                    .context("failed to open the PostgreSQL index database")?;
-                Ok(Arc::new(index))
-            }
-            Some(url) => Err(ConfigError(format!(
-                "unsupported database URL scheme '{}': use postgres:// or sqlite://",
-                url.split(':').next().unwrap_or_default()
-            ))
-            .into()),
-            None => {
-                std::fs::create_dir_all(&self.data_dir).with_context(|| {
-                    format!(
-                        "failed to create the data directory {}",
-                        self.data_dir.display()
-                    )
-                })?;
-                let path = self.data_dir.join("index.sqlite3");
-                let index = SqliteIndex::open(&path).await.with_context(|| {
-                    format!("failed to open the index database {}", path.display())
-                })?;
-                Ok(Arc::new(index))
-            }
-        }
+        wharf_app::open_index(&self.settings()).await
     }
 }
 
@@ -112,9 +86,7 @@ impl IndexArgs {
 const EXIT_USAGE: u8 = 64;
 
 /// A configuration error: reported with exit code 64 before anything listens.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub(crate) struct ConfigError(pub(crate) String);
+pub(crate) use wharf_app::ConfigError;
 
 fn main() -> ExitCode {
     let argv = match config_file::apply(std::env::args_os().collect(), &Cli::command()) {

@@ -4,26 +4,19 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Args;
-use futures::FutureExt;
-use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
-use wharf_gateway::{Gateway, TransportError, VerifierTransport};
+use wharf_app::server::shutdown_signal;
+use wharf_app::{App, GatewayProcessSettings, VerifierProcessSettings, WorkerProcessSettings};
+use wharf_gateway::{TransportError, VerifierTransport};
 use wharf_proto::v1::verifier_client::VerifierClient;
-use wharf_proto::v1::verifier_server::VerifierServer;
-use wharf_telemetry::GrpcServerTrace;
-use wharf_verifier::VerifierService;
-use wharf_worker::StorageWorker;
 
 use crate::IndexArgs;
 use crate::args::{
     ConfigArgs, NatsArgs, StoreArgs, TlsArgs, UploadArgs, VerifierPolicyArgs, WorkerPolicyArgs,
 };
-use crate::runtime::{self, ReadinessCheck, health_router, shutdown_signal};
 
 /// Flags of `wharf gateway`.
 #[derive(Debug, Clone, Args)]
@@ -150,134 +143,48 @@ impl VerifierClientArgs {
     }
 }
 
-fn check<F>(probe: F) -> Arc<dyn Fn() -> futures::future::BoxFuture<'static, bool> + Send + Sync>
-where
-    F: Fn() -> futures::future::BoxFuture<'static, bool> + Send + Sync + 'static,
-{
-    Arc::new(probe)
-}
-
+/// Runs `wharf gateway` until SIGINT or SIGTERM, or until its server fails.
 pub(crate) async fn run_gateway(args: GatewayArgs) -> anyhow::Result<()> {
     args.config.announce();
-    let mut settings = args.upload.settings()?;
-    let tls = args.tls.load()?;
-    if tls.is_some() {
-        settings.default_scheme = "https";
-    }
-    let verifier = args.verifier.client()?;
-    let index = args.index.open().await?;
-    let blobs = args.store.open(&args.index.data_dir)?;
-    let bus = args.nats.connect().await?;
-    let metrics = wharf_telemetry::Metrics::new();
-    runtime::sample_gauges(metrics.clone(), Arc::clone(&index), None);
-    let gateway = Gateway::new(verifier, index, blobs, bus, settings).with_metrics(metrics);
-    let serving = runtime::serve(
-        args.listen,
-        tls,
-        gateway.router(),
-        Some(args.upload.header_read_timeout),
-    )?;
-    tracing::info!(address = %serving.address, verifier = %args.verifier.url, "wharf gateway is serving");
-    shutdown_signal().await;
-    tracing::info!("shutting down: finishing in-flight requests");
-    serving.stop("gateway").await;
-    tracing::info!("wharf gateway stopped");
-    Ok(())
+    let settings = GatewayProcessSettings {
+        listen: args.listen,
+        gateway: args.upload.settings()?,
+        tls: args.tls.load()?,
+        verifier: args.verifier.client()?,
+        verifier_url: args.verifier.url.clone(),
+        header_read_timeout: args.upload.header_read_timeout,
+        store: args.store.settings(&args.index.data_dir),
+        index: args.index.settings(),
+        bus: args.nats.settings(),
+    };
+    App::gateway(settings).await?.run(shutdown_signal()).await
 }
 
+/// Runs `wharf verifier` until SIGINT or SIGTERM, or until its server fails.
 pub(crate) async fn run_verifier(args: VerifierArgs) -> anyhow::Result<()> {
     args.config.announce();
-    let settings = args.policy.settings()?;
-    let index = args.index.open().await?;
-    let bus = args.nats.connect().await?;
-    let metrics = wharf_telemetry::Metrics::new();
-    runtime::sample_gauges(metrics.clone(), Arc::clone(&index), None);
-    let service = VerifierService::new_with_metrics(Arc::clone(&index), settings, metrics.clone())
-        .context("failed to set up the verifier")?
-        .with_events(bus);
-    let ready_index = Arc::clone(&index);
-    let health = health_router(
-        vec![(
-            "index",
-            check(move || {
-                let index = Arc::clone(&ready_index);
-                async move { index.ping().await.is_ok() }.boxed()
-            }),
-        )],
-        metrics,
-    );
-    // Each call joins the caller's trace (`traceparent` in the request metadata).
-    let router = tonic::service::Routes::new(GrpcServerTrace::new(VerifierServer::new(service)))
-        .into_axum_router()
-        .merge(health);
-    let tls = args
-        .tls
-        .load_requiring_clients(args.tls_client_ca.as_deref())?;
-    let serving = runtime::serve(args.listen, tls, router, None)?;
-    tracing::info!(address = %serving.address, "wharf verifier is serving");
-    shutdown_signal().await;
-    serving.stop("verifier").await;
-    tracing::info!("wharf verifier stopped");
-    Ok(())
+    let settings = VerifierProcessSettings {
+        listen: args.listen,
+        verifier: args.policy.settings()?,
+        tls: args
+            .tls
+            .load_requiring_clients(args.tls_client_ca.as_deref())?,
+        index: args.index.settings(),
+        bus: args.nats.settings(),
+    };
+    App::verifier(settings).await?.run(shutdown_signal()).await
 }
 
+/// Runs `wharf worker` until SIGINT or SIGTERM, or until the worker or its health server
+/// fails.
 pub(crate) async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
     args.config.announce();
-    let settings = args.policy.settings()?;
-    let index = args.index.open().await?;
-    let blobs = args.store.open(&args.index.data_dir)?;
-    let bus = args.nats.connect().await?;
-    let checks: Vec<ReadinessCheck> = vec![
-        ("index", {
-            let index = Arc::clone(&index);
-            check(move || {
-                let index = Arc::clone(&index);
-                async move { index.ping().await.is_ok() }.boxed()
-            })
-        }),
-        ("store", {
-            let blobs = blobs.clone();
-            check(move || {
-                let blobs = blobs.clone();
-                async move { blobs.ping().await.is_ok() }.boxed()
-            })
-        }),
-        ("bus", {
-            let bus = Arc::clone(&bus);
-            check(move || {
-                let bus = Arc::clone(&bus);
-                async move { bus.ping().await.is_ok() }.boxed()
-            })
-        }),
-    ];
-    let metrics = wharf_telemetry::Metrics::new();
-    runtime::sample_gauges(metrics.clone(), Arc::clone(&index), Some(Arc::clone(&bus)));
-    let worker = StorageWorker::new(index, blobs, bus, settings).with_metrics(metrics.clone());
-    let stop = CancellationToken::new();
-    let worker_task = tokio::spawn(worker.run(stop.clone()));
-    let serving = runtime::serve(
-        args.listen,
-        None,
-        health_router(checks, metrics),
-        Some(runtime::HEADER_READ_TIMEOUT),
-    )?;
-    tracing::info!(address = %serving.address, "wharf worker is running");
-    shutdown_signal().await;
-    tracing::info!("shutting down: finishing in-flight uploads");
-    // Stop pulling; uploads in flight finish and are acknowledged (or redelivered to
-    // another worker if this one is killed before).
-    stop.cancel();
-    match tokio::time::timeout(runtime::SHUTDOWN_GRACE, worker_task).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(error))) => {
-            tracing::warn!(error = %error, "storage worker stopped with an error")
-        }
-        Ok(Err(error)) => tracing::warn!(error = %error, "storage worker task failed"),
-        Err(_) => {
-            tracing::warn!("in-flight uploads did not finish in time; they will be redelivered")
-        }
-    }
-    serving.stop("worker health").await;
-    tracing::info!("wharf worker stopped");
-    Ok(())
+    let settings = WorkerProcessSettings {
+        listen: args.listen,
+        worker: args.policy.settings()?,
+        store: args.store.settings(&args.index.data_dir),
+        index: args.index.settings(),
+        bus: args.nats.settings(),
+    };
+    App::worker(settings).await?.run(shutdown_signal()).await
 }

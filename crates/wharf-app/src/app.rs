@@ -1,0 +1,444 @@
+//! [`App`]: one Wharf process (the embedded mode, or one scaled service) built from typed
+//! settings, its listener bound, its tasks run under one [`Supervisor`].
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum_server::tls_rustls::RustlsConfig;
+use futures::FutureExt;
+use tower::ServiceExt;
+use wharf_blob::BlobStore;
+use wharf_bus::UploadBus;
+use wharf_gateway::{Gateway, GatewaySettings, TransportError, VerifierGrpc, VerifierTransport};
+use wharf_index::prelude::*;
+use wharf_proto::v1::verifier_client::VerifierClient;
+use wharf_proto::v1::verifier_server::VerifierServer;
+use wharf_telemetry::{GrpcClientTrace, GrpcServerTrace};
+use wharf_verifier::{VerifierService, VerifierSettings};
+use wharf_worker::{StorageWorker, WorkerSettings};
+
+use crate::adapters::{
+    BusSettings, ConfigError, IndexSettings, StoreSettings, open_bus, open_index, open_store,
+};
+use crate::server::{
+    BoundServer, HEADER_READ_TIMEOUT, ReadinessCheck, SHUTDOWN_GRACE, add_gauges, health_router,
+    probe,
+};
+use crate::supervisor::Supervisor;
+
+/// Settings of the embedded mode (`wharf serve`): every service in one process.
+#[derive(Debug, Clone)]
+pub struct EmbeddedSettings {
+    /// Address to listen on (port 0: any free port).
+    pub listen: SocketAddr,
+    /// Where the index lives.
+    pub index: IndexSettings,
+    /// Where published files live.
+    pub store: StoreSettings,
+    /// The bus between the gateway and the worker (in-process unless a test asks for NATS).
+    pub bus: BusSettings,
+    /// HTTPS, or plain HTTP when `None`.
+    pub tls: Option<RustlsConfig>,
+    /// The gateway's limits and links.
+    pub gateway: GatewaySettings,
+    /// Close a connection whose request headers are not complete after this long.
+    pub header_read_timeout: Duration,
+    /// The verifier's policy.
+    pub verifier: VerifierSettings,
+    /// How the storage worker works.
+    pub worker: WorkerSettings,
+}
+
+/// Settings of a scaled gateway (`wharf gateway`).
+#[derive(Debug, Clone)]
+pub struct GatewayProcessSettings {
+    /// Address to listen on (the public HTTP API).
+    pub listen: SocketAddr,
+    /// The gRPC client of the verifier (connected lazily).
+    pub verifier: VerifierGrpc,
+    /// How the verifier is named in the logs.
+    pub verifier_url: String,
+    /// Where the index lives.
+    pub index: IndexSettings,
+    /// Where published files live.
+    pub store: StoreSettings,
+    /// The bus to the workers.
+    pub bus: BusSettings,
+    /// HTTPS, or plain HTTP when `None`.
+    pub tls: Option<RustlsConfig>,
+    /// The gateway's limits and links.
+    pub gateway: GatewaySettings,
+    /// Close a connection whose request headers are not complete after this long.
+    pub header_read_timeout: Duration,
+}
+
+/// Settings of a scaled verifier (`wharf verifier`).
+#[derive(Debug, Clone)]
+pub struct VerifierProcessSettings {
+    /// Address to listen on (gRPC, plus /healthz and /readyz).
+    pub listen: SocketAddr,
+    /// Where the index lives.
+    pub index: IndexSettings,
+    /// The bus the verifier publishes its public events on.
+    pub bus: BusSettings,
+    /// HTTPS (possibly requiring client certificates), or plain HTTP/2 when `None`.
+    pub tls: Option<RustlsConfig>,
+    /// The verifier's policy.
+    pub verifier: VerifierSettings,
+}
+
+/// Settings of a scaled storage worker (`wharf worker`).
+#[derive(Debug, Clone)]
+pub struct WorkerProcessSettings {
+    /// Address to listen on (/healthz and /readyz).
+    pub listen: SocketAddr,
+    /// Where the index lives.
+    pub index: IndexSettings,
+    /// Where published files live.
+    pub store: StoreSettings,
+    /// The bus the worker consumes staged uploads from.
+    pub bus: BusSettings,
+    /// How the storage worker works.
+    pub worker: WorkerSettings,
+}
+
+/// One Wharf process: built (adapters opened, listener bound), then run until a shutdown
+/// signal or the first task that ends on its own.
+#[derive(Debug)]
+pub struct App {
+    local_addr: SocketAddr,
+    supervisor: Supervisor,
+    /// What the logs call this process ("wharf", "wharf gateway", …).
+    title: &'static str,
+    /// Logged once the tasks run, with the address.
+    started: String,
+    /// Logged when the shutdown signal arrives.
+    stopping: &'static str,
+    parts: Parts,
+}
+
+/// The adapters an embedded App opened, for the tests that drive it.
+#[derive(Debug, Clone)]
+pub struct Parts {
+    /// The index.
+    pub index: Arc<dyn Index>,
+    /// The file store.
+    pub blobs: Option<BlobStore>,
+    /// The bus.
+    pub bus: Option<Arc<dyn UploadBus>>,
+}
+
+/// Builds the gRPC client of an in-process verifier: real protobuf messages and the real
+/// service, without a socket.
+fn in_process_verifier(service: VerifierService) -> VerifierGrpc {
+    // The same tracing as over the network: the client opens its span and injects
+    // `traceparent`, the server opens its span under it.
+    let server = ServiceExt::<http::Request<tonic::body::Body>>::map_err(
+        GrpcServerTrace::new(VerifierServer::new(service)),
+        |never: Infallible| -> TransportError { match never {} },
+    );
+    VerifierClient::new(VerifierTransport::new(GrpcClientTrace::new(
+        server,
+        "gateway.verifier",
+    )))
+}
+
+/// Adds the storage worker as a supervised task: asked to stop, it stops pulling and lets
+/// the uploads in flight finish.
+fn add_worker(supervisor: &mut Supervisor, worker: StorageWorker, late: &'static str) {
+    supervisor.add("storage worker", SHUTDOWN_GRACE, late, move |stop| {
+        worker
+            .run(stop)
+            .map(|result| result.map_err(anyhow::Error::from))
+    });
+}
+
+impl App {
+    /// The embedded mode: gateway, in-process verifier (over an in-process gRPC transport),
+    /// storage worker and bus in one process. Staged bytes left by a previous run are
+    /// removed first.
+    pub async fn embedded(settings: EmbeddedSettings) -> anyhow::Result<App> {
+        let EmbeddedSettings {
+            listen,
+            index,
+            store,
+            bus,
+            tls,
+            mut gateway,
+            header_read_timeout,
+            verifier,
+            worker,
+        } = settings;
+        if worker.staging_max_age <= gateway.outcome_timeout {
+            return Err(
+                ConfigError("--staging-max-age must exceed --upload-timeout".to_owned()).into(),
+            );
+        }
+        if tls.is_some() {
+            gateway.default_scheme = "https";
+        }
+        let data_dir = index.data_dir.display().to_string();
+        let index = open_index(&index).await?;
+        let blobs = open_store(&store)?;
+        // Nothing is in flight yet: staged bytes left by a previous run belong to uploads
+        // whose clients never got an answer, and will retry.
+        let purged = blobs
+            .purge_staging()
+            .await
+            .context("failed to clear stale staging")?;
+        if purged > 0 {
+            tracing::info!(purged, "removed stale staged uploads");
+        }
+        let bus = open_bus(&bus).await?;
+
+        // One registry for the three services of this process, served at the gateway's
+        // /metrics.
+        let metrics = wharf_telemetry::Metrics::new();
+        let verifier =
+            VerifierService::new_with_metrics(Arc::clone(&index), verifier, metrics.clone())
+                .context("failed to set up the verifier")?
+                .with_events(Arc::clone(&bus));
+        let gateway = Gateway::new(
+            in_process_verifier(verifier),
+            Arc::clone(&index),
+            blobs.clone(),
+            Arc::clone(&bus),
+            gateway,
+        )
+        .with_metrics(metrics.clone());
+        let storage_worker =
+            StorageWorker::new(Arc::clone(&index), blobs.clone(), Arc::clone(&bus), worker)
+                .with_metrics(metrics.clone());
+        let server = BoundServer::bind(listen, tls, gateway.router(), Some(header_read_timeout))?;
+        let local_addr = server.address;
+
+        let mut supervisor = Supervisor::new();
+        // HTTP first: in-flight uploads still need the worker to answer them.
+        server.supervise(&mut supervisor, "gateway");
+        add_worker(
+            &mut supervisor,
+            storage_worker,
+            "the storage worker did not finish in time",
+        );
+        add_gauges(
+            &mut supervisor,
+            metrics,
+            Arc::clone(&index),
+            Some(Arc::clone(&bus)),
+        );
+        Ok(App {
+            local_addr,
+            supervisor,
+            title: "wharf",
+            started: format!("wharf is serving on {local_addr} (data in {data_dir})"),
+            stopping: "shutting down: finishing in-flight requests",
+            parts: Parts {
+                index,
+                blobs: Some(blobs),
+                bus: Some(bus),
+            },
+        })
+    }
+
+    /// A scaled gateway: the public HTTP API, asking a verifier over gRPC and handing uploads
+    /// to workers over the bus.
+    pub async fn gateway(settings: GatewayProcessSettings) -> anyhow::Result<App> {
+        let mut gateway = settings.gateway;
+        if settings.tls.is_some() {
+            gateway.default_scheme = "https";
+        }
+        let index = open_index(&settings.index).await?;
+        let blobs = open_store(&settings.store)?;
+        let bus = open_bus(&settings.bus).await?;
+        let metrics = wharf_telemetry::Metrics::new();
+        let router = Gateway::new(
+            settings.verifier,
+            Arc::clone(&index),
+            blobs.clone(),
+            Arc::clone(&bus),
+            gateway,
+        )
+        .with_metrics(metrics.clone())
+        .router();
+        let server = BoundServer::bind(
+            settings.listen,
+            settings.tls,
+            router,
+            Some(settings.header_read_timeout),
+        )?;
+        let local_addr = server.address;
+        let mut supervisor = Supervisor::new();
+        server.supervise(&mut supervisor, "gateway");
+        add_gauges(&mut supervisor, metrics, Arc::clone(&index), None);
+        Ok(App {
+            local_addr,
+            supervisor,
+            title: "wharf gateway",
+            started: format!(
+                "wharf gateway is serving on {local_addr} (verifier {})",
+                settings.verifier_url
+            ),
+            stopping: "shutting down: finishing in-flight requests",
+            parts: Parts {
+                index,
+                blobs: Some(blobs),
+                bus: Some(bus),
+            },
+        })
+    }
+
+    /// A scaled verifier: the gRPC service that answers every credential question, with
+    /// /healthz, /readyz and /metrics on the same port.
+    pub async fn verifier(settings: VerifierProcessSettings) -> anyhow::Result<App> {
+        let index = open_index(&settings.index).await?;
+        let bus = open_bus(&settings.bus).await?;
+        let metrics = wharf_telemetry::Metrics::new();
+        let service = VerifierService::new_with_metrics(
+            Arc::clone(&index),
+            settings.verifier,
+            metrics.clone(),
+        )
+        .context("failed to set up the verifier")?
+        .with_events(Arc::clone(&bus));
+        let health = health_router(vec![index_check(&index)], metrics.clone());
+        // Each call joins the caller's trace (`traceparent` in the request metadata).
+        let router =
+            tonic::service::Routes::new(GrpcServerTrace::new(VerifierServer::new(service)))
+                .into_axum_router()
+                .merge(health);
+        let server = BoundServer::bind(settings.listen, settings.tls, router, None)?;
+        let local_addr = server.address;
+        let mut supervisor = Supervisor::new();
+        server.supervise(&mut supervisor, "verifier");
+        add_gauges(&mut supervisor, metrics, Arc::clone(&index), None);
+        Ok(App {
+            local_addr,
+            supervisor,
+            title: "wharf verifier",
+            started: format!("wharf verifier is serving on {local_addr}"),
+            stopping: "shutting down: finishing in-flight requests",
+            parts: Parts {
+                index,
+                blobs: None,
+                bus: Some(bus),
+            },
+        })
+    }
+
+    /// A scaled storage worker: consumes staged uploads from the bus, with /healthz, /readyz
+    /// and /metrics on its port.
+    pub async fn worker(settings: WorkerProcessSettings) -> anyhow::Result<App> {
+        let index = open_index(&settings.index).await?;
+        let blobs = open_store(&settings.store)?;
+        let bus = open_bus(&settings.bus).await?;
+        let checks: Vec<ReadinessCheck> = vec![
+            index_check(&index),
+            ("store", {
+                let blobs = blobs.clone();
+                probe(move || {
+                    let blobs = blobs.clone();
+                    async move { blobs.ping().await.is_ok() }.boxed()
+                })
+            }),
+            ("bus", {
+                let bus = Arc::clone(&bus);
+                probe(move || {
+                    let bus = Arc::clone(&bus);
+                    async move { bus.ping().await.is_ok() }.boxed()
+                })
+            }),
+        ];
+        let metrics = wharf_telemetry::Metrics::new();
+        let worker = StorageWorker::new(
+            Arc::clone(&index),
+            blobs.clone(),
+            Arc::clone(&bus),
+            settings.worker,
+        )
+        .with_metrics(metrics.clone());
+        let server = BoundServer::bind(
+            settings.listen,
+            None,
+            health_router(checks, metrics.clone()),
+            Some(HEADER_READ_TIMEOUT),
+        )?;
+        let local_addr = server.address;
+        let mut supervisor = Supervisor::new();
+        // The worker first: uploads in flight finish and are acknowledged (or redelivered
+        // to another worker if this one is killed before); health answers meanwhile.
+        add_worker(
+            &mut supervisor,
+            worker,
+            "in-flight uploads did not finish in time; they will be redelivered",
+        );
+        server.supervise(&mut supervisor, "worker health");
+        add_gauges(
+            &mut supervisor,
+            metrics,
+            Arc::clone(&index),
+            Some(Arc::clone(&bus)),
+        );
+        Ok(App {
+            local_addr,
+            supervisor,
+            title: "wharf worker",
+            started: format!("wharf worker is running on {local_addr}"),
+            stopping: "shutting down: finishing in-flight uploads",
+            parts: Parts {
+                index,
+                blobs: Some(blobs),
+                bus: Some(bus),
+            },
+        })
+    }
+
+    /// The address the listener is bound to (the real port when port 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The adapters this App opened.
+    pub fn parts(&self) -> &Parts {
+        &self.parts
+    }
+
+    /// Adds a task to the supervisor (stopped after the App's own); tests use it to check
+    /// that a failing task ends the run.
+    pub fn add_task<F, Fut>(&mut self, name: &'static str, start: F)
+    where
+        F: FnOnce(tokio_util::sync::CancellationToken) -> Fut + Send + 'static,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        self.supervisor
+            .add(name, SHUTDOWN_GRACE, "the task did not stop in time", start);
+    }
+
+    /// Runs every task until `shutdown` resolves (then stops them in order, within the
+    /// grace time) or until one ends on its own, which stops the others and ends the run with
+    /// an error naming it.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        tracing::info!(address = %self.local_addr, "{}", self.started);
+        let result = self.supervisor.run(shutdown, self.stopping).await;
+        match &result {
+            Ok(()) => tracing::info!("{} stopped", self.title),
+            Err(_) => tracing::info!("{} stopped after a failure", self.title),
+        }
+        result
+    }
+}
+
+/// The readiness check of the index.
+fn index_check(index: &Arc<dyn Index>) -> ReadinessCheck {
+    let index = Arc::clone(index);
+    (
+        "index",
+        probe(move || {
+            let index = Arc::clone(&index);
+            async move { index.ping().await.is_ok() }.boxed()
+        }),
+    )
+}
