@@ -103,12 +103,15 @@ pub enum BusSettings {
         /// Prefix of every subject and stream name.
         prefix: String,
     },
+    /// A bus already open, shared with whoever opened it (a test that watches its events).
+    Open(Arc<dyn UploadBus>),
 }
 
 /// Opens the bus; for NATS, connects and makes sure the streams and the worker consumer exist.
 pub async fn open_bus(settings: &BusSettings) -> anyhow::Result<Arc<dyn UploadBus>> {
     match settings {
         BusSettings::InProcess => Ok(Arc::new(InProcessBus::new())),
+        BusSettings::Open(bus) => Ok(Arc::clone(bus)),
         BusSettings::Nats { url, prefix } => {
             let config = wharf_bus_nats::NatsConfig {
                 url: url.clone(),

@@ -108,17 +108,28 @@ pub struct WorkerProcessSettings {
 
 /// One Wharf process: built (adapters opened, listener bound), then run until a shutdown
 /// signal or the first task that ends on its own.
-#[derive(Debug)]
 pub struct App {
     local_addr: SocketAddr,
     supervisor: Supervisor,
     /// What the logs call this process ("wharf", "wharf gateway", …).
     title: &'static str,
-    /// Logged once the tasks run, with the address.
-    started: String,
-    /// Logged when the shutdown signal arrives.
-    stopping: &'static str,
+    /// Logs the start line once the tasks run (the binary's log lines, field for field).
+    announce: Box<dyn FnOnce() + Send>,
+    /// Logged when the shutdown signal arrives (the verifier says nothing).
+    stopping: Option<&'static str>,
     parts: Parts,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("App")
+            .field("local_addr", &self.local_addr)
+            .field("title", &self.title)
+            .field("supervisor", &self.supervisor)
+            .field("parts", &self.parts)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The adapters an embedded App opened, for the tests that drive it.
@@ -234,8 +245,10 @@ impl App {
             local_addr,
             supervisor,
             title: "wharf",
-            started: format!("wharf is serving on {local_addr} (data in {data_dir})"),
-            stopping: "shutting down: finishing in-flight requests",
+            announce: Box::new(move || {
+                tracing::info!(address = %local_addr, data_dir = %data_dir, "wharf is serving");
+            }),
+            stopping: Some("shutting down: finishing in-flight requests"),
             parts: Parts {
                 index,
                 blobs: Some(blobs),
@@ -247,6 +260,7 @@ impl App {
     /// A scaled gateway: the public HTTP API, asking a verifier over gRPC and handing uploads
     /// to workers over the bus.
     pub async fn gateway(settings: GatewayProcessSettings) -> anyhow::Result<App> {
+        let verifier_url = settings.verifier_url.clone();
         let mut gateway = settings.gateway;
         if settings.tls.is_some() {
             gateway.default_scheme = "https";
@@ -278,11 +292,10 @@ impl App {
             local_addr,
             supervisor,
             title: "wharf gateway",
-            started: format!(
-                "wharf gateway is serving on {local_addr} (verifier {})",
-                settings.verifier_url
-            ),
-            stopping: "shutting down: finishing in-flight requests",
+            announce: Box::new(move || {
+                tracing::info!(address = %local_addr, verifier = %verifier_url, "wharf gateway is serving");
+            }),
+            stopping: Some("shutting down: finishing in-flight requests"),
             parts: Parts {
                 index,
                 blobs: Some(blobs),
@@ -319,8 +332,10 @@ impl App {
             local_addr,
             supervisor,
             title: "wharf verifier",
-            started: format!("wharf verifier is serving on {local_addr}"),
-            stopping: "shutting down: finishing in-flight requests",
+            announce: Box::new(move || {
+                tracing::info!(address = %local_addr, "wharf verifier is serving");
+            }),
+            stopping: None,
             parts: Parts {
                 index,
                 blobs: None,
@@ -386,8 +401,10 @@ impl App {
             local_addr,
             supervisor,
             title: "wharf worker",
-            started: format!("wharf worker is running on {local_addr}"),
-            stopping: "shutting down: finishing in-flight uploads",
+            announce: Box::new(move || {
+                tracing::info!(address = %local_addr, "wharf worker is running");
+            }),
+            stopping: Some("shutting down: finishing in-flight uploads"),
             parts: Parts {
                 index,
                 blobs: Some(blobs),
@@ -421,7 +438,7 @@ impl App {
     /// grace time) or until one ends on its own, which stops the others and ends the run with
     /// an error naming it.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        tracing::info!(address = %self.local_addr, "{}", self.started);
+        (self.announce)();
         let result = self.supervisor.run(shutdown, self.stopping).await;
         match &result {
             Ok(()) => tracing::info!("{} stopped", self.title),

@@ -23,4 +23,4 @@ pub use app::{
 };
 pub use supervisor::Supervisor;
 #[cfg(feature = "test-support")]
-pub use test_app::{TestApp, TestAppBuilder};
+pub use test_app::{Events, TestApp, TestAppBuilder};

@@ -76,12 +76,12 @@ impl Supervisor {
     }
 
     /// Starts every task and runs them until `shutdown` resolves or one ends on its own; then
-    /// stops the others in order. `stopping` is logged when `shutdown` fired. The error names
+    /// stops the others in order. `stopping`, if any, is logged when `shutdown` fired. The error names
     /// the task that ended the run.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()>,
-        stopping: &'static str,
+        stopping: Option<&'static str>,
     ) -> anyhow::Result<()> {
         let mut set = JoinSet::new();
         let mut running = Vec::with_capacity(self.pending.len());
@@ -102,7 +102,9 @@ impl Supervisor {
         }
         let failure = tokio::select! {
             () = shutdown => {
-                tracing::info!("{stopping}");
+                if let Some(stopping) = stopping {
+                    tracing::info!("{stopping}");
+                }
                 None
             }
             Some(joined) = set.join_next_with_id() => {

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
+use wharf_bus::{InProcessBus, PublicEvent, UploadBus};
 use wharf_gateway::GatewaySettings;
 use wharf_index::prelude::*;
 use wharf_verifier::{TokenRequest, VerifierSettings, mint_user_token};
@@ -23,6 +24,8 @@ use crate::app::{App, EmbeddedSettings};
 const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 /// The NATS server private prefixes are made on (`WHARF_TEST_NATS_URL` overrides it).
 const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+/// How long [`Events::wait_for`] waits: an event that takes longer is a failure.
+const EVENT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How a [`TestApp`] is built; every choice has a default that needs no server.
 #[derive(Debug, Clone, Default)]
@@ -30,6 +33,7 @@ pub struct TestAppBuilder {
     postgres: bool,
     nats: bool,
     local_store: bool,
+    bus: Option<Arc<dyn UploadBus>>,
     gateway: GatewaySettings,
     verifier: VerifierSettings,
     worker: WorkerSettings,
@@ -51,6 +55,12 @@ impl TestAppBuilder {
     /// Stores files in a temporary directory instead of memory.
     pub fn local_store(mut self) -> Self {
         self.local_store = true;
+        self
+    }
+
+    /// Uses this bus (e.g. a test double that fails) instead of the in-process one or NATS.
+    pub fn bus(mut self, bus: Arc<dyn UploadBus>) -> Self {
+        self.bus = Some(bus);
         self
     }
 
@@ -85,14 +95,21 @@ impl TestAppBuilder {
         } else {
             StoreSettings::Memory
         };
-        let bus = if self.nats {
+        // The in-process bus is opened here, so that the test can watch its public events.
+        let in_process = (!self.nats && self.bus.is_none()).then(InProcessBus::new);
+        let bus = if let Some(bus) = self.bus {
+            BusSettings::Open(bus)
+        } else if self.nats {
             BusSettings::Nats {
                 url: std::env::var("WHARF_TEST_NATS_URL")
                     .unwrap_or_else(|_| DEFAULT_NATS_URL.to_owned()),
                 prefix: format!("wharf_test_{}", uuid::Uuid::new_v4().simple()),
             }
         } else {
-            BusSettings::InProcess
+            match &in_process {
+                Some(bus) => BusSettings::Open(Arc::new(bus.clone())),
+                None => BusSettings::InProcess,
+            }
         };
         let settings = EmbeddedSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -112,6 +129,7 @@ impl TestAppBuilder {
         Ok((
             app,
             Resources {
+                in_process,
                 _dir: dir,
                 _database: database,
             },
@@ -136,14 +154,16 @@ impl TestAppBuilder {
             index,
             stop,
             task: Some(task),
-            _resources: resources,
+            resources,
         })
     }
 }
 
-/// What a test App needs to outlive it: its temporary directory and database.
+/// What a test App needs to outlive it: its temporary directory and database; and its
+/// in-process bus, whose events a test may watch.
 #[derive(Debug)]
 pub struct Resources {
+    in_process: Option<InProcessBus>,
     _dir: tempfile::TempDir,
     _database: Option<TestDatabase>,
 }
@@ -156,7 +176,7 @@ pub struct TestApp {
     index: Arc<dyn Index>,
     stop: CancellationToken,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
-    _resources: Resources,
+    resources: Resources,
 }
 
 impl TestApp {
@@ -226,6 +246,17 @@ impl TestApp {
         self.create_token(name, &[]).await
     }
 
+    /// Watches the public events (`wharf.events.…`) published from now on; subscribe before
+    /// the action, then [`Events::wait_for`] its event. On the default in-process bus only.
+    pub fn events(&self) -> anyhow::Result<Events> {
+        match &self.resources.in_process {
+            Some(bus) => Ok(Events {
+                receiver: bus.subscribe_events(),
+            }),
+            None => anyhow::bail!("events are watched on the default in-process bus only"),
+        }
+    }
+
     /// Stops the registry gracefully and returns how its run ended.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         self.stop.cancel();
@@ -233,6 +264,30 @@ impl TestApp {
             Some(task) => task.await.context("the app task panicked")?,
             None => Ok(()),
         }
+    }
+}
+
+/// The public events of a [`TestApp`], from the moment of [`TestApp::events`] on.
+#[derive(Debug)]
+pub struct Events {
+    receiver: tokio::sync::broadcast::Receiver<PublicEvent>,
+}
+
+impl Events {
+    /// Waits for the next event on `subject` (skipping others), for up to 30 seconds.
+    pub async fn wait_for(&mut self, subject: &str) -> anyhow::Result<PublicEvent> {
+        let wait = async {
+            loop {
+                match self.receiver.recv().await {
+                    Ok(event) if event.subject == subject => return Ok(event),
+                    Ok(_) => {}
+                    Err(error) => return Err(anyhow::anyhow!("no more events: {error}")),
+                }
+            }
+        };
+        tokio::time::timeout(EVENT_TIMEOUT, wait)
+            .await
+            .with_context(|| format!("no {subject} event within {EVENT_TIMEOUT:?}"))?
     }
 }
 

@@ -84,11 +84,19 @@ async fn get(app: &TestApp, path: &str, headers: &[(&str, &str)]) -> reqwest::Re
 /// A registry with `read-side-demo` 1.0 published (one wheel) by `alice`.
 async fn published() -> (TestApp, Dist) {
     let app = TestApp::new().await.expect("the test app");
-    let token = app.user_with_token("alice").await.expect("a user and token");
+    let token = app
+        .user_with_token("alice")
+        .await
+        .expect("a user and token");
     let dist = Dist::wheel("Read_Side.Demo", "1.0");
     let response = upload(&app, Some(&token), upload_form(&dist, None), None).await;
     let status = response.status();
-    assert_eq!(status, StatusCode::OK, "{}", response.text().await.unwrap_or_default());
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        response.text().await.unwrap_or_default()
+    );
     (app, dist)
 }
 
@@ -128,7 +136,10 @@ async fn simple_index_negotiates_html_and_json() {
     assert_eq!(project.status(), StatusCode::OK);
     let project: Value = project.json().await.expect("JSON");
     assert_eq!(project["files"][0]["filename"], dist.filename.as_str());
-    assert_eq!(project["files"][0]["hashes"]["sha256"], dist.sha256().as_str());
+    assert_eq!(
+        project["files"][0]["hashes"]["sha256"],
+        dist.sha256().as_str()
+    );
 }
 
 #[tokio::test]
@@ -136,7 +147,10 @@ async fn simple_project_redirects_non_normalized_names_and_404s_unknown_ones() {
     let (app, _dist) = published().await;
     let response = get(&app, "/simple/Read_Side.Demo/", &[]).await;
     assert_eq!(response.status(), StatusCode::MOVED_PERMANENTLY);
-    assert_eq!(header(&response, "location"), Some("/simple/read-side-demo/"));
+    assert_eq!(
+        header(&response, "location"),
+        Some("/simple/read-side-demo/")
+    );
 
     let response = get(&app, "/simple/no-such-project/", &[]).await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
@@ -155,7 +169,10 @@ async fn json_api_describes_the_project() {
 
     let response = get(&app, "/pypi/Read_Side.Demo/json", &[]).await;
     assert_eq!(response.status(), StatusCode::MOVED_PERMANENTLY);
-    assert_eq!(header(&response, "location"), Some("/pypi/read-side-demo/json"));
+    assert_eq!(
+        header(&response, "location"),
+        Some("/pypi/read-side-demo/json")
+    );
     let response = get(&app, "/pypi/no-such-project/json", &[]).await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
 }
@@ -212,7 +229,10 @@ async fn upload_through_legacy_publishes_the_file() {
 #[tokio::test]
 async fn refusals_keep_pypi_reason_texts() {
     let app = TestApp::new().await.expect("the test app");
-    let token = app.user_with_token("carol").await.expect("a user and token");
+    let token = app
+        .user_with_token("carol")
+        .await
+        .expect("a user and token");
     let dist = Dist::wheel("refused-demo", "1.0");
 
     // No credentials: PyPI's text in the status line and the HTML body.
@@ -224,7 +244,13 @@ async fn refusals_keep_pypi_reason_texts() {
     assert!(body.contains("<h1>403 Forbidden</h1>"), "{body}");
 
     // The same refusal as JSON for a client that asks for it.
-    let response = upload(&app, Some("pypi-nonsense"), upload_form(&dist, None), Some("application/json")).await;
+    let response = upload(
+        &app,
+        Some("pypi-nonsense"),
+        upload_form(&dist, None),
+        Some("application/json"),
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
     assert_eq!(reason(&response), INVALID_AUTH);
     // The trace id is there only with a tracing subscriber (the binary's telemetry); when
