@@ -26,11 +26,15 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use tower_http::limit::RequestBodyLimitLayer;
 use wharf_blob::BlobStore;
 use wharf_bus::UploadBus;
 use wharf_index::Index;
 use wharf_proto::v1::verifier_client::VerifierClient;
 use wharf_telemetry::Metrics;
+
+/// The largest body of any route but an upload (a trusted-publishing JWT is a few KiB).
+pub const SMALL_BODY_BYTES: usize = 64 * 1024;
 
 pub use rate_limit::RateLimits;
 
@@ -139,13 +143,21 @@ impl Gateway {
 
     /// The HTTP routes.
     pub fn router(self) -> Router {
-        Router::new()
+        // Only an upload may stream a large body; it enforces its own limits while reading.
+        // The two old upload URLs never read theirs, and keep answering twine's large posts
+        // with their redirect or `410` rather than a `413`.
+        let uploads = Router::new()
             .route("/legacy/", post(upload::upload))
             .route(
                 "/legacy",
                 post(|| async { Redirect::permanent("/legacy/") }),
             )
             .route("/pypi", post(upload::moved_to_legacy))
+            .layer(DefaultBodyLimit::disable());
+        // Everything else is small: an oversized `Content-Length` is refused with `413`
+        // before a byte of the body is read, and a body without one stops being read at the
+        // limit (issue #12, finding 1).
+        let small = Router::new()
             .route("/simple/", get(simple::index_page))
             .route(
                 "/simple",
@@ -165,11 +177,12 @@ impl Gateway {
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(readiness))
             .route("/metrics", get(metrics))
+            .layer(RequestBodyLimitLayer::new(SMALL_BODY_BYTES));
+        uploads
+            .merge(small)
             // One server span per request, continuing the caller's trace (W3C `traceparent`),
             // and the trace id in the `X-Wharf-Trace-Id` response header.
             .layer(axum::middleware::from_fn(tracing_layer::trace_request))
-            // Uploads enforce their own limits while streaming.
-            .layer(DefaultBodyLimit::disable())
             .with_state(self)
     }
 }

@@ -1,10 +1,11 @@
 //! Trusted publishing endpoints (`/_/oidc/…`, spec §b.1–b.3). The gateway only parses the
 //! request and forwards it: the verifier decides.
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{Extensions, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use http_body_util::LengthLimitError;
 use serde_json::{Value, json};
 use tracing::instrument;
 use wharf_core::refusal::{ErrorCode, Refusal};
@@ -17,7 +18,35 @@ use crate::rate_limit::{Limited, client_ip};
 use crate::response::{Api, refusal_response};
 
 /// Largest accepted mint-token request body (a JWT is a few KiB).
-const MAX_BODY_BYTES: usize = 64 * 1024;
+const MAX_BODY_BYTES: usize = crate::SMALL_BODY_BYTES;
+
+/// A small request body, read up to [`MAX_BODY_BYTES`] and no further.
+enum SmallBody {
+    Read(Bytes),
+    /// Longer than the limit: reading stopped there.
+    TooLarge,
+    /// The client broke off or sent a malformed body.
+    Failed(axum::Error),
+}
+
+/// Reads `body` but never more than [`MAX_BODY_BYTES`] of it (the router's limit refuses an
+/// oversized `Content-Length` before this runs; this stops a body sent without one).
+async fn read_small_body(body: Body) -> SmallBody {
+    match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(bytes) => SmallBody::Read(bytes),
+        Err(error) => {
+            // The limit is either this read's or the router's; both say so in the chain.
+            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+            while let Some(cause) = source {
+                if cause.is::<LengthLimitError>() {
+                    return SmallBody::TooLarge;
+                }
+                source = cause.source();
+            }
+            SmallBody::Failed(error)
+        }
+    }
+}
 
 /// The `503` when the verifier cannot be asked.
 fn verifier_unavailable(status: &tonic::Status) -> Response {
@@ -33,7 +62,7 @@ fn verifier_unavailable(status: &tonic::Status) -> Response {
 /// clients do not reliably send one.
 fn token_from_body(body: &[u8]) -> Result<String, String> {
     if body.len() > MAX_BODY_BYTES {
-        return Err("request body too large".to_owned());
+        return Err(TOO_LARGE.to_owned());
     }
     let value: Value = serde_json::from_slice(body)
         .map_err(|_| "Invalid JSON: the request body is not valid JSON".to_owned())?;
@@ -45,6 +74,19 @@ fn token_from_body(body: &[u8]) -> Result<String, String> {
         Some(_) => Err("token: Input should be a valid string".to_owned()),
         None => Err("token: Field required".to_owned()),
     }
+}
+
+/// The payload error of a body over [`MAX_BODY_BYTES`].
+const TOO_LARGE: &str = "request body too large";
+
+/// The `400` when the body could not be read at all (axum's text for a failed read).
+fn body_unreadable(error: &axum::Error) -> Response {
+    tracing::debug!(error = %error, "unreadable request body");
+    (
+        StatusCode::BAD_REQUEST,
+        format!("Failed to buffer the request body: {error}"),
+    )
+        .into_response()
 }
 
 /// `GET /_/oidc/audience`.
@@ -76,7 +118,7 @@ pub(crate) async fn mint_token(
     State(gateway): State<Gateway>,
     headers: HeaderMap,
     extensions: Extensions,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     if let Some(ip) = client_ip(&gateway.settings.rate_limits, &headers, &extensions)
         && let Err(refusal) = gateway
@@ -87,7 +129,13 @@ pub(crate) async fn mint_token(
     }
     // A body without a token is refused by the verifier too, so that every refusal is
     // audited in one place.
-    let request = match token_from_body(&body) {
+    let parsed = match read_small_body(body).await {
+        SmallBody::Read(body) => token_from_body(&body),
+        // The same refusal as a body read whole and found too long.
+        SmallBody::TooLarge => Err(TOO_LARGE.to_owned()),
+        SmallBody::Failed(error) => return body_unreadable(&error),
+    };
+    let request = match parsed {
         Ok(oidc_token) => MintTokenRequest {
             oidc_token,
             payload_error: String::new(),
@@ -124,7 +172,13 @@ pub(crate) async fn mint_token(
 
 /// `POST /_/oidc/burn-token`: revokes a minted token; always 202, whatever happened.
 #[instrument(skip_all, name = "gateway.oidc_burn_token")]
-pub(crate) async fn burn_token(State(gateway): State<Gateway>, body: Bytes) -> Response {
+pub(crate) async fn burn_token(State(gateway): State<Gateway>, body: Body) -> Response {
+    let body = match read_small_body(body).await {
+        SmallBody::Read(body) => body,
+        // Too long for a token: nothing to burn, and PyPI's answer is 202 whatever happened.
+        SmallBody::TooLarge => Bytes::new(),
+        SmallBody::Failed(error) => return body_unreadable(&error),
+    };
     if let Ok(token) = token_from_body(&body) {
         let mut verifier = gateway.verifier.clone();
         if let Err(status) = verifier.burn_token(BurnTokenRequest { token }).await {
