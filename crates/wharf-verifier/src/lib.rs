@@ -213,6 +213,22 @@ impl VerifierService {
         })
     }
 
+    /// Revokes a token minted by trusted publishing, only if it is genuine: its identifier
+    /// names a stored token and its signature verifies against that token's root key, as for
+    /// an upload. The identifier alone is public (it is in every `oidc.minted` event), so a
+    /// forged token is ignored exactly like an unknown one (issue #12, finding 3).
+    pub async fn burn_minted_token(&self, token: &str) -> Result<(), VerifierError> {
+        let Holder::Known(holder) = self.find_holder(token).await? else {
+            return Ok(());
+        };
+        if !holder.identity.signature_verified {
+            return Ok(());
+        }
+        self.trusted
+            .burn(self.index.as_ref(), &holder.identity.token_id)
+            .await
+    }
+
     /// Finds the holder of a token: it must parse, and its identifier must name a stored
     /// token of an existing user or publisher. The caveats are checked later, against a
     /// project, as PyPI does; the signature alone is checked here, so that the gateway counts
@@ -446,9 +462,7 @@ impl Verifier for VerifierService {
         &self,
         request: Request<BurnTokenRequest>,
     ) -> Result<Response<BurnTokenResponse>, Status> {
-        self.trusted
-            .burn(self.index.as_ref(), &request.get_ref().token)
-            .await?;
+        self.burn_minted_token(&request.get_ref().token).await?;
         Ok(Response::new(BurnTokenResponse {}))
     }
 
@@ -685,6 +699,73 @@ mod tests {
         assert_eq!(
             rejection.message,
             "Invalid API Token: project-scoped token is not valid for project: 'demo'"
+        );
+    }
+
+    /// A minted (publisher) token stored in the index with `root_key`, and its text.
+    async fn minted_token(fixture: &Fixture, root_key: &[u8]) -> (String, String) {
+        fixture
+            .index
+            .insert_publisher(&wharf_index::NewPublisher {
+                id: "pub-burn".to_owned(),
+                kind: "github".to_owned(),
+                issuer_url: "https://token.actions.githubusercontent.com".to_owned(),
+                policy: r#"{"repository":"octo/demo","workflow":"release.yml"}"#.to_owned(),
+                label: "burn".to_owned(),
+                token_ttl_seconds: Some(900),
+                pending_project_name: None,
+                pending_project_ultranormalized: None,
+                pending_user_id: None,
+                project_ids: Vec::new(),
+                created_at: 0,
+            })
+            .await
+            .expect("publisher");
+        let id = uuid::Uuid::new_v4().to_string();
+        let now = jiff::Timestamp::now().as_second();
+        fixture
+            .index
+            .insert_token(&NewToken {
+                id: id.clone(),
+                user_id: None,
+                publisher_id: Some("pub-burn".to_owned()),
+                additional: None,
+                description: String::new(),
+                root_key: root_key.to_vec(),
+                caveats: Vec::new(),
+                created_at: now,
+                expires_at: Some(now + 900),
+            })
+            .await
+            .expect("token");
+        let macaroon = wharf_macaroon::Macaroon::new("wharf", id.as_bytes(), root_key);
+        (id, wharf_macaroon::encode_token(TOKEN_PREFIX, &macaroon))
+    }
+
+    #[tokio::test]
+    async fn burning_needs_the_tokens_signature_not_just_its_identifier() {
+        let fixture = fixture().await;
+        let (id, genuine) = minted_token(&fixture, &[7; 32]).await;
+        // The real identifier (public in `oidc.minted` events) under a guessed key.
+        let forged = wharf_macaroon::Macaroon::new("wharf", id.as_bytes(), b"guessed key");
+        let forged = wharf_macaroon::encode_token(TOKEN_PREFIX, &forged);
+        fixture
+            .verifier
+            .burn_minted_token(&forged)
+            .await
+            .expect("verifier");
+        assert!(
+            fixture.index.find_token(&id).await.expect("find").is_some(),
+            "a forged token revoked nothing"
+        );
+        fixture
+            .verifier
+            .burn_minted_token(&genuine)
+            .await
+            .expect("verifier");
+        assert!(
+            fixture.index.find_token(&id).await.expect("find").is_none(),
+            "the genuine token is burnt"
         );
     }
 

@@ -19,7 +19,7 @@ use wharf_oidc::{
     Candidate, Claims, ErrorCode, Issuer, IssuerKind, KeyStore, PublisherPolicy, Refusal,
 };
 
-use crate::{TOKEN_PREFIX, VerifierError};
+use crate::VerifierError;
 
 /// Operator settings of trusted publishing.
 #[derive(Debug, Clone)]
@@ -446,17 +446,16 @@ impl TrustedPublishing {
         Ok(Ok(Minted { token, expires }))
     }
 
-    /// Revokes a minted token; answers nothing either way (PyPI always says 202).
+    /// Revokes the minted token `token_id`, whose holder the caller has verified; answers
+    /// nothing either way (PyPI always says 202).
     #[instrument(skip_all, name = "verifier.burn_token")]
-    pub(crate) async fn burn(&self, index: &dyn Index, token: &str) -> Result<(), VerifierError> {
-        let Ok(macaroon) = wharf_macaroon::decode_token(token, TOKEN_PREFIX) else {
-            return Ok(());
-        };
-        let Ok(identifier) = std::str::from_utf8(macaroon.identifier()) else {
-            return Ok(());
-        };
-        if index.delete_publisher_token(identifier).await? {
-            self.audit(index, "oidc.burned", json!({ "token_id": identifier }))
+    pub(crate) async fn burn(
+        &self,
+        index: &dyn Index,
+        token_id: &str,
+    ) -> Result<(), VerifierError> {
+        if index.delete_publisher_token(token_id).await? {
+            self.audit(index, "oidc.burned", json!({ "token_id": token_id }))
                 .await;
         }
         Ok(())
