@@ -89,6 +89,23 @@ fn body_unreadable(error: &axum::Error) -> Response {
         .into_response()
 }
 
+/// Counts one request of the client IP under `limited`; the `429` (or `503`) to send when it
+/// is over.
+async fn check_ip_rate(
+    gateway: &Gateway,
+    limited: Limited,
+    headers: &HeaderMap,
+    extensions: &Extensions,
+) -> Result<(), Response> {
+    let Some(ip) = client_ip(&gateway.settings.rate_limits, headers, extensions) else {
+        return Ok(());
+    };
+    gateway
+        .check_rate(limited, &ip.to_string())
+        .await
+        .map_err(|refusal| refusal_response(Api::TrustedPublishing, &refusal))
+}
+
 /// `GET /_/oidc/audience`.
 #[instrument(skip_all, name = "gateway.oidc_audience")]
 pub(crate) async fn audience(State(gateway): State<Gateway>) -> Response {
@@ -120,12 +137,8 @@ pub(crate) async fn mint_token(
     extensions: Extensions,
     body: Body,
 ) -> Response {
-    if let Some(ip) = client_ip(&gateway.settings.rate_limits, &headers, &extensions)
-        && let Err(refusal) = gateway
-            .check_rate(Limited::MintPerIp, &ip.to_string())
-            .await
-    {
-        return refusal_response(Api::TrustedPublishing, &refusal);
+    if let Err(refused) = check_ip_rate(&gateway, Limited::MintPerIp, &headers, &extensions).await {
+        return refused;
     }
     // A body without a token is refused by the verifier too, so that every refusal is
     // audited in one place.
@@ -170,9 +183,19 @@ pub(crate) async fn mint_token(
     }
 }
 
-/// `POST /_/oidc/burn-token`: revokes a minted token; always 202, whatever happened.
+/// `POST /_/oidc/burn-token`: revokes a minted token; always 202, whatever happened, unless
+/// the client IP is over its burn rate limit (`429`).
 #[instrument(skip_all, name = "gateway.oidc_burn_token")]
-pub(crate) async fn burn_token(State(gateway): State<Gateway>, body: Body) -> Response {
+pub(crate) async fn burn_token(
+    State(gateway): State<Gateway>,
+    headers: HeaderMap,
+    extensions: Extensions,
+    body: Body,
+) -> Response {
+    // Each burn costs the verifier a token lookup and a signature check.
+    if let Err(refused) = check_ip_rate(&gateway, Limited::BurnPerIp, &headers, &extensions).await {
+        return refused;
+    }
     let body = match read_small_body(body).await {
         SmallBody::Read(body) => body,
         // Too long for a token: nothing to burn, and PyPI's answer is 202 whatever happened.

@@ -22,6 +22,8 @@ pub struct RateLimits {
     pub upload_per_token: Option<RateLimit>,
     /// Trusted-publishing token exchanges per client IP.
     pub mint_per_ip: Option<RateLimit>,
+    /// Trusted-publishing token burns per client IP.
+    pub burn_per_ip: Option<RateLimit>,
     /// Projects created by one user (PyPI: 20 an hour).
     pub new_project_per_user: Option<RateLimit>,
     /// Projects created from one client IP (PyPI: 40 an hour).
@@ -37,6 +39,7 @@ pub(crate) enum Limited {
     UploadPerIp,
     UploadPerToken,
     MintPerIp,
+    BurnPerIp,
     NewProjectPerUser,
     NewProjectPerIp,
 }
@@ -47,6 +50,7 @@ impl Limited {
             Limited::UploadPerIp => "upload-ip",
             Limited::UploadPerToken => "upload-token",
             Limited::MintPerIp => "mint-token-ip",
+            Limited::BurnPerIp => "burn-token-ip",
             Limited::NewProjectPerUser => "new-project-user",
             Limited::NewProjectPerIp => "new-project-ip",
         }
@@ -57,6 +61,7 @@ impl Limited {
             Limited::UploadPerIp => limits.upload_per_ip,
             Limited::UploadPerToken => limits.upload_per_token,
             Limited::MintPerIp => limits.mint_per_ip,
+            Limited::BurnPerIp => limits.burn_per_ip,
             Limited::NewProjectPerUser => limits.new_project_per_user,
             Limited::NewProjectPerIp => limits.new_project_per_ip,
         }
@@ -68,6 +73,7 @@ impl Limited {
             Limited::UploadPerIp => "Too many uploads from this IP address",
             Limited::UploadPerToken => "Too many uploads with this API token",
             Limited::MintPerIp => "Too many token requests from this IP address",
+            Limited::BurnPerIp => "Too many token revocations from this IP address",
             // PyPI's exact words (spec a.7).
             Limited::NewProjectPerUser | Limited::NewProjectPerIp => {
                 return "Too many new projects created".to_owned();

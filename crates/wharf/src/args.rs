@@ -58,6 +58,10 @@ pub(crate) struct UploadArgs {
     /// (0: no limit).
     #[arg(long, env = "WHARF_MINT_TOKEN_RATE_LIMIT", default_value_t = 120)]
     mint_token_rate_limit: u32,
+    /// Trusted-publishing token burns allowed per client IP in each --rate-limit-window
+    /// (0: no limit).
+    #[arg(long, env = "WHARF_BURN_TOKEN_RATE_LIMIT", default_value_t = 120)]
+    burn_token_rate_limit: u32,
     /// Projects one user may create per hour (PyPI: 20; 0: no limit).
     #[arg(long, env = "WHARF_NEW_PROJECT_RATE_LIMIT", default_value_t = 20)]
     new_project_rate_limit: u32,
@@ -108,6 +112,7 @@ impl UploadArgs {
             upload_per_ip: limit(self.upload_rate_limit),
             upload_per_token: limit(self.upload_token_rate_limit),
             mint_per_ip: limit(self.mint_token_rate_limit),
+            burn_per_ip: limit(self.burn_token_rate_limit),
             new_project_per_user: hourly(self.new_project_rate_limit),
             new_project_per_ip: hourly(self.new_project_ip_rate_limit),
             client_ip_header,
