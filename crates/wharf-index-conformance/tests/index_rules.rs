@@ -2235,18 +2235,32 @@ async fn reify_pending_publisher(h: &dyn Harness) {
             .is_some()
     );
 
-    // Not pending any more.
-    let error = index
-        .reify_pending_publisher("pub-a", &reify_target("New.Thing"), T0 + 11)
+    // Not pending any more: the losing side of a race, a typed outcome (not an error the
+    // verifier would answer 503 for), and nothing is written.
+    let journal = h.journal().await;
+    for (publisher, name) in [
+        ("pub-a", "New.Thing"),
+        // Removed by alice's look-alike project.
+        ("pub-bob", "newthing"),
+        ("pub-nope", "Nope"),
+    ] {
+        assert_eq!(
+            index
+                .reify_pending_publisher(publisher, &reify_target(name), T0 + 11)
+                .await
+                .expect("reify"),
+            ReifyResult::NoLongerPending,
+            "{publisher}"
+        );
+    }
+    assert_eq!(h.journal().await, journal);
+    assert_eq!(index.list_projects().await.expect("list").len(), 2);
+    let publisher = index
+        .find_publisher("pub-a")
         .await
-        .expect_err("reify twice");
-    assert!(matches!(error, IndexError::Conflict(_)), "{error:?}");
-    assert!(!error.is_transient());
-    let error = index
-        .reify_pending_publisher("pub-nope", &reify_target("Nope"), T0 + 11)
-        .await
-        .expect_err("unknown publisher");
-    assert!(matches!(error, IndexError::Conflict(_)), "{error:?}");
+        .expect("find")
+        .expect("the winner's publisher stays");
+    assert_eq!(publisher.project_ids, vec![created.clone()]);
 
     // The project exists already: the pending publisher is dropped, nothing else changes.
     let journal = h.journal().await;
@@ -2267,7 +2281,7 @@ async fn reify_pending_publisher(h: &dyn Harness) {
 }
 
 /// Eight verifiers reify one pending publisher at once: one creates the project, the others
-/// find it no longer pending.
+/// find it no longer pending (issue #12, finding 9: a typed outcome, never an error).
 async fn race_reify_once(h: &dyn Harness) {
     let index = h.index();
     let alice = user(index.as_ref(), "alice").await;
@@ -2285,7 +2299,7 @@ async fn race_reify_once(h: &dyn Harness) {
     for result in results {
         match result {
             Ok(ReifyResult::Created { .. }) => created += 1,
-            Err(IndexError::Conflict(_)) => {}
+            Ok(ReifyResult::NoLongerPending) => {}
             other => panic!("unexpected: {other:?}"),
         }
     }

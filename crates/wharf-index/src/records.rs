@@ -322,6 +322,10 @@ pub enum ReifyResult {
     Created { project_id: String },
     /// The project exists already: the pending publisher was deleted.
     ProjectExists,
+    /// The publisher is not pending (any more): a concurrent exchange activated it, or
+    /// removed it by creating a look-alike project, or it was deleted. The losing side of a
+    /// race, not an outage; nothing was written.
+    NoLongerPending,
 }
 
 /// A rate limit: at most `burst` requests at once, refilled at one request per

@@ -429,19 +429,19 @@ pub async fn set_release_yanked<Q: Queries + ?Sized>(
 /// Turns a pending publisher into an active one: creates its project with the registering
 /// user as owner, attaches the publisher, and drops other users' pending publishers for the
 /// same (ultranormalized) name. If the project exists already, the pending publisher is
-/// deleted instead.
+/// deleted instead; if the publisher is no longer pending (a concurrent exchange won),
+/// [`ReifyResult::NoLongerPending`] and nothing is written.
 pub async fn reify_pending_publisher<Q: Queries + ?Sized>(
     queries: &mut Q,
     publisher_id: &str,
     project: &ProjectTarget,
     now_micros: i64,
 ) -> Result<ReifyResult, IndexError> {
-    // Reifying deletes other users' pending publishers: it is serialized as a whole.
+    // Reifying deletes other users' pending publishers: it is serialized as a whole, so the
+    // loser of a race sees the winner's writes here.
     queries.begin_writes().await?;
     let Some((owner_id, owner_name)) = queries.pending_publisher_owner(publisher_id).await? else {
-        return Err(IndexError::Conflict(format!(
-            "publisher {publisher_id} is not pending"
-        )));
+        return Ok(ReifyResult::NoLongerPending);
     };
     if queries.project(&project.normalized_name).await?.is_some() {
         queries.delete_publisher_row(publisher_id).await?;

@@ -276,11 +276,11 @@ impl TrustedPublishing {
                 .reify_pending_publisher(&found.record.id, &target, now_micros)
                 .await?
             {
-                ReifyResult::ProjectExists => {
-                    return Ok(Err(Refusal::new(
-                        ErrorCode::InvalidPendingPublisher,
-                        "valid token, but project already exists",
-                    )));
+                // The project exists, or a concurrent exchange (of this publisher, or of a
+                // look-alike one that removed it) won the race since our lookup: either way
+                // PyPI's refusal, audited, not an outage.
+                ReifyResult::ProjectExists | ReifyResult::NoLongerPending => {
+                    return Ok(Err(tp::project_already_exists()));
                 }
                 ReifyResult::Created { project_id } => {
                     self.audit(
