@@ -59,6 +59,34 @@ fn shown(response: &RawResponse) -> String {
     }
 }
 
+/// One mint-token request per JWT, from as many threads released at once; the responses in
+/// the same order.
+fn mint_at_once(registry: &Registry, jwts: Vec<String>) -> Vec<RawResponse> {
+    let barrier = Arc::new(Barrier::new(jwts.len()));
+    let url = registry.url();
+    let handles: Vec<_> = jwts
+        .into_iter()
+        .map(|jwt| {
+            let body = json!({ "token": jwt }).to_string();
+            let (barrier, url) = (Arc::clone(&barrier), url.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                raw_http::request(
+                    &url,
+                    "POST",
+                    "/_/oidc/mint-token",
+                    &[("Content-Type", "application/json")],
+                    body.as_bytes(),
+                )
+            })
+        })
+        .collect();
+    handles
+        .into_iter()
+        .map(|handle| handle.join().expect("racer thread"))
+        .collect()
+}
+
 /// Asserts a successful exchange with PyPI's 200 shape; returns the minted token.
 fn minted(response: &RawResponse) -> String {
     assert_eq!(response.status, 200, "{}", shown(response));
@@ -819,29 +847,8 @@ fn the_same_jwt_raced_from_16_requests_is_exchanged_exactly_once() {
     minted(&mint(&registry, &issuer.token("wharf")));
 
     for (round, racers) in [(1, 16), (2, 16)] {
-        let jwt = Arc::new(issuer.token("wharf"));
-        let barrier = Arc::new(Barrier::new(racers));
-        let url = registry.url();
-        let handles: Vec<_> = (0..racers)
-            .map(|_| {
-                let (jwt, barrier, url) = (Arc::clone(&jwt), Arc::clone(&barrier), url.clone());
-                std::thread::spawn(move || {
-                    let body = json!({ "token": *jwt }).to_string();
-                    barrier.wait();
-                    raw_http::request(
-                        &url,
-                        "POST",
-                        "/_/oidc/mint-token",
-                        &[("Content-Type", "application/json")],
-                        body.as_bytes(),
-                    )
-                })
-            })
-            .collect();
-        let responses: Vec<RawResponse> = handles
-            .into_iter()
-            .map(|handle| handle.join().expect("racer thread"))
-            .collect();
+        let jwt = issuer.token("wharf");
+        let responses = mint_at_once(&registry, vec![jwt; racers]);
         let winners = responses.iter().filter(|r| r.status == 200).count();
         assert_eq!(
             winners,
@@ -912,4 +919,130 @@ fn trusted_publishing_can_be_turned_off() {
         json!({ "message": "Trusted publishing functionality not enabled" })
     );
     refused(&mint(&registry, &issuer.token("wharf")), "not-enabled");
+}
+
+/// Issue #12, finding 4: a token of an unrelated repository is refused with PyPI's bare text
+/// and learns nothing of another project's (private) publisher; the audit trail names that
+/// publisher for operators; the publisher's own repository is still told what differs.
+#[test]
+fn explain_mode_tells_an_unrelated_repository_nothing_of_another_projects_publisher() {
+    let mut secret = GitHubIdentity::new("hidden-org", "private-repo", "deploy-secret.yml")
+        .in_environment("prod-secret");
+    secret.owner_id = "7770001".to_owned();
+    let (issuer, registry) = registry_with_pending_publisher(&[], secret.clone(), "secret-project");
+    // The first exchange creates the project and pins the owner id.
+    minted(&mint(&registry, &issuer.token("wharf")));
+
+    let mut stranger = GitHubIdentity::new("mallory", "unrelated", "release.yml");
+    stranger.owner_id = "9990001".to_owned();
+    issuer.set_identity(stranger);
+    let response = mint(&registry, &issuer.token("wharf"));
+    refused_with(
+        &response,
+        "invalid-publisher",
+        "valid token, but no corresponding publisher (Publisher with matching claims was not found)",
+        "an unrelated repository",
+    );
+    let body = response.text();
+    for private in [
+        "hidden-org",
+        "private-repo",
+        "7770001",
+        "prod-secret",
+        "deploy-secret",
+        "secret-project",
+        "Closest publisher",
+    ] {
+        assert!(
+            !body.contains(private),
+            "the stranger sees '{private}': {body}"
+        );
+    }
+    let events = audit_events(&registry);
+    let (_, detail) = events
+        .iter()
+        .rev()
+        .find(|(kind, _)| kind == "oidc.mint_refused")
+        .expect("the refusal is audited");
+    assert_eq!(detail["code"], "invalid-publisher", "{detail}");
+    let closest = detail["closest_publisher"].as_str().unwrap_or_default();
+    for expected in [
+        "github:hidden-org/private-repo deploy-secret.yml",
+        "claim 'repository_owner_id' expected '7770001'",
+        "claim 'environment' expected 'prod-secret'",
+    ] {
+        assert!(closest.contains(expected), "audit trail: {detail}");
+    }
+
+    // The publisher's own repository, in another environment: told what differs.
+    let mut staging = secret;
+    staging.environment = Some("staging".to_owned());
+    issuer.set_identity(staging);
+    let description = refused(
+        &mint(&registry, &issuer.token("wharf")),
+        "invalid-publisher",
+    );
+    assert!(
+        description.ends_with(
+            "Closest publisher: github:hidden-org/private-repo deploy-secret.yml: \
+             claim 'environment' expected 'prod-secret'"
+        ),
+        "{description}"
+    );
+}
+
+/// Issue #12, finding 9: many exchanges of one pending publisher at once (distinct JWTs of
+/// the same job identity). One creates the project; every other one is answered — minted
+/// (it found the publisher active already) or `invalid-pending-publisher` (it lost the race
+/// to create the project) with an audit row — and none gets 503. No timing is assumed: how
+/// many lose depends on the schedule; what each gets does not.
+#[test]
+fn racing_exchanges_of_one_pending_publisher_never_answer_unavailable() {
+    let identity = GitHubIdentity::new("octo-org", "pending-race", "release.yml");
+    let (issuer, registry) = registry_with_pending_publisher(&[], identity, "pending-race-target");
+    // Warm the JWKS cache with a token for another audience (refused; activates nothing).
+    refused(&mint(&registry, &issuer.token("pypi")), "invalid-token");
+
+    let racers = 12;
+    let responses = mint_at_once(
+        &registry,
+        (0..racers).map(|_| issuer.token("wharf")).collect(),
+    );
+    let shown_all = || responses.iter().map(shown).collect::<Vec<_>>();
+    let mut losers = 0;
+    for response in &responses {
+        if response.status == 200 {
+            minted(response);
+        } else {
+            refused_with(
+                response,
+                "invalid-pending-publisher",
+                "valid token, but project already exists",
+                &format!("race loser: {:?}", shown_all()),
+            );
+            losers += 1;
+        }
+    }
+    assert!(losers < racers, "nobody minted: {:?}", shown_all());
+
+    let events = audit_events(&registry);
+    assert_eq!(
+        count_events(&events, "oidc.publisher_activated"),
+        1,
+        "{events:?}"
+    );
+    let audited_losers = events
+        .iter()
+        .filter(|(kind, detail)| {
+            kind == "oidc.mint_refused" && detail["code"] == "invalid-pending-publisher"
+        })
+        .count();
+    assert_eq!(audited_losers, losers, "{events:?}");
+    assert_eq!(
+        count_events(&events, "oidc.minted"),
+        racers - losers,
+        "{events:?}"
+    );
+    let projects = registry.admin(&["publisher", "list"]);
+    assert!(!projects.contains("(pending)"), "{projects}");
 }

@@ -32,7 +32,7 @@ pub use jwks::{
 pub use keystore::{DEFAULT_REFRESH_COOLDOWN, KeyStore};
 pub use policy::{
     ActiveStatePolicy, Candidate, GenericPolicy, GitHubPolicy, GitLabPolicy, GooglePolicy, Matched,
-    NOT_FOUND, PolicyError, PublisherPolicy, glob_match, match_publisher,
+    NOT_FOUND, NoMatch, PolicyError, PublisherPolicy, glob_match, match_publisher,
 };
 pub use unverified::{MAX_JWT_BYTES, Unverified, peek_unverified};
 pub use verify::{Claims, LEEWAY_SECONDS, expires_at, jti_of, verify_token};

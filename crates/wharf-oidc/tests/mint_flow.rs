@@ -109,6 +109,7 @@ async fn each_stage_fails_with_pypis_code() {
         code(exchange(&expired, &issuers, &store, &candidates).await),
         Some((ErrorCode::InvalidToken, "malformed or invalid token".into()))
     );
+    // Another repository of the publisher's owner: explained.
     let other_repo = sign_rs256(
         "k1",
         &with(
@@ -124,6 +125,31 @@ async fn each_stage_fails_with_pypis_code() {
             "valid token, but no corresponding publisher (Publisher with matching claims was not found). \
              Closest publisher: github:octo/app release.yml: claim 'repository' expected 'octo/app'; \
              claim 'job_workflow_ref' expected 'octo/app/.github/workflows/release.yml@<ref or sha>'"
+                .into()
+        ))
+    );
+    // Another owner's repository: PyPI's bare text, none of the publisher's configuration.
+    let stranger = sign_rs256(
+        "k1",
+        &with(
+            with(
+                with(
+                    with(claims_for(&github()), "repository", json!("mallory/app")),
+                    "repository_owner",
+                    json!("mallory"),
+                ),
+                "repository_owner_id",
+                json!("666"),
+            ),
+            "job_workflow_ref",
+            json!("mallory/app/.github/workflows/release.yml@refs/heads/main"),
+        ),
+    );
+    assert_eq!(
+        code(exchange(&stranger, &issuers, &store, &candidates).await),
+        Some((
+            ErrorCode::InvalidPublisher,
+            "valid token, but no corresponding publisher (Publisher with matching claims was not found)"
                 .into()
         ))
     );

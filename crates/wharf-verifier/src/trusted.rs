@@ -16,7 +16,7 @@ use wharf_index::{
 };
 use wharf_macaroon::Caveat;
 use wharf_oidc::{
-    Candidate, Claims, ErrorCode, Issuer, IssuerKind, KeyStore, PublisherPolicy, Refusal,
+    Candidate, Claims, ErrorCode, Issuer, IssuerKind, KeyStore, NoMatch, PublisherPolicy, Refusal,
 };
 
 use crate::VerifierError;
@@ -78,6 +78,32 @@ impl std::fmt::Debug for TrustedPublishing {
 struct MatchedPublisher {
     record: PublisherRecord,
     matched: wharf_oidc::Matched,
+}
+
+/// A refused exchange: what the caller is told, and what only the audit trail keeps.
+struct Refused {
+    refusal: Refusal,
+    /// Explain mode against every publisher of the issuer (operators only; never answered
+    /// nor published on the bus): `<label>: claim 'a' expected 'x'; …`.
+    closest_publisher: Option<String>,
+}
+
+impl From<Refusal> for Refused {
+    fn from(refusal: Refusal) -> Refused {
+        Refused {
+            refusal,
+            closest_publisher: None,
+        }
+    }
+}
+
+impl From<NoMatch> for Refused {
+    fn from(no_match: NoMatch) -> Refused {
+        Refused {
+            refusal: no_match.refusal,
+            closest_publisher: no_match.closest,
+        }
+    }
 }
 
 /// The audit kind (and public event) of a minted token.
@@ -142,12 +168,24 @@ impl TrustedPublishing {
     }
 
     async fn audit(&self, index: &dyn AuditLog, kind: &str, detail: serde_json::Value) {
+        self.audit_with_private(index, kind, detail.clone(), detail)
+            .await;
+    }
+
+    /// Records `recorded` in the audit trail and publishes `announced` (a subset of it: the
+    /// bus is a public stream) as its event.
+    async fn audit_with_private(
+        &self,
+        index: &dyn AuditLog,
+        kind: &str,
+        recorded: serde_json::Value,
+        announced: serde_json::Value,
+    ) {
         let now = jiff::Timestamp::now().as_microsecond();
-        let detail = detail.to_string();
-        if let Err(error) = index.record_audit(kind, &detail, now).await {
+        if let Err(error) = index.record_audit(kind, &recorded.to_string(), now).await {
             tracing::warn!(error = %error, kind, "could not record the audit event");
         }
-        self.announce(kind, detail).await;
+        self.announce(kind, announced.to_string()).await;
     }
 
     /// Publishes an audit event on the bus (when there is one) as `wharf.events.<kind>`.
@@ -171,22 +209,41 @@ impl TrustedPublishing {
         settings: &crate::VerifierSettings,
         jwt: &str,
     ) -> Result<Result<Minted, Refusal>, VerifierError> {
-        let result = self.try_mint(index, settings, jwt).await?;
-        if let Err(error) = &result {
-            self.record_refusal(index, error).await;
+        match self.try_mint(index, settings, jwt).await? {
+            Ok(minted) => Ok(Ok(minted)),
+            Err(refused) => {
+                self.record_refused(index, &refused).await;
+                Ok(Err(refused.refusal))
+            }
         }
-        Ok(result)
     }
 
     /// Audits a refused exchange (with its PyPI error code).
     pub(crate) async fn record_refusal(&self, index: &dyn AuditLog, error: &Refusal) {
-        tracing::Span::current().record("wharf.oidc.error", error.code.as_str());
-        self.audit(
+        self.record_refused(
             index,
-            "oidc.mint_refused",
-            json!({ "code": error.code.as_str(), "description": error.message }),
+            &Refused {
+                refusal: error.clone(),
+                closest_publisher: None,
+            },
         )
         .await;
+    }
+
+    /// Audits a refused exchange: the code and the text the caller got, and in the audit
+    /// trail only, the closest publisher of any project (for operators debugging a publisher).
+    async fn record_refused(&self, index: &dyn AuditLog, refused: &Refused) {
+        let error = &refused.refusal;
+        tracing::Span::current().record("wharf.oidc.error", error.code.as_str());
+        let announced = json!({ "code": error.code.as_str(), "description": error.message });
+        let mut recorded = announced.clone();
+        if let (Some(closest), Some(detail)) =
+            (&refused.closest_publisher, recorded.as_object_mut())
+        {
+            detail.insert("closest_publisher".to_owned(), json!(closest));
+        }
+        self.audit_with_private(index, "oidc.mint_refused", recorded, announced)
+            .await;
     }
 
     async fn try_mint(
@@ -194,16 +251,17 @@ impl TrustedPublishing {
         index: &dyn Index,
         settings: &crate::VerifierSettings,
         jwt: &str,
-    ) -> Result<Result<Minted, Refusal>, VerifierError> {
+    ) -> Result<Result<Minted, Refused>, VerifierError> {
         if !self.settings.enabled {
             return Ok(Err(Refusal::new(
                 ErrorCode::NotEnabled,
                 "trusted publishing functionality not enabled",
-            )));
+            )
+            .into()));
         }
         let unverified = match wharf_oidc::peek_unverified(jwt) {
             Ok(unverified) => unverified,
-            Err(error) => return Ok(Err(error)),
+            Err(error) => return Ok(Err(error.into())),
         };
         let issuers = self.issuers(index).await?;
         let Some(issuer) = issuers
@@ -213,7 +271,8 @@ impl TrustedPublishing {
             return Ok(Err(Refusal::new(
                 ErrorCode::InvalidPayload,
                 "unknown trusted publishing issuer",
-            )));
+            )
+            .into()));
         };
         let now = jiff::Timestamp::now().as_second();
         let claims =
@@ -221,12 +280,12 @@ impl TrustedPublishing {
                 .await
             {
                 Ok(claims) => claims,
-                Err(error) => return Ok(Err(error)),
+                Err(error) => return Ok(Err(error.into())),
             };
 
         // After verification, so that only the identity's own tokens use up its allowance.
         if let Some(refused) = self.limit_identity(index, &issuer, &claims).await? {
-            return Ok(Err(refused));
+            return Ok(Err(refused.into()));
         }
 
         let publishers = index.publishers_for_issuer(&issuer.url).await?;
@@ -237,7 +296,7 @@ impl TrustedPublishing {
         // PyPI searches the pending publishers first.
         if let Ok(found) = find_publisher(&pending, &issuer, &claims) {
             if let Err(error) = self.claim_jti(index, &issuer, &claims, now).await? {
-                return Ok(Err(error));
+                return Ok(Err(error.into()));
             }
             let project_name = found
                 .record
@@ -250,7 +309,8 @@ impl TrustedPublishing {
                 return Ok(Err(Refusal::new(
                     ErrorCode::InvalidPayload,
                     rejection.message,
-                )));
+                )
+                .into()));
             }
             let ultranormalized = name::ultranormalize(&project_name);
             let similar = index
@@ -263,7 +323,8 @@ impl TrustedPublishing {
                 return Ok(Err(Refusal::new(
                     ErrorCode::InvalidPayload,
                     name::too_similar_rejection(&project_name).message,
-                )));
+                )
+                .into()));
             }
             let target = ProjectTarget {
                 name: project_name.clone(),
@@ -280,7 +341,7 @@ impl TrustedPublishing {
                 // look-alike one that removed it) won the race since our lookup: either way
                 // PyPI's refusal, audited, not an outage.
                 ReifyResult::ProjectExists | ReifyResult::NoLongerPending => {
-                    return Ok(Err(tp::project_already_exists()));
+                    return Ok(Err(tp::project_already_exists().into()));
                 }
                 ReifyResult::Created { project_id } => {
                     self.audit(
@@ -295,13 +356,17 @@ impl TrustedPublishing {
                 return Ok(Err(Refusal::new(
                     ErrorCode::InvalidPublisher,
                     "valid token, but no corresponding publisher (the publisher was removed)",
-                )));
+                )
+                .into()));
             };
             let found = MatchedPublisher {
                 record,
                 matched: found.matched,
             };
-            return self.issue(index, found, now, None).await;
+            return Ok(self
+                .issue(index, found, now, None)
+                .await?
+                .map_err(Refused::from));
         }
 
         let found = match find_publisher(&active, &issuer, &claims) {
@@ -310,7 +375,10 @@ impl TrustedPublishing {
         };
         // The token id is claimed in the transaction that stores the minted token.
         let claim = jti_claim(&issuer, &claims, now);
-        self.issue(index, found, now, claim).await
+        Ok(self
+            .issue(index, found, now, claim)
+            .await?
+            .map_err(Refused::from))
     }
 
     /// Counts the exchange against its identity (issuer and `sub`); the refusal when over.
@@ -467,7 +535,7 @@ fn find_publisher(
     publishers: &[PublisherRecord],
     issuer: &Issuer,
     claims: &Claims,
-) -> Result<MatchedPublisher, Refusal> {
+) -> Result<MatchedPublisher, Refused> {
     let policies: Vec<(usize, PublisherPolicy)> = publishers
         .iter()
         .enumerate()

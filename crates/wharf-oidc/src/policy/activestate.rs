@@ -81,6 +81,11 @@ impl ActiveStatePolicy {
         ]
     }
 
+    /// The token comes from this publisher's ActiveState organization.
+    pub(super) fn shares_identity(&self, claims: &Claims) -> bool {
+        claims.get_str("organization") == Some(self.organization.as_str())
+    }
+
     pub(super) fn lookup(&self, claims: &Claims) -> Option<u8> {
         let identity = self.exact(claims);
         identity[..3].iter().all(|(_, _, ok)| *ok).then_some(0)

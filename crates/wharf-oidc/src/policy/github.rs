@@ -167,6 +167,20 @@ impl GitHubPolicy {
         format!("{repository}/.github/workflows/{}", self.workflow)
     }
 
+    /// The token's owner is this publisher's owner: the same account by its pinned numeric
+    /// id (a re-registered login with another id is a stranger), by login while none is
+    /// pinned (`repository_owner`, or the owner part of `repository`).
+    pub(super) fn shares_identity(&self, claims: &Claims) -> bool {
+        match &self.owner_id {
+            Some(id) => claims.get_str("repository_owner_id") == Some(id.as_str()),
+            None => non_empty(claims, "repository_owner")
+                .or_else(|| {
+                    non_empty(claims, "repository").and_then(|r| r.split_once('/').map(|(o, _)| o))
+                })
+                .is_some_and(|owner| ci_eq(owner, &self.owner)),
+        }
+    }
+
     pub(super) fn lookup(&self, claims: &Claims) -> Option<u8> {
         let (owner, name) = claims.get_str("repository")?.split_once('/')?;
         if owner != self.owner || !ci_eq(name, &self.repository) {

@@ -115,6 +115,15 @@ impl GitLabPolicy {
         }
     }
 
+    /// The token's project is in this publisher's namespace (the part of `project_path`
+    /// before the project name, or GitLab's `namespace_path` claim), compared as paths are.
+    pub(super) fn shares_identity(&self, claims: &Claims) -> bool {
+        non_empty(claims, "project_path")
+            .and_then(|path| path.rsplit_once('/').map(|(namespace, _)| namespace))
+            .or_else(|| non_empty(claims, "namespace_path"))
+            .is_some_and(|namespace| ci_eq(namespace, &self.namespace))
+    }
+
     /// PyPI also matches the issuer URL here; the caller passes this issuer's publishers.
     pub(super) fn lookup(&self, claims: &Claims) -> Option<u8> {
         let (namespace, project) = claims.get_str("project_path")?.rsplit_once('/')?;

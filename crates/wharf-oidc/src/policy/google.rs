@@ -53,6 +53,15 @@ impl GooglePolicy {
         }
     }
 
+    /// The token is the publisher's service account: the same `email`, or the pinned `sub`.
+    pub(super) fn shares_identity(&self, claims: &Claims) -> bool {
+        self.email_matches(claims)
+            || self
+                .sub
+                .as_deref()
+                .is_some_and(|sub| non_empty(claims, "sub") == Some(sub))
+    }
+
     pub(super) fn lookup(&self, claims: &Claims) -> Option<u8> {
         if !self.email_matches(claims) {
             return None;

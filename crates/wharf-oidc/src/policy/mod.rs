@@ -6,6 +6,12 @@
 //! otherwise the first looked-up candidate's failure is the reason. Wharf adds *explain mode*
 //! to the `invalid-publisher` description: the closest candidate and the claims it declares
 //! that differ, with the expected values from its configuration (never the token's values).
+//!
+//! Explain mode only looks at the publishers the token's own identity already selects (its
+//! repository or owner, project namespace, service account, organization, or `sub`; see
+//! [`PublisherPolicy::shares_identity`]): another project's configuration is never shown to a
+//! stranger, who gets PyPI's bare text. The explanation against *every* candidate is returned
+//! separately ([`NoMatch::closest`]) for the operators' audit trail.
 
 mod activestate;
 mod generic;
@@ -99,6 +105,30 @@ impl PublisherPolicy {
         }
     }
 
+    /// Explain mode's boundary: whether the token comes from the identity this publisher
+    /// names, so that its configuration may be explained to the token's holder.
+    ///
+    /// - GitHub: the same owner account (the pinned `repository_owner_id`; while none is
+    ///   pinned, the owner login), which covers the same repository;
+    /// - GitLab: the same namespace (the part of `project_path` before the project);
+    /// - Google: the same service-account `email`, or the pinned `sub`;
+    /// - ActiveState: the same `organization`;
+    /// - generic: the token's `sub` matches the publisher's `sub` pattern (the claim it is
+    ///   looked up by).
+    ///
+    /// Every candidate the lookup selects shares the identity, so PyPI's inner reason never
+    /// comes from a stranger's publisher either.
+    pub fn shares_identity(&self, claims: &Claims) -> bool {
+        self.lookup(claims).is_some()
+            || match self {
+                Self::GitHub(p) => p.shares_identity(claims),
+                Self::GitLab(p) => p.shares_identity(claims),
+                Self::Google(p) => p.shares_identity(claims),
+                Self::ActiveState(p) => p.shares_identity(claims),
+                Self::Generic(_) => false,
+            }
+    }
+
     /// Explain mode: each declared claim that differs, with the value the policy expects.
     fn differences(&self, issuer: &Issuer, claims: &Claims) -> Vec<Difference> {
         match self {
@@ -152,6 +182,24 @@ pub struct Matched {
     pub publisher_url: Option<String>,
 }
 
+/// Why no publisher accepted a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoMatch {
+    /// What the caller is told: `invalid-publisher` with PyPI's inner reason, explained only
+    /// against the publishers the token's own identity selects.
+    pub refusal: Refusal,
+    /// For operators only (the audit trail, never the caller nor a public event): the closest
+    /// publisher among every candidate of the issuer's kind and what it expects,
+    /// `<label>: claim 'a' expected 'x'; …`. `None` without candidates.
+    pub closest: Option<String>,
+}
+
+impl From<NoMatch> for Refusal {
+    fn from(no_match: NoMatch) -> Refusal {
+        no_match.refusal
+    }
+}
+
 /// A declared claim that did not match, and what the policy expects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Difference {
@@ -175,24 +223,28 @@ impl Difference {
 /// Matches verified `claims` from `issuer` against the candidates.
 ///
 /// Candidates whose policy kind does not fit the issuer kind are skipped; pass the publishers
-/// registered for this issuer. On failure the error is `invalid-publisher` with PyPI's inner
-/// reason, followed (when there was at least one fitting candidate) by Wharf's explanation
-/// naming the closest candidate.
+/// registered for this issuer. On failure the refusal is `invalid-publisher` with PyPI's inner
+/// reason, followed (when a fitting candidate shares the token's identity) by Wharf's
+/// explanation naming the closest such candidate; [`NoMatch::closest`] has the explanation
+/// against every fitting candidate, for operators.
 pub fn match_publisher(
     candidates: &[Candidate<'_>],
     issuer: &Issuer,
     claims: &Claims,
-) -> Result<Matched, Refusal> {
+) -> Result<Matched, NoMatch> {
     let fitting: Vec<&Candidate<'_>> = candidates
         .iter()
         .filter(|c| c.policy.kind() == issuer.kind)
         .collect();
 
     if let Err(reason) = kind_preconditions(issuer.kind, claims) {
-        return Err(refusal(&reason, &fitting, issuer, claims));
+        return Err(no_match(&reason, &fitting, issuer, claims));
     }
     if fitting.is_empty() {
-        return Err(tp::invalid_publisher(NOT_FOUND));
+        return Err(NoMatch {
+            refusal: tp::invalid_publisher(NOT_FOUND),
+            closest: None,
+        });
     }
 
     let mut selected: Vec<(u8, usize, &Candidate<'_>)> = fitting
@@ -213,7 +265,7 @@ pub fn match_publisher(
         }
     }
     let reason = first_failure.unwrap_or_else(|| NOT_FOUND.to_owned());
-    Err(refusal(&reason, &fitting, issuer, claims))
+    Err(no_match(&reason, &fitting, issuer, claims))
 }
 
 /// Checks every publisher of a kind needs before lookup (PyPI's `check_claims_existence`,
@@ -235,18 +287,27 @@ fn kind_preconditions(kind: IssuerKind, claims: &Claims) -> Result<(), String> {
     Ok(())
 }
 
-fn refusal(reason: &str, fitting: &[&Candidate<'_>], issuer: &Issuer, claims: &Claims) -> Refusal {
-    let mut error = tp::invalid_publisher(reason);
-    if let Some(explanation) = explain(fitting, issuer, claims) {
-        error.message.push_str(&explanation);
+fn no_match(reason: &str, fitting: &[&Candidate<'_>], issuer: &Issuer, claims: &Claims) -> NoMatch {
+    let own: Vec<&Candidate<'_>> = fitting
+        .iter()
+        .copied()
+        .filter(|c| c.policy.shares_identity(claims))
+        .collect();
+    let mut refusal = tp::invalid_publisher(reason);
+    if let Some(explanation) = explain(&own, issuer, claims) {
+        refusal.message.push_str(". Closest publisher: ");
+        refusal.message.push_str(&explanation);
     }
-    error
+    NoMatch {
+        refusal,
+        closest: explain(fitting, issuer, claims),
+    }
 }
 
-/// `. Closest publisher: <label>: claim 'a' expected 'x'; claim 'b' expected 'y'` for the
-/// candidate with the fewest differing declared claims (first one on a tie).
-fn explain(fitting: &[&Candidate<'_>], issuer: &Issuer, claims: &Claims) -> Option<String> {
-    let (candidate, differences) = fitting
+/// `<label>: claim 'a' expected 'x'; claim 'b' expected 'y'` for the candidate with the
+/// fewest differing declared claims (first one on a tie).
+fn explain(candidates: &[&Candidate<'_>], issuer: &Issuer, claims: &Claims) -> Option<String> {
+    let (candidate, differences) = candidates
         .iter()
         .map(|c| (*c, c.policy.differences(issuer, claims)))
         .min_by_key(|(_, d)| d.len())?;
@@ -259,10 +320,7 @@ fn explain(fitting: &[&Candidate<'_>], issuer: &Issuer, claims: &Claims) -> Opti
             .collect::<Vec<_>>()
             .join("; ")
     };
-    Some(format!(
-        ". Closest publisher: {}: {detail}",
-        candidate.label
-    ))
+    Some(format!("{}: {detail}", candidate.label))
 }
 
 fn missing_claim(name: &str) -> String {

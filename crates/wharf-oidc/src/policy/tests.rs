@@ -43,14 +43,42 @@ fn run(
     issuer: &Issuer,
     token: &Value,
 ) -> Result<Matched, String> {
+    run_full(candidates, issuer, token).map_err(|e| e.refusal.message)
+}
+
+/// Like [`run`], with the operators' explanation too.
+fn run_full(
+    candidates: &[(&str, &str, PublisherPolicy)],
+    issuer: &Issuer,
+    token: &Value,
+) -> Result<Matched, NoMatch> {
     let list: Vec<Candidate<'_>> = candidates
         .iter()
         .map(|(id, label, policy)| Candidate { id, label, policy })
         .collect();
-    match_publisher(&list, issuer, &claims(token.clone())).map_err(|e| {
-        assert_eq!(e.code, crate::ErrorCode::InvalidPublisher);
-        e.message
+    match_publisher(&list, issuer, &claims(token.clone())).inspect_err(|e| {
+        assert_eq!(e.refusal.code, crate::ErrorCode::InvalidPublisher);
     })
+}
+
+/// A token from outside the candidates' identities: the caller gets PyPI's bare text with
+/// `reason`, the operators' explanation names `closest`.
+#[track_caller]
+fn assert_stranger(
+    candidates: &[(&str, &str, PublisherPolicy)],
+    issuer: &Issuer,
+    token: &Value,
+    reason: &str,
+    closest: &str,
+) {
+    let no_match = run_full(candidates, issuer, token).err();
+    assert_eq!(
+        no_match,
+        Some(NoMatch {
+            refusal: crate::Refusal::new(crate::ErrorCode::InvalidPublisher, refused(reason, None)),
+            closest: Some(closest.to_owned()),
+        })
+    );
 }
 
 /// The full description for an inner reason and an optional explanation.
@@ -135,18 +163,13 @@ fn github_owner_id_pinned_from_first_exchange() {
 #[test]
 fn github_owner_id_exact_when_pinned() {
     let token = with(gh_token(), "repository_owner_id", json!("43"));
-    assert_eq!(
-        run(
-            &gh_one(gh(Some("42"), None)),
-            &builtin(IssuerKind::GitHub),
-            &token
-        ),
-        Err(refused(
-            NOT_FOUND,
-            Some(&format!(
-                "{GH_LABEL}: claim 'repository_owner_id' expected '42'"
-            ))
-        ))
+    // Another owner account under the same login (re-registered): a stranger.
+    assert_stranger(
+        &gh_one(gh(Some("42"), None)),
+        &builtin(IssuerKind::GitHub),
+        &token,
+        NOT_FOUND,
+        &format!("{GH_LABEL}: claim 'repository_owner_id' expected '42'"),
     );
     // An unpinned publisher accepts any owner id, and reports it.
     let m = run(
@@ -241,9 +264,9 @@ fn github_repository_owner_is_exact() {
 #[test]
 fn github_missing_claims() {
     for name in github::REQUIRED_CLAIMS {
-        let expected = Err(refused(
-            &format!("Missing claim '{name}'"),
-            Some(&format!(
+        // Without its owner id, the token is not the pinned owner's: no explanation.
+        let explained = (*name != "repository_owner_id").then(|| {
+            format!(
                 "{GH_LABEL}: {}",
                 match *name {
                     "repository" => "claim 'repository' expected 'octo/app'",
@@ -254,7 +277,11 @@ fn github_missing_claims() {
                     }
                     _ => "all declared claims match",
                 }
-            )),
+            )
+        });
+        let expected = Err(refused(
+            &format!("Missing claim '{name}'"),
+            explained.as_deref(),
         ));
         let token = without(gh_token(), name);
         assert_eq!(
@@ -958,14 +985,12 @@ fn google_rules() {
         "email",
         json!("CI@proj.iam.gserviceaccount.com"),
     );
-    assert_eq!(
-        run(&one(None), &issuer, &token),
-        Err(refused(
-            NOT_FOUND,
-            Some(&format!(
-                "{GOOGLE_LABEL}: claim 'email' expected 'ci@proj.iam.gserviceaccount.com'"
-            ))
-        ))
+    assert_stranger(
+        &one(None),
+        &issuer,
+        &token,
+        NOT_FOUND,
+        &format!("{GOOGLE_LABEL}: claim 'email' expected 'ci@proj.iam.gserviceaccount.com'"),
     );
     let policy = GooglePolicy {
         email: "ci@proj.iam.gserviceaccount.com".into(),
@@ -1101,13 +1126,16 @@ fn activestate_rules() {
             activestate().verify(&claims(token.clone())),
             Err(format!("Check failed for required claim '{name}'"))
         );
-        assert_eq!(
-            run(&as_one(), &issuer, &token),
-            Err(refused(
-                NOT_FOUND,
-                Some(&format!("{AS_LABEL}: claim '{name}' expected '{expected}'"))
-            )),
-        );
+        let explanation = format!("{AS_LABEL}: claim '{name}' expected '{expected}'");
+        if name == "organization" {
+            assert_stranger(&as_one(), &issuer, &token, NOT_FOUND, &explanation);
+        } else {
+            // The same organization: explained.
+            assert_eq!(
+                run(&as_one(), &issuer, &token),
+                Err(refused(NOT_FOUND, Some(&explanation))),
+            );
+        }
     }
     for name in activestate::REQUIRED_CLAIMS {
         let err = run(&as_one(), &issuer, &without(as_token(), name))
@@ -1184,14 +1212,13 @@ fn generic_exact_and_glob() {
         "sub",
         json!("repo:org/app:ref:refs/heads/main"),
     );
-    assert_eq!(
-        run(&one(policy.clone()), &issuer, &branch),
-        Err(refused(
-            NOT_FOUND,
-            Some(&format!(
-                "{GEN_LABEL}: claim 'sub' expected 'repo:org/app:ref:refs/tags/v*'"
-            ))
-        ))
+    // The publisher is looked up by its `sub`: a token outside it is a stranger.
+    assert_stranger(
+        &one(policy.clone()),
+        &issuer,
+        &branch,
+        NOT_FOUND,
+        &format!("{GEN_LABEL}: claim 'sub' expected 'repo:org/app:ref:refs/tags/v*'"),
     );
     let fork = with(forgejo_token(), "repository", json!("fork/app"));
     assert_eq!(
@@ -1333,17 +1360,16 @@ fn explain_lists_every_differing_declared_claim_in_order() {
         "github:other/thing release.yml",
         PublisherPolicy::GitHub(far),
     )];
-    assert_eq!(
-        run(&candidates, &builtin(IssuerKind::GitHub), &gh_token()),
-        Err(refused(
-            NOT_FOUND,
-            Some(
-                "github:other/thing release.yml: claim 'repository' expected 'other/thing'; \
-                 claim 'repository_owner' expected 'other'; claim 'repository_owner_id' expected '7'; \
-                 claim 'job_workflow_ref' expected 'other/thing/.github/workflows/release.yml@<ref or sha>'; \
-                 claim 'environment' expected 'prod'"
-            )
-        ))
+    // Another owner's publisher: explained to operators only.
+    assert_stranger(
+        &candidates,
+        &builtin(IssuerKind::GitHub),
+        &gh_token(),
+        NOT_FOUND,
+        "github:other/thing release.yml: claim 'repository' expected 'other/thing'; \
+         claim 'repository_owner' expected 'other'; claim 'repository_owner_id' expected '7'; \
+         claim 'job_workflow_ref' expected 'other/thing/.github/workflows/release.yml@<ref or sha>'; \
+         claim 'environment' expected 'prod'",
     );
 }
 
@@ -1352,12 +1378,12 @@ fn explain_ties_go_to_the_first_candidate() {
     let a = generic(&[("sub", "repo:org/app:ref:refs/heads/main")]);
     let b = generic(&[("sub", "repo:org/app:ref:refs/heads/dev")]);
     let candidates = vec![("a", "first", a), ("b", "second", b)];
-    assert_eq!(
-        run(&candidates, &forgejo(), &forgejo_token()),
-        Err(refused(
-            NOT_FOUND,
-            Some("first: claim 'sub' expected 'repo:org/app:ref:refs/heads/main'")
-        ))
+    assert_stranger(
+        &candidates,
+        &forgejo(),
+        &forgejo_token(),
+        NOT_FOUND,
+        "first: claim 'sub' expected 'repo:org/app:ref:refs/heads/main'",
     );
 }
 
@@ -1378,17 +1404,33 @@ fn explain_never_reveals_token_values() {
         ),
         ("x2", "other", generic(&[("sub", "repo:org/lib:*")])),
     ];
-    let err = run(&candidates, &forgejo(), &secretive)
-        .err()
+    assert_stranger(
+        &candidates,
+        &forgejo(),
+        &secretive,
+        NOT_FOUND,
+        "other: claim 'sub' expected 'repo:org/lib:*'",
+    );
+    // The token's own publisher is explained to it, with the expected values only.
+    let own = with(secretive.clone(), "sub", json!("repo:org/app:TOKEN-REF"));
+    let no_match = run_full(&candidates, &forgejo(), &own).err();
+    let err = no_match
+        .as_ref()
+        .map(|e| e.refusal.message.clone())
         .unwrap_or_default();
     assert_eq!(
         err,
         refused(
-            NOT_FOUND,
-            Some("other: claim 'sub' expected 'repo:org/lib:*'")
+            "Check failed for required claim 'repository'",
+            Some(&format!(
+                "{GEN_LABEL}: claim 'repository' expected 'org/app'"
+            ))
         )
     );
-    assert!(!err.contains("TOKEN-"), "{err}");
+    let closest = no_match.and_then(|e| e.closest).unwrap_or_default();
+    for text in [&err, &closest] {
+        assert!(!text.contains("TOKEN-"), "{text}");
+    }
 
     let gh_secret = with(
         with(gh_token(), "repository", json!("leak/app")),
@@ -1561,4 +1603,199 @@ fn policy_validation() {
 fn python_repr_of_claim_values() {
     assert_eq!(py_repr_value(Some(&json!(5))), "5");
     assert_eq!(py_repr_value(None), "None");
+}
+
+// ---------------------------------------------------------------- explain mode's boundary
+
+/// Issue #12, finding 4: for each provider, a token of an unrelated identity gets PyPI's bare
+/// text and none of the publisher's configuration (the operators' explanation has it); a
+/// token of the publisher's own identity gets the explanation.
+#[test]
+fn explain_mode_only_explains_the_tokens_own_publishers() {
+    struct Case {
+        name: &'static str,
+        issuer: Issuer,
+        label: &'static str,
+        policy: PublisherPolicy,
+        /// Values of the publisher's configuration that a stranger must not see.
+        private: &'static [&'static str],
+        stranger: Value,
+        own: Value,
+        /// What the own token is told about the publisher.
+        own_explanation: &'static str,
+    }
+    let private_gh = GitHubPolicy {
+        owner: "hidden-org".into(),
+        owner_id: Some("777".into()),
+        repository: "private-repo".into(),
+        workflow: "deploy-secret.yml".into(),
+        environment: Some("prod-secret".into()),
+        workflow_repository: None,
+        workflow_path: None,
+    };
+    let hidden_gh = |repo: &str, owner_id: &str, workflow: &str| {
+        let full = format!("hidden-org/{repo}");
+        with(
+            with(
+                with(
+                    with(gh_token(), "repository", json!(full)),
+                    "repository_owner",
+                    json!("hidden-org"),
+                ),
+                "repository_owner_id",
+                json!(owner_id),
+            ),
+            "job_workflow_ref",
+            json!(format!(
+                "{full}/.github/workflows/{workflow}@refs/heads/main"
+            )),
+        )
+    };
+    let cases = [
+        Case {
+            name: "github, another owner",
+            issuer: builtin(IssuerKind::GitHub),
+            label: "github:hidden-org/private-repo deploy-secret.yml",
+            policy: PublisherPolicy::GitHub(private_gh.clone()),
+            private: &[
+                "hidden-org",
+                "private-repo",
+                "777",
+                "prod-secret",
+                "deploy-secret",
+            ],
+            stranger: gh_token(),
+            // The right workflow of the right repository, outside its environment.
+            own: hidden_gh("private-repo", "777", "deploy-secret.yml"),
+            own_explanation: "github:hidden-org/private-repo deploy-secret.yml: \
+                              claim 'environment' expected 'prod-secret'",
+        },
+        Case {
+            name: "github, the owner's login re-registered (another owner id)",
+            issuer: builtin(IssuerKind::GitHub),
+            label: "github:hidden-org/private-repo deploy-secret.yml",
+            policy: PublisherPolicy::GitHub(private_gh.clone()),
+            private: &["777", "prod-secret", "deploy-secret"],
+            stranger: hidden_gh("private-repo", "666", "deploy-secret.yml"),
+            // Another repository of the same owner, with the wrong workflow.
+            own: hidden_gh("other-repo", "777", "release.yml"),
+            own_explanation: "github:hidden-org/private-repo deploy-secret.yml: \
+                              claim 'repository' expected 'hidden-org/private-repo'; \
+                              claim 'job_workflow_ref' expected \
+                              'hidden-org/private-repo/.github/workflows/deploy-secret.yml@<ref or sha>'; \
+                              claim 'environment' expected 'prod-secret'",
+        },
+        Case {
+            name: "gitlab",
+            issuer: builtin(IssuerKind::GitLab),
+            label: "gitlab:secret-group/vault ci/deploy.yml",
+            policy: PublisherPolicy::GitLab(GitLabPolicy {
+                namespace: "secret-group".into(),
+                project: "vault".into(),
+                workflow_filepath: "ci/deploy.yml".into(),
+                environment: Some("prod-secret".into()),
+            }),
+            private: &["secret-group", "vault", "ci/deploy", "prod-secret"],
+            stranger: gl_token(),
+            own: with(
+                with(
+                    with(gl_token(), "project_path", json!("secret-group/vault")),
+                    "sub",
+                    json!("project_path:secret-group/vault:ref_type:branch:ref:main"),
+                ),
+                "ci_config_ref_uri",
+                json!("gitlab.com/secret-group/vault//ci/deploy.yml@refs/heads/main"),
+            ),
+            own_explanation: "gitlab:secret-group/vault ci/deploy.yml: \
+                              claim 'environment' expected 'prod-secret'",
+        },
+        Case {
+            name: "google",
+            issuer: builtin(IssuerKind::Google),
+            label: "google:deployer@secret-proj.iam.gserviceaccount.com",
+            policy: PublisherPolicy::Google(GooglePolicy {
+                email: "deployer@secret-proj.iam.gserviceaccount.com".into(),
+                sub: Some("98765".into()),
+            }),
+            private: &["deployer", "secret-proj", "98765"],
+            stranger: google_token(),
+            own: with(
+                google_token(),
+                "email",
+                json!("deployer@secret-proj.iam.gserviceaccount.com"),
+            ),
+            own_explanation: "google:deployer@secret-proj.iam.gserviceaccount.com: \
+                              claim 'sub' expected '98765'",
+        },
+        Case {
+            name: "activestate",
+            issuer: builtin(IssuerKind::ActiveState),
+            label: "activestate:secret-org/vault",
+            policy: PublisherPolicy::ActiveState(ActiveStatePolicy {
+                organization: "secret-org".into(),
+                project: "vault".into(),
+                actor_id: "u-secret".into(),
+                actor: None,
+            }),
+            private: &["secret-org", "vault", "u-secret"],
+            stranger: as_token(),
+            own: with(
+                with(as_token(), "organization", json!("secret-org")),
+                "sub",
+                json!("org:secret-org:project:widget"),
+            ),
+            own_explanation: "activestate:secret-org/vault: claim 'sub' expected \
+                              'org:secret-org:project:vault'; claim 'project' expected 'vault'; \
+                              claim 'actor_id' expected 'u-secret'",
+        },
+        Case {
+            name: "generic",
+            issuer: forgejo(),
+            label: "generic:repo:secret-org/*",
+            policy: generic(&[("sub", "repo:secret-org/*"), ("environment", "prod-secret")]),
+            private: &["secret-org", "prod-secret"],
+            stranger: forgejo_token(),
+            own: with(
+                forgejo_token(),
+                "sub",
+                json!("repo:secret-org/vault:ref:main"),
+            ),
+            own_explanation: "generic:repo:secret-org/*: claim 'environment' expected 'prod-secret'",
+        },
+    ];
+    for case in cases {
+        let candidates = vec![("p", case.label, case.policy.clone())];
+        let Some(no_match) = run_full(&candidates, &case.issuer, &case.stranger).err() else {
+            panic!("{}: the stranger matched", case.name);
+        };
+        assert!(
+            no_match.refusal.message.starts_with(PREFIX)
+                && !no_match.refusal.message.contains("Closest publisher"),
+            "{}: {}",
+            case.name,
+            no_match.refusal.message
+        );
+        for private in case.private {
+            assert!(
+                !no_match.refusal.message.contains(private),
+                "{}: the stranger sees '{private}': {}",
+                case.name,
+                no_match.refusal.message
+            );
+        }
+        let closest = no_match.closest.unwrap_or_default();
+        assert!(
+            closest.starts_with(&format!("{}: ", case.label)),
+            "{}: the operators' explanation: {closest}",
+            case.name
+        );
+
+        let own = run(&candidates, &case.issuer, &case.own).err();
+        assert!(
+            own.as_deref().is_some_and(|message| message
+                .ends_with(&format!(". Closest publisher: {}", case.own_explanation))),
+            "{}: the own token is told: {own:?}",
+            case.name
+        );
+    }
 }
