@@ -220,14 +220,8 @@ impl TrustedPublishing {
 
     /// Audits a refused exchange (with its PyPI error code).
     pub(crate) async fn record_refusal(&self, index: &dyn AuditLog, error: &Refusal) {
-        self.record_refused(
-            index,
-            &Refused {
-                refusal: error.clone(),
-                closest_publisher: None,
-            },
-        )
-        .await;
+        self.record_refused(index, &Refused::from(error.clone()))
+            .await;
     }
 
     /// Audits a refused exchange: the code and the text the caller got, and in the audit

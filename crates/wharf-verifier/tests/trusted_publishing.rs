@@ -112,6 +112,8 @@ struct Fixture {
     _dir: tempfile::TempDir,
     index: Arc<Double>,
     verifier: VerifierService,
+    /// The public event stream the verifier publishes its audit events on.
+    events: tokio::sync::broadcast::Receiver<wharf_bus::PublicEvent>,
 }
 
 impl Fixture {
@@ -129,16 +131,19 @@ impl Fixture {
             won: AtomicBool::new(false),
         });
         let keys = KeyStore::new(Arc::new(FixtureKeys), Duration::from_secs(60));
+        let bus = Arc::new(wharf_bus::InProcessBus::new());
+        let events = bus.subscribe_events();
         let verifier = VerifierService::with_key_store(
             Arc::clone(&index) as Arc<dyn Index>,
             VerifierSettings::default(),
             keys,
-            None,
+            Some(bus),
         );
         Fixture {
             _dir: dir,
             index,
             verifier,
+            events,
         }
     }
 
@@ -251,7 +256,7 @@ fn claims(owner: &str, owner_id: &str, repository: &str, workflow: &str) -> Valu
 /// repository is still told what differs.
 #[tokio::test]
 async fn explain_mode_keeps_other_projects_publishers_in_the_audit_trail() {
-    let fixture = Fixture::new().await;
+    let mut fixture = Fixture::new().await;
     let secret = GitHubPolicy {
         workflow: "deploy-secret.yml".to_owned(),
         environment: Some("prod-secret".to_owned()),
@@ -283,6 +288,18 @@ async fn explain_mode_keeps_other_projects_publishers_in_the_audit_trail() {
     ] {
         assert!(closest.contains(expected), "{expected}: {closest}");
     }
+    // The public event carries what the caller was told, not the operators' detail.
+    let event = loop {
+        let event = fixture.events.try_recv().expect("the refusal's event");
+        if event.subject == "wharf.events.oidc.mint_refused" {
+            break event;
+        }
+    };
+    let payload: Value = serde_json::from_slice(&event.payload).expect("event JSON");
+    assert_eq!(
+        payload,
+        json!({ "code": "invalid-publisher", "description": refusal.message })
+    );
 
     // The publisher's own repository, outside its environment: explained.
     let refusal = fixture
