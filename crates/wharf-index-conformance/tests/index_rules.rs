@@ -307,6 +307,12 @@ macro_rules! conformance {
             race_sdists_of_one_release_have_one_winner,
             race_new_project_across_pools,
             race_yanks_and_uploads_keep_serials_in_order,
+            lookalike_first_uploads_raced_past_the_early_check,
+            race_lookalike_first_uploads_have_one_winner,
+            lookalike_pending_publisher_raced_past_the_early_check,
+            race_lookalike_pending_publisher_and_uploads_have_one_winner,
+            project_size_limit_holds_at_commit,
+            race_project_size_limit_across_pools,
             issuers_insert_list_delete,
             publishers_insert_find_update_delete,
             reify_pending_publisher,
@@ -369,6 +375,7 @@ struct Upload {
     owner: Option<User>,
     now: i64,
     closed_after: Option<i64>,
+    max_project_size: Option<u64>,
 }
 
 impl Upload {
@@ -387,6 +394,7 @@ impl Upload {
             owner: Some(owner.clone()),
             now: T0,
             closed_after: None,
+            max_project_size: None,
         }
     }
 
@@ -427,6 +435,12 @@ impl Upload {
 
     fn closed_after(mut self, window: i64) -> Upload {
         self.closed_after = Some(window);
+        self
+    }
+
+    /// Commits under a `--max-project-size` of `limit` bytes.
+    fn max_project_size(mut self, limit: u64) -> Upload {
+        self.max_project_size = Some(limit);
         self
     }
 
@@ -537,6 +551,7 @@ impl Upload {
                 .as_ref()
                 .map_or_else(|| "publisher:pub-1".to_owned(), |owner| owner.name.clone()),
             closed_release_after_micros: self.closed_after,
+            max_project_size: self.max_project_size,
             now_micros: self.now,
         }
     }
@@ -2639,4 +2654,268 @@ async fn race_rate_limit_across_pools(h: &dyn Harness) {
         .filter(|verdict| *verdict.as_ref().expect("rate_limit") == RateVerdict::Allowed)
         .count();
     assert_eq!(allowed, 5);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Look-alike names and the project size limit, enforced inside the commit (issue #12,
+// findings 7 and 10)
+// ---------------------------------------------------------------------------------------------
+
+/// Names with one ultranormalized form (`x1ib`) and eight different normalized forms.
+const LOOKALIKES: [&str; 8] = [
+    "x-lib", "xlib", "x1ib", "xl1b", "x-1ib", "x1-ib", "xli-b", "x-l-i-b",
+];
+
+/// Whether `result` is PyPI's look-alike refusal for `name`.
+fn lookalike_refused(result: &CommitResult, name: &str) -> bool {
+    *result
+        == CommitResult::Refused(FileRefusal::NameTooSimilar {
+            project_name: name.to_owned(),
+        })
+}
+
+/// What the verifier's early check sees: no project looks like `name` yet.
+async fn early_check_passes(index: &dyn Index, name: &str) {
+    assert_eq!(
+        index
+            .find_projects_by_ultranormalized(&ultranormalize(name))
+            .await
+            .expect("find_projects_by_ultranormalized"),
+        Vec::new(),
+        "the early look-alike check refuses {name}"
+    );
+}
+
+/// Two first uploads of look-alike names by two users both pass the early check (as two
+/// admissions at the same moment do), then commit one after the other: the second is
+/// refused with the look-alike refusal, so exactly one project exists.
+async fn lookalike_first_uploads_raced_past_the_early_check(h: &dyn Harness) {
+    let index = h.index();
+    let index = index.as_ref();
+    let alice = user(index, "alice").await;
+    let bob = user(index, "bob").await;
+    early_check_passes(index, "x-lib").await;
+    early_check_passes(index, "xlib").await;
+    Upload::wheel("x-lib", "1.0", &alice).publish(index).await;
+    let late = Upload::wheel("xlib", "1.0", &bob).commit(index).await;
+    assert!(lookalike_refused(&late, "xlib"), "{late:?}");
+    // The same owner gets the same refusal (PyPI compares names, not owners).
+    let own = Upload::wheel("x1ib", "1.0", &alice).commit(index).await;
+    assert!(lookalike_refused(&own, "x1ib"), "{own:?}");
+    let projects = index.list_projects().await.expect("list");
+    assert_eq!(
+        projects.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+        vec!["x-lib"]
+    );
+    assert_eq!(file_count(index, "xlib").await, 0);
+    // The winner's project takes further uploads, respelled too.
+    Upload::wheel("X_Lib", "1.1", &alice).publish(index).await;
+    assert_eq!(file_count(index, "x-lib").await, 2);
+}
+
+/// Eight users upload the first file of eight look-alike names at once, each through its own
+/// index instance (eight processes): exactly one project exists, every other upload gets the
+/// look-alike refusal.
+async fn race_lookalike_first_uploads_have_one_winner(h: &dyn Harness) {
+    let index = h.index();
+    let mut uploads = Vec::new();
+    for (i, name) in LOOKALIKES.iter().enumerate() {
+        let owner = user(index.as_ref(), &format!("user{i}")).await;
+        uploads.push(Upload::wheel(name, "1.0", &owner));
+    }
+    let indexes = other_indexes(h, uploads.len()).await;
+    let results = commit_across(&indexes, uploads.clone()).await;
+    let winners: Vec<usize> = (0..results.len())
+        .filter(|&i| matches!(results[i], CommitResult::Published { .. }))
+        .collect();
+    assert_eq!(winners.len(), 1, "{results:?}");
+    for (i, result) in results.iter().enumerate() {
+        if i != winners[0] {
+            assert!(lookalike_refused(result, LOOKALIKES[i]), "{i}: {result:?}");
+        }
+    }
+    let projects = index.list_projects().await.expect("list");
+    assert_eq!(projects.len(), 1, "{projects:?}");
+    assert_eq!(projects[0].name, LOOKALIKES[winners[0]]);
+    let journal = h.journal().await;
+    assert_eq!(
+        journal.iter().filter(|row| row.action == "create").count(),
+        1
+    );
+}
+
+/// A pending publisher for `xlib` passes the verifier's early check; before it reifies, a user
+/// uploads the first file of `x-lib`. The reify is refused as a look-alike, writes nothing,
+/// and keeps the pending publisher.
+async fn lookalike_pending_publisher_raced_past_the_early_check(h: &dyn Harness) {
+    let index = h.index();
+    let index = index.as_ref();
+    let alice = user(index, "alice").await;
+    let bob = user(index, "bob").await;
+    index
+        .insert_publisher(&pending_publisher("pub-a", "xlib", &alice, T0))
+        .await
+        .expect("insert");
+    early_check_passes(index, "xlib").await;
+    Upload::wheel("x-lib", "1.0", &bob).publish(index).await;
+    let journal = h.journal().await;
+    let result = index
+        .reify_pending_publisher("pub-a", &reify_target("xlib"), T0 + 1)
+        .await
+        .expect("reify");
+    assert_eq!(result, ReifyResult::NameTooSimilar);
+    assert_eq!(index.list_projects().await.expect("list").len(), 1);
+    assert_eq!(index.find_project("xlib").await.expect("find"), None);
+    assert_eq!(h.journal().await, journal);
+    let publisher = index
+        .find_publisher("pub-a")
+        .await
+        .expect("find")
+        .expect("the pending publisher stays");
+    assert_eq!(publisher.pending_project_name.as_deref(), Some("xlib"));
+}
+
+/// A pending publisher for `xlib` reifies while seven users upload first files of other
+/// look-alike names, all at once on their own index instances: exactly one project exists.
+async fn race_lookalike_pending_publisher_and_uploads_have_one_winner(h: &dyn Harness) {
+    let index = h.index();
+    let alice = user(index.as_ref(), "alice").await;
+    index
+        .insert_publisher(&pending_publisher("pub-a", "xlib", &alice, T0))
+        .await
+        .expect("insert");
+    let mut uploads = Vec::new();
+    for (i, name) in LOOKALIKES.iter().enumerate().filter(|(_, n)| **n != "xlib") {
+        let owner = user(index.as_ref(), &format!("user{i}")).await;
+        uploads.push(Upload::wheel(name, "1.0", &owner).new_upload());
+    }
+    let indexes = other_indexes(h, uploads.len() + 1).await;
+    let barrier = Arc::new(tokio::sync::Barrier::new(indexes.len()));
+    let mut tasks = Vec::new();
+    for (index, upload) in indexes.iter().cloned().zip(uploads) {
+        let barrier = Arc::clone(&barrier);
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let result = index.commit_upload(&upload).await.expect("commit");
+            matches!(result, CommitResult::Published { .. })
+        }));
+    }
+    let reifier = Arc::clone(indexes.last().expect("an index"));
+    let reify = tokio::spawn(async move {
+        barrier.wait().await;
+        reifier
+            .reify_pending_publisher("pub-a", &reify_target("xlib"), T0 + 1)
+            .await
+            .expect("reify")
+    });
+    let mut published = 0;
+    for task in tasks {
+        published += usize::from(task.await.expect("task"));
+    }
+    let reified = reify.await.expect("task");
+    let created = usize::from(matches!(reified, ReifyResult::Created { .. }));
+    assert!(
+        matches!(
+            reified,
+            ReifyResult::Created { .. } | ReifyResult::NameTooSimilar
+        ),
+        "{reified:?}"
+    );
+    assert_eq!(published + created, 1, "{reified:?}");
+    assert_eq!(index.list_projects().await.expect("list").len(), 1);
+}
+
+/// Two files that each fit under the project size limit but not together: the second commit
+/// is refused (even when both passed the gateway's early check, as concurrent uploads do), the
+/// project's total stays under the limit; an identical re-upload is still a no-op.
+async fn project_size_limit_holds_at_commit(h: &dyn Harness) {
+    let index = h.index();
+    let index = index.as_ref();
+    let alice = user(index, "alice").await;
+    let first = Upload::wheel("Big.Thing", "1.0", &alice).content(&"a".repeat(600));
+    let second = Upload::sdist("big-thing", "1.0", &alice).content(&"b".repeat(600));
+    first.clone().max_project_size(1000).publish(index).await;
+    let refused = second.clone().max_project_size(1000).commit(index).await;
+    assert_eq!(
+        refused,
+        CommitResult::Refused(FileRefusal::ProjectTooLarge {
+            project_name: "Big.Thing".to_owned(),
+            limit: 1000,
+        })
+    );
+    let project = index
+        .find_project("big-thing")
+        .await
+        .expect("find")
+        .expect("project");
+    assert_eq!(project.total_size, 600);
+    assert_eq!(file_count(index, "big-thing").await, 1);
+    // The identical file again is the same no-op as without a limit.
+    assert!(matches!(
+        first.clone().max_project_size(1000).commit(index).await,
+        CommitResult::Identical(_)
+    ));
+    // Exactly at the limit is allowed; a first file over the limit never creates the project.
+    second
+        .clone()
+        .content(&"c".repeat(400))
+        .max_project_size(1000)
+        .publish(index)
+        .await;
+    let huge = Upload::wheel("huge", "1.0", &alice)
+        .content(&"d".repeat(1001))
+        .max_project_size(1000)
+        .commit(index)
+        .await;
+    assert_eq!(
+        huge,
+        CommitResult::Refused(FileRefusal::ProjectTooLarge {
+            project_name: "huge".to_owned(),
+            limit: 1000,
+        })
+    );
+    assert_eq!(index.find_project("huge").await.expect("find"), None);
+}
+
+/// Eight processes commit eight 300-byte files of one project at once under a 1000-byte
+/// limit: exactly three are published, the total never exceeds the limit.
+async fn race_project_size_limit_across_pools(h: &dyn Harness) {
+    let index = h.index();
+    let alice = user(index.as_ref(), "alice").await;
+    Upload::wheel("sized", "0.1", &alice)
+        .content("seed")
+        .publish(index.as_ref())
+        .await;
+    let uploads: Vec<Upload> = (0..8)
+        .map(|i| {
+            let filename = format!("sized-1.0-py3{i}-none-any.whl");
+            Upload::wheel("sized", "1.0", &alice)
+                .filename(&filename)
+                .content(&format!("{i}{}", "x".repeat(299)))
+                .max_project_size(1000)
+        })
+        .collect();
+    let results = commit_across(&other_indexes(h, 8).await, uploads).await;
+    let published = results
+        .iter()
+        .filter(|result| matches!(result, CommitResult::Published { .. }))
+        .count();
+    assert_eq!(published, 3, "{results:?}");
+    for result in &results {
+        assert!(
+            matches!(
+                result,
+                CommitResult::Published { .. }
+                    | CommitResult::Refused(FileRefusal::ProjectTooLarge { limit: 1000, .. })
+            ),
+            "{result:?}"
+        );
+    }
+    let project = index
+        .find_project("sized")
+        .await
+        .expect("find")
+        .expect("project");
+    assert_eq!(project.total_size, 4 + 3 * 300);
+    assert_eq!(file_count(index.as_ref(), "sized").await, 4);
 }

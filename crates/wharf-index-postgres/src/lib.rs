@@ -17,6 +17,10 @@
 //!   `Refused(FileExists)` just as SQLite would.
 //! - Locks are taken in ascending key order, so two transactions never wait for each other in
 //!   a cycle.
+//! - A transaction that may create a project also takes, after those locks, an advisory lock
+//!   on the project's ultranormalized name ([`Queries::lock_similar_names`]) before it checks
+//!   for look-alike projects, so two look-alike first uploads (or an upload and a pending
+//!   publisher) cannot both pass the check.
 //! - Before its first write ([`Queries::begin_writes`]), a transaction also takes one global
 //!   "journal" lock, held until commit. Serials (journal ids) are therefore handed out in
 //!   commit order: a reader that sees serial `n` also sees every change with a smaller serial,
@@ -205,6 +209,19 @@ wharf_index_sql::portable_queries! {
             .bind(publisher_id)
             .fetch_optional(&mut *self.0)
             .await?)
+        }
+
+        async fn lock_similar_names(
+            &mut self,
+            ultranormalized_name: &str,
+        ) -> Result<(), IndexError> {
+            // Taken after the transaction's key locks and before the journal lock (and at most
+            // one per transaction), so the lock order stays acyclic.
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(lock_key("wharf.ultranormalized", ultranormalized_name))
+                .execute(&mut *self.0)
+                .await?;
+            Ok(())
         }
 
         async fn begin_writes(&mut self) -> Result<(), IndexError> {

@@ -99,6 +99,18 @@ macro_rules! portable_queries {
                 )
             }
 
+            async fn projects_by_ultranormalized(
+                &mut self,
+                ultranormalized_name: &str,
+            ) -> Result<Vec<Project>, IndexError> {
+                Ok(
+                    sqlx::query_as(concat!($crate::select_project!(), "WHERE ultranormalized_name = $1"))
+                        .bind(ultranormalized_name)
+                        .fetch_all(&mut *self.0)
+                        .await?,
+                )
+            }
+
             async fn role(
                 &mut self,
                 project_id: &str,

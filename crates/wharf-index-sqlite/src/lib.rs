@@ -91,6 +91,11 @@ wharf_index_sql::portable_queries! {
             .await?)
         }
 
+        async fn lock_similar_names(&mut self, _ultranormalized_name: &str) -> Result<(), IndexError> {
+            // `BEGIN IMMEDIATE` serializes every writer already.
+            Ok(())
+        }
+
         async fn begin_writes(&mut self) -> Result<(), IndexError> {
             // `BEGIN IMMEDIATE` took the write lock already.
             Ok(())

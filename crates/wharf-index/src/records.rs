@@ -194,6 +194,14 @@ pub enum FileRefusal {
     /// The upload was authorized to create the project, but a concurrent upload by another
     /// user created it first, and this uploader has no role on it.
     UploaderNotAllowed { project_name: String },
+    /// The upload would create a project whose ultranormalized name is another project's
+    /// (PyPI's look-alike rule, repeated inside the commit so that two look-alike first
+    /// uploads at once cannot both pass). `project_name` is the name as uploaded.
+    NameTooSimilar { project_name: String },
+    /// The file would take the project's total size over `limit` bytes (the
+    /// `--max-project-size` the gateway admitted the upload under). `project_name` is the
+    /// project's display name.
+    ProjectTooLarge { project_name: String, limit: u64 },
 }
 
 /// The project an upload goes to.
@@ -247,6 +255,9 @@ pub struct NewUpload {
     /// Who uploaded (user name, or `publisher:<id>`), for the journal.
     pub submitted_by: String,
     pub closed_release_after_micros: Option<i64>,
+    /// The largest total size (bytes) the project may reach with this file; `None`: no limit
+    /// is enforced at commit time.
+    pub max_project_size: Option<u64>,
     pub now_micros: i64,
 }
 
@@ -326,6 +337,9 @@ pub enum ReifyResult {
     /// removed it by creating a look-alike project, or it was deleted. The losing side of a
     /// race, not an outage; nothing was written.
     NoLongerPending,
+    /// Another project has the same ultranormalized name (PyPI's look-alike rule, repeated
+    /// under the lock): nothing was written, the pending publisher stays.
+    NameTooSimilar,
 }
 
 /// A rate limit: at most `burst` requests at once, refilled at one request per

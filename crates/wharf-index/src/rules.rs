@@ -96,12 +96,22 @@ pub trait Queries: Send {
     /// The role a user has on a project.
     async fn role(&mut self, project_id: &str, user_id: &str)
     -> Result<Option<String>, IndexError>;
+    /// The projects whose ultranormalized name is this one.
+    async fn projects_by_ultranormalized(
+        &mut self,
+        ultranormalized_name: &str,
+    ) -> Result<Vec<Project>, IndexError>;
     /// For a pending publisher: the id and name of the user who registered it.
     async fn pending_publisher_owner(
         &mut self,
         publisher_id: &str,
     ) -> Result<Option<(String, String)>, IndexError>;
 
+    /// Serializes, until the transaction ends, every transaction that may create a project
+    /// with this ultranormalized name, so a look-alike check made after it sees every such
+    /// project committed before (PostgreSQL: an advisory lock on the name; SQLite already
+    /// holds its write lock). Called before [`Queries::begin_writes`].
+    async fn lock_similar_names(&mut self, ultranormalized_name: &str) -> Result<(), IndexError>;
     /// Called once before the rule's first write (PostgreSQL takes the journal lock here, so
     /// serials become visible in commit order; SQLite already holds its write lock).
     async fn begin_writes(&mut self) -> Result<(), IndexError>;
@@ -262,20 +272,35 @@ pub async fn commit_upload<Q: Queries + ?Sized>(
     let now = upload.now_micros;
     let project = queries.project(&upload.project.normalized_name).await?;
     let creator = upload.project.create_with_owner.as_deref();
-    if project.is_none() && creator.is_none() {
-        return Ok(CommitResult::Refused(FileRefusal::ProjectMissing));
+    match (&project, creator) {
+        (None, None) => return Ok(CommitResult::Refused(FileRefusal::ProjectMissing)),
+        (None, Some(_)) => {
+            queries
+                .lock_similar_names(&upload.project.ultranormalized_name)
+                .await?;
+            if lookalike_exists(queries, &upload.project).await? {
+                // A concurrent first upload of a look-alike name committed first.
+                return Ok(CommitResult::Refused(FileRefusal::NameTooSimilar {
+                    project_name: upload.project.name.clone(),
+                }));
+            }
+        }
+        (Some(project), Some(creator)) => {
+            if queries.role(&project.id, creator).await?.is_none() {
+                // A concurrent first upload by another user created the project.
+                return Ok(CommitResult::Refused(FileRefusal::UploaderNotAllowed {
+                    project_name: project.name.clone(),
+                }));
+            }
+        }
+        (Some(_), None) => {}
+    }
+    if let Some(refusal) = project_size_refusal(project.as_ref(), upload) {
+        return Ok(CommitResult::Refused(refusal));
     }
     queries.begin_writes().await?;
     let (project_id, project_created) = match (project, creator) {
-        (Some(project), creator) => {
-            if let Some(creator) = creator
-                && queries.role(&project.id, creator).await?.is_none()
-            {
-                // A concurrent first upload by another user created the project.
-                return Ok(CommitResult::Refused(FileRefusal::UploaderNotAllowed {
-                    project_name: project.name,
-                }));
-            }
+        (Some(project), _) => {
             if project.name != upload.project.name {
                 // PyPI renames the display name to the spelling of the latest upload.
                 queries
@@ -366,6 +391,36 @@ pub async fn commit_upload<Q: Queries + ?Sized>(
     })
 }
 
+/// PyPI's look-alike rule: whether another project (another normalized name) has
+/// `project`'s ultranormalized name. The verifier checks it early, for a fast refusal; this
+/// check, made after [`Queries::lock_similar_names`], is the one that holds when two
+/// look-alike projects are created at once. (It is a check, not a unique index, so an
+/// operator may still create a look-alike project on purpose.)
+async fn lookalike_exists<Q: Queries + ?Sized>(
+    queries: &mut Q,
+    project: &ProjectTarget,
+) -> Result<bool, IndexError> {
+    Ok(queries
+        .projects_by_ultranormalized(&project.ultranormalized_name)
+        .await?
+        .iter()
+        .any(|similar| similar.normalized_name != project.normalized_name))
+}
+
+/// The refusal when the file would take the project (its total as committed, read under the
+/// project's lock) over the upload's `max_project_size`.
+fn project_size_refusal(project: Option<&Project>, upload: &NewUpload) -> Option<FileRefusal> {
+    let limit = upload.max_project_size?;
+    let total = project.map_or(0, |project| project.total_size);
+    let after = u64::try_from(total)
+        .unwrap_or(0)
+        .saturating_add(u64::try_from(upload.file.size).unwrap_or(u64::MAX));
+    (after > limit).then(|| FileRefusal::ProjectTooLarge {
+        project_name: project.map_or_else(|| upload.project.name.clone(), |p| p.name.clone()),
+        limit,
+    })
+}
+
 /// Creates a project with `owner_id` as its Owner, and the journal rows PyPI writes.
 async fn create_project<Q: Queries + ?Sized>(
     queries: &mut Q,
@@ -437,6 +492,10 @@ pub async fn reify_pending_publisher<Q: Queries + ?Sized>(
     project: &ProjectTarget,
     now_micros: i64,
 ) -> Result<ReifyResult, IndexError> {
+    // The look-alike lock comes before the journal lock, as in `commit_upload`.
+    queries
+        .lock_similar_names(&project.ultranormalized_name)
+        .await?;
     // Reifying deletes other users' pending publishers: it is serialized as a whole, so the
     // loser of a race sees the winner's writes here.
     queries.begin_writes().await?;
@@ -446,6 +505,10 @@ pub async fn reify_pending_publisher<Q: Queries + ?Sized>(
     if queries.project(&project.normalized_name).await?.is_some() {
         queries.delete_publisher_row(publisher_id).await?;
         return Ok(ReifyResult::ProjectExists);
+    }
+    if lookalike_exists(queries, project).await? {
+        // A look-alike project was created since the verifier's early check.
+        return Ok(ReifyResult::NameTooSimilar);
     }
     let project_id = create_project(queries, project, &owner_id, &owner_name, now_micros).await?;
     queries
