@@ -72,6 +72,29 @@ pub fn file_exists(filename: &str, blake2_256_digest: &str) -> String {
     )
 }
 
+/// A file that would take the project over its total size limit (`limit` bytes).
+pub fn project_too_large(project: &str, limit: u64) -> String {
+    format!(
+        "Project size too large. Limit for project '{project}' total size is {}. \
+         See https://pypi.org/help/#project-size-limit for more information.",
+        size_limit(limit)
+    )
+}
+
+/// A size limit in PyPI's units (binary multiples, written `GB`, `MB` as PyPI writes them):
+/// the largest unit the limit is a whole number of, so it never reads "0 GB" (PyPI's own
+/// limits, whole GiB or MiB, read as PyPI prints them: "10 GB", "100 MB").
+pub fn size_limit(bytes: u64) -> String {
+    const UNITS: [(u64, &str); 3] = [(1 << 30, "GB"), (1 << 20, "MB"), (1 << 10, "KB")];
+    UNITS
+        .iter()
+        .find(|(unit, _)| bytes >= *unit && bytes % unit == 0)
+        .map_or_else(
+            || format!("{bytes} bytes"),
+            |(unit, name)| format!("{} {name}", bytes / unit),
+        )
+}
+
 /// A new file for a release older than the closed-release window.
 pub fn release_closed(days: u64) -> String {
     format!("Uploading new files to releases older than {days} days is not allowed.")
@@ -213,6 +236,23 @@ mod tests {
         assert_eq!(
             limited.message,
             "Too many token requests for this identity. Try again in 1 second."
+        );
+    }
+
+    #[test]
+    fn size_limits_never_read_zero() {
+        assert_eq!(size_limit(10 << 30), "10 GB");
+        assert_eq!(size_limit(1 << 30), "1 GB");
+        assert_eq!(size_limit(1 << 20), "1 MB");
+        assert_eq!(size_limit(100 << 20), "100 MB");
+        assert_eq!(size_limit(1536 << 20), "1536 MB");
+        assert_eq!(size_limit(1000), "1000 bytes");
+        assert_eq!(size_limit(64 << 10), "64 KB");
+        assert_eq!(size_limit(0), "0 bytes");
+        assert_eq!(
+            project_too_large("demo", 1 << 20),
+            "Project size too large. Limit for project 'demo' total size is 1 MB. \
+             See https://pypi.org/help/#project-size-limit for more information."
         );
     }
 }

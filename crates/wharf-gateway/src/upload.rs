@@ -474,11 +474,12 @@ impl Upload<'_> {
                         settings.max_file_size / (1024 * 1024)
                     )));
                 }
+                // The fast refusal; the worker's commit enforces the limit again, under the
+                // project's lock, for uploads that pass this check at the same time.
                 if size + project_total > settings.max_project_size {
-                    return Err(Refusal::bad_request(format!(
-                        "Project size too large. Limit for project '{project_name}' total size is {} GB. \
-                         See https://pypi.org/help/#project-size-limit for more information.",
-                        settings.max_project_size / (1024 * 1024 * 1024)
+                    return Err(Refusal::bad_request(messages::project_too_large(
+                        &project_name,
+                        settings.max_project_size,
                     )));
                 }
                 write.write(chunk).await.map_err(|error| {
@@ -563,6 +564,7 @@ impl Upload<'_> {
                     user_name: identity.user_name,
                 }),
                 received_at_micros: jiff::Timestamp::now().as_microsecond(),
+                max_project_size: Some(self.gateway.settings.max_project_size),
                 // The publishing span's context, so the worker's span is its child.
                 trace_context: propagation::span_context_map(&publish_span),
             };

@@ -337,6 +337,13 @@ impl TrustedPublishing {
                 ReifyResult::ProjectExists | ReifyResult::NoLongerPending => {
                     return Ok(Err(tp::project_already_exists().into()));
                 }
+                ReifyResult::NameTooSimilar => {
+                    // A look-alike project was created since the check above.
+                    return Ok(Err(Refusal::new(
+                        ErrorCode::InvalidPayload,
+                        name::too_similar_rejection(&project_name).message,
+                    )));
+                }
                 ReifyResult::Created { project_id } => {
                     self.audit(
                         index,

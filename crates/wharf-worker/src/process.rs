@@ -176,6 +176,11 @@ fn index_refusal(refusal: &FileRefusal, closed_release_days: u64, uploader: &str
             Refusal::forbidden(messages::user_not_allowed(uploader, project_name))
         }
         FileRefusal::ProjectMissing => Refusal::bad_request(messages::NON_USER_CREATE),
+        FileRefusal::NameTooSimilar { project_name } => name::too_similar_rejection(project_name),
+        FileRefusal::ProjectTooLarge {
+            project_name,
+            limit,
+        } => Refusal::bad_request(messages::project_too_large(project_name, *limit)),
     }
 }
 
@@ -742,6 +747,8 @@ fn new_upload(
         },
         submitted_by: submitted_by(event),
         closed_release_after_micros,
+        // The limit the gateway admitted the upload under, enforced again by the commit.
+        max_project_size: event.max_project_size,
         now_micros: admitted.now_micros,
     })
 }

@@ -337,6 +337,7 @@ impl Env {
                 user_name: self.user.name.clone(),
             }),
             received_at_micros: 1_700_000_000_000_000,
+            max_project_size: None,
             trace_context: Default::default(),
         }
     }
@@ -689,6 +690,65 @@ async fn a_new_upload_of_the_same_bytes_is_a_noop_and_other_bytes_are_refused() 
     assert_eq!(env.package_files().len(), 2);
     assert!(!env.staging_exists(&rerun).await);
     assert!(!env.staging_exists(&conflicting).await);
+}
+
+/// About `len` characters of incompressible text (hex of a fixed pseudo-random sequence), so a
+/// wheel holding it is about `len / 2` bytes.
+fn noise(seed: u64, len: usize) -> String {
+    let mut state = seed;
+    let mut out = String::with_capacity(len);
+    while out.len() < len {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        out.push_str(&format!("{:016x}", state >> 1));
+    }
+    out
+}
+
+/// Two uploads that each fit under a 1 MiB project limit but not together, both admitted
+/// (as concurrent uploads are, against the same total): the commit refuses the second with
+/// PyPI's words and the limit in a unit that does not round to 0; its stored copy and its
+/// staged bytes are gone, nothing of it is visible (issue #12, finding 10).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_project_size_limit_holds_at_commit() {
+    let env = Env::new().await;
+    let limit = 1 << 20;
+    let first = build_wheel("demo", "1.0", &format!("A = '{}'\n", noise(1, 1_200_000)));
+    let second = build_wheel("demo", "1.1", &format!("A = '{}'\n", noise(2, 1_200_000)));
+    let (a, b) = (first.bytes.len() as u64, second.bytes.len() as u64);
+    assert!(a < limit && b < limit && a + b > limit, "{a} + {b}");
+    let mut events = Vec::new();
+    for (wheel, version) in [(&first, "1.0"), (&second, "1.1")] {
+        let mut event = env.event(wheel, "demo", version);
+        event.max_project_size = Some(limit);
+        env.stage(&event, &wheel.bytes).await;
+        events.push(event);
+    }
+    let running = env.start();
+    published(&env.submit(&events[0]).await);
+    let outcome = env.submit(&events[1]).await;
+    running.stop().await;
+    let refusal = rejected(&outcome);
+    assert_eq!(refusal.status(), 400);
+    assert_eq!(
+        refusal.message,
+        "Project size too large. Limit for project 'demo' total size is 1 MB. \
+         See https://pypi.org/help/#project-size-limit for more information."
+    );
+    assert_eq!(env.file_rows("demo").await.len(), 1);
+    let project = env
+        .index
+        .find_project("demo")
+        .await
+        .expect("find")
+        .expect("project");
+    assert_eq!(project.total_size as u64, a);
+    let refused_path = pypi_path(&second.bytes, &second.filename);
+    assert_eq!(env.object(&format!("packages/{refused_path}")).await, None);
+    // The first wheel and its METADATA.
+    assert_eq!(env.package_files().len(), 2);
+    assert!(!env.staging_exists(&events[1]).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -165,6 +165,7 @@ async fn a_worker_on_jetstream_publishes_a_staged_wheel() {
             user_name: user.name.clone(),
         }),
         received_at_micros: 1_700_000_000_000_000,
+        max_project_size: None,
         ..FileStaged::default()
     };
     let watch = gateway_bus.watch_outcome(&upload_id).await.expect("watch");
