@@ -62,6 +62,9 @@ pub struct S3Options {
 #[derive(Debug, Clone)]
 pub struct BlobStore {
     store: Arc<dyn ObjectStore>,
+    /// The directory of a local store: its in-progress parts are files the store never lists
+    /// (see [`BlobStore::purge_staging`]).
+    local_root: Option<Arc<std::path::PathBuf>>,
 }
 
 impl BlobStore {
@@ -74,7 +77,10 @@ impl BlobStore {
         let store = LocalFileSystem::new_with_prefix(dir)?
             .with_fsync(true)
             .with_automatic_cleanup(true);
-        Ok(BlobStore::from_store(Arc::new(store)))
+        Ok(BlobStore {
+            local_root: Some(Arc::new(dir.to_path_buf())),
+            ..BlobStore::from_store(Arc::new(store))
+        })
     }
 
     /// A store from a URL: `file:///absolute/dir`, `memory://`, or `s3://bucket[/prefix]`.
@@ -131,7 +137,10 @@ impl BlobStore {
 
     /// Wraps any `object_store` backend.
     pub fn from_store(store: Arc<dyn ObjectStore>) -> BlobStore {
-        BlobStore { store }
+        BlobStore {
+            store,
+            local_root: None,
+        }
     }
 
     /// The key of an upload's staged bytes.
@@ -254,8 +263,15 @@ impl BlobStore {
         }
     }
 
-    /// Deletes every staged upload; returns how many. Only safe when no upload is in flight
-    /// (the embedded mode calls it at start-up, before it accepts requests).
+    /// Deletes every staged upload, and the in-progress parts of staging writes a crash cut
+    /// short; returns how many. Only safe when no upload is in flight (the embedded mode
+    /// calls it at start-up, before it accepts requests).
+    ///
+    /// A local store writes a streamed object to `<key>#<n>` and renames it onto the key when
+    /// the write completes; a killed process leaves that part behind, and the store's listing
+    /// never shows it, so the parts are found on disk. On S3 an interrupted write is an
+    /// incomplete multipart upload, which `object_store` can neither list nor abort without
+    /// its id: the bucket's lifecycle rule (`AbortIncompleteMultipartUpload`) removes those.
     pub async fn purge_staging(&self) -> Result<usize, BlobError> {
         let prefix = Path::from(STAGING_PREFIX);
         let mut listing = self.store.list(Some(&prefix));
@@ -264,7 +280,7 @@ impl BlobStore {
             self.delete(&meta?.location).await?;
             purged += 1;
         }
-        Ok(purged)
+        Ok(purged + self.purge_local_parts(None).await?)
     }
 
     /// Deletes staged uploads older than `max_age`; returns how many. A staged object that
@@ -287,7 +303,33 @@ impl BlobStore {
                 purged += 1;
             }
         }
-        Ok(purged)
+        // A part still being written is modified with every chunk, so only an abandoned one
+        // is this old.
+        let cutoff =
+            std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(cutoff).unwrap_or(0));
+        Ok(purged + self.purge_local_parts(Some(cutoff)).await?)
+    }
+
+    /// Deletes the in-progress parts (`<key>#<digits>`, the files a local store hides from
+    /// its listing) below a local store's `staging/`, those last modified before `cutoff`
+    /// (all of them without one); returns how many. Nothing to do for other stores.
+    async fn purge_local_parts(
+        &self,
+        cutoff: Option<std::time::SystemTime>,
+    ) -> Result<usize, BlobError> {
+        let Some(root) = &self.local_root else {
+            return Ok(0);
+        };
+        let staging = root.join(STAGING_PREFIX);
+        tokio::task::spawn_blocking(move || purge_parts(&staging, cutoff))
+            .await
+            .unwrap_or_else(|error| Err(io::Error::other(error)))
+            .map_err(|error| {
+                BlobError::Store(object_store::Error::Generic {
+                    store: "LocalFileSystem",
+                    source: Box::new(error),
+                })
+            })
     }
 
     /// A blocking `Read + Seek` view of an object of `size` bytes, fetched by ranges. Use it
@@ -309,6 +351,46 @@ impl BlobStore {
             runtime,
         }
     }
+}
+
+/// Whether a file name is a local store's in-progress part: `<name>#<digits>`.
+fn is_part_name(name: &str) -> bool {
+    name.rsplit_once('#').is_some_and(|(_, suffix)| {
+        !suffix.is_empty() && suffix.bytes().all(|byte| byte.is_ascii_digit())
+    })
+}
+
+/// Removes the part files below `dir` modified before `cutoff` (all without one).
+fn purge_parts(dir: &std::path::Path, cutoff: Option<std::time::SystemTime>) -> io::Result<usize> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(error) => return Err(error),
+    };
+    let mut purged = 0;
+    for entry in entries {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            purged += purge_parts(&entry.path(), cutoff)?;
+            continue;
+        }
+        if !kind.is_file() || !entry.file_name().to_str().is_some_and(is_part_name) {
+            continue;
+        }
+        if let Some(cutoff) = cutoff
+            && entry.metadata()?.modified()? >= cutoff
+        {
+            continue;
+        }
+        match std::fs::remove_file(entry.path()) {
+            Ok(()) => purged += 1,
+            // Completed (renamed) or aborted meanwhile.
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(purged)
 }
 
 /// A streamed write in progress (see [`BlobStore::start_write`]).
@@ -405,6 +487,7 @@ impl Seek for BlobReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn streamed_write_then_ranged_blocking_reads() {
@@ -449,6 +532,90 @@ mod tests {
                 .expect("head")
                 .is_none()
         );
+    }
+
+    /// What a gateway killed mid-upload leaves: the local store's in-progress part of the
+    /// staging write (`staging/<id>#1`), which the store's listing hides.
+    async fn killed_staging_write(blobs: &BlobStore, dir: &std::path::Path, id: &str) -> PathBuf {
+        let mut write = blobs.start_write(BlobStore::staging_key(id).expect("key"));
+        // More than one part, so the writer has started its multipart upload.
+        write
+            .write(Bytes::from(vec![7u8; WRITE_PART_BYTES + 1]))
+            .await
+            .expect("write");
+        // A kill runs no destructor: nothing aborts the write.
+        std::mem::forget(write);
+        let part = dir.join(STAGING_PREFIX).join(format!("{id}#1"));
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !part.exists() {
+            assert!(std::time::Instant::now() < deadline, "no part at {part:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        part
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn purge_staging_removes_the_parts_a_killed_write_left() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let blobs = BlobStore::local(dir.path()).expect("local store");
+        let part = killed_staging_write(&blobs, dir.path(), "killed").await;
+        // A leaked part of an earlier run, and a finished staged upload beside it.
+        std::fs::write(dir.path().join(STAGING_PREFIX).join("older#2"), b"x").expect("part");
+        blobs
+            .put(
+                &BlobStore::staging_key("done").expect("key"),
+                Bytes::from_static(b"x"),
+            )
+            .await
+            .expect("put");
+        assert_eq!(blobs.purge_staging().await.expect("purge"), 3);
+        assert!(!part.exists());
+        let left: Vec<_> = std::fs::read_dir(dir.path().join(STAGING_PREFIX))
+            .expect("staging dir")
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_age_sweep_removes_abandoned_parts_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let blobs = BlobStore::local(dir.path()).expect("local store");
+        let abandoned = killed_staging_write(&blobs, dir.path(), "abandoned").await;
+        let fresh = dir.path().join(STAGING_PREFIX).join("fresh#1");
+        std::fs::write(&fresh, b"x").expect("part");
+        assert_eq!(
+            blobs
+                .purge_staging_older_than(Duration::from_secs(600))
+                .await
+                .expect("sweep"),
+            0
+        );
+        assert!(abandoned.exists() && fresh.exists());
+        // The killed write's part, last written an hour ago.
+        std::fs::File::options()
+            .write(true)
+            .open(&abandoned)
+            .expect("open part")
+            .set_modified(std::time::SystemTime::now() - Duration::from_secs(3600))
+            .expect("set mtime");
+        assert_eq!(
+            blobs
+                .purge_staging_older_than(Duration::from_secs(600))
+                .await
+                .expect("sweep"),
+            1
+        );
+        assert!(!abandoned.exists());
+        assert!(fresh.exists());
+    }
+
+    #[test]
+    fn part_names() {
+        assert!(is_part_name("0b6f#1"));
+        assert!(is_part_name("a#b#12"));
+        assert!(!is_part_name("upload-1"));
+        assert!(!is_part_name("x#"));
+        assert!(!is_part_name("x#1a"));
     }
 
     #[tokio::test]
