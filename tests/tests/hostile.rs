@@ -2,7 +2,8 @@
 //! endless parts and part headers, slow senders (headers and body), duplicated fields,
 //! invalid UTF-8, and a request cut off mid-body. Each gets a clear error; staging is empty
 //! afterwards; the server stays healthy; and its peak memory (VmHWM) stays under
-//! [`PEAK_MEMORY_BOUND`].
+//! [`PEAK_MEMORY_BOUND`]. Then races and crashes: look-alike first uploads at once, concurrent
+//! uploads against the project size limit, and a SIGKILL mid-upload.
 //!
 //! The timeouts are set short by flags (1 s) so the slow-sender tests finish fast; the tests
 //! wait on the server (a blocking read with a generous ceiling), never on a clock.
@@ -13,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use wharf_e2e::Registry;
-use wharf_e2e::dist::{Dist, Form, token_auth};
+use wharf_e2e::dist::{Dist, Form, WheelBuilder, token_auth};
 use wharf_e2e::raw_http::{RawResponse, parse_response, request};
 
 /// Peak resident memory of the debug-build server across any test here.
@@ -371,4 +372,219 @@ fn duplicated_fields_and_invalid_utf8() {
     );
     assert_staging_empty(&registry);
     assert_healthy_and_bounded(&registry);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Races and crashes (issue #12, findings 7, 8 and 10)
+// ---------------------------------------------------------------------------------------------
+
+/// `POST /legacy/` of `dist` with `token`.
+fn upload_dist(registry: &Registry, token: &str, dist: &Dist) -> RawResponse {
+    let form = dist.form();
+    request(
+        &registry.url(),
+        "POST",
+        "/legacy/",
+        &[
+            ("Authorization", &token_auth(token)),
+            ("Content-Type", &form.content_type()),
+        ],
+        &form.body(),
+    )
+}
+
+/// Uploads every `(token, dist)` at once, one thread each, released together.
+fn upload_at_once(registry: &Registry, uploads: Vec<(String, Dist)>) -> Vec<RawResponse> {
+    let barrier = std::sync::Barrier::new(uploads.len());
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = uploads
+            .iter()
+            .map(|(token, dist)| {
+                let barrier = &barrier;
+                scope.spawn(move || {
+                    barrier.wait();
+                    upload_dist(registry, token, dist)
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|thread| thread.join().expect("upload thread"))
+            .collect()
+    })
+}
+
+/// Two users upload the first files of `rN-lib` and `rNlib` (one ultranormalized name) at the
+/// same moment, ten times: each time exactly one project exists and the other user gets
+/// PyPI's look-alike refusal.
+#[test]
+fn lookalike_first_uploads_at_once_create_one_project() {
+    let registry = Registry::start();
+    let alice = registry.user_with_token("alice", &[]);
+    let bob = registry.user_with_token("bob", &[]);
+    for round in 0..10 {
+        let names = [format!("r{round}-lib"), format!("r{round}lib")];
+        let responses = upload_at_once(
+            &registry,
+            vec![
+                (alice.clone(), Dist::wheel(&names[0], "1.0")),
+                (bob.clone(), Dist::wheel(&names[1], "1.0")),
+            ],
+        );
+        let statuses: Vec<u16> = responses.iter().map(|response| response.status).collect();
+        let existing: Vec<&String> = names
+            .iter()
+            .filter(|name| {
+                request(
+                    &registry.url(),
+                    "GET",
+                    &format!("/simple/{name}/"),
+                    &[],
+                    &[],
+                )
+                .status
+                    == 200
+            })
+            .collect();
+        assert_eq!(
+            existing.len(),
+            1,
+            "round {round}: {existing:?}, {statuses:?}"
+        );
+        let loser = usize::from(statuses[0] == 200);
+        assert_eq!(statuses[1 - loser], 200, "round {round}: {statuses:?}");
+        assert_eq!(statuses[loser], 400, "round {round}: {statuses:?}");
+        assert_eq!(
+            responses[loser].reason,
+            format!(
+                "The name '{}' is too similar to an existing project. See \
+                 https://pypi.org/help/#project-name for more information.",
+                names[loser]
+            ),
+            "round {round}"
+        );
+    }
+    assert_staging_empty(&registry);
+}
+
+/// Six uploads of 300 KB each, all at once, to a project under `--max-project-size 1MiB`:
+/// the project never holds more than 1 MiB, and the refused ones say so in PyPI's words with
+/// the limit as "1 MB".
+#[test]
+fn concurrent_uploads_never_pass_the_project_size_limit() {
+    let registry = Registry::start_with(&["--max-project-size", "1MiB"]);
+    let token = registry.user_with_token("alice", &[]);
+    let seed = WheelBuilder::new("sized", "0.1").build();
+    assert_eq!(upload_dist(&registry, &token, &seed).status, 200);
+    let dists: Vec<Dist> = (1..=6)
+        .map(|minor| {
+            WheelBuilder::new("sized", &format!("1.{minor}"))
+                .padding(300 * 1024)
+                .build()
+        })
+        .collect();
+    let responses = upload_at_once(
+        &registry,
+        dists
+            .iter()
+            .map(|dist| (token.clone(), dist.clone()))
+            .collect(),
+    );
+    let limit = 1024 * 1024;
+    let mut accepted = seed.size();
+    for (dist, response) in dists.iter().zip(&responses) {
+        match response.status {
+            200 => accepted += dist.size(),
+            400 => assert_eq!(
+                response.reason,
+                "Project size too large. Limit for project 'sized' total size is 1 MB. \
+                 See https://pypi.org/help/#project-size-limit for more information."
+            ),
+            other => panic!("{other}: {}", response.text()),
+        }
+    }
+    assert!(accepted <= limit, "{accepted} bytes accepted");
+    // What is stored: every file the index lists.
+    let listing = request(
+        &registry.url(),
+        "GET",
+        "/simple/sized/",
+        &[("Accept", "application/vnd.pypi.simple.v1+json")],
+        &[],
+    );
+    let stored: u64 = listing.json()["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .map(|file| file["size"].as_u64().expect("size"))
+        .sum();
+    assert_eq!(stored, accepted as u64);
+    assert!(stored <= limit as u64, "{stored} bytes stored");
+    assert_staging_empty(&registry);
+}
+
+/// The in-progress parts of staging writes under `registry`'s data directory.
+fn staging_parts(registry: &Registry) -> Vec<PathBuf> {
+    files_under(&registry.data_dir().join("files").join("staging"))
+        .into_iter()
+        .filter(|path| {
+            path.file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| name.contains('#'))
+        })
+        .collect()
+}
+
+/// `wharf serve` killed (SIGKILL) in the middle of a 20 MB upload, three times: each time the
+/// staging write's in-progress part is there after the kill, and gone once the server is
+/// back (the start-up purge sees it).
+#[test]
+fn a_kill_mid_upload_leaves_no_staging_part_after_restart() {
+    let mut registry = Registry::start();
+    let dist = WheelBuilder::new("killed", "1.0")
+        .padding(20 * 1024 * 1024)
+        .build();
+    let body = form_body(&dist.form());
+    for round in 0..3 {
+        let token = registry.user_with_token(&format!("user{round}"), &[]);
+        let mut stream = connect(&registry);
+        stream
+            .write_all(upload_head(&token, body.len()).as_bytes())
+            .expect("write head");
+        // More than one 8 MiB part, so the staging write has started its part file.
+        stream
+            .write_all(&body[..12 * 1024 * 1024])
+            .expect("write most of the body");
+        let deadline = Instant::now() + SERVER_CEILING;
+        while staging_parts(&registry).is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: no staging part appeared"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let status = std::process::Command::new("kill")
+            .arg("-KILL")
+            .arg(registry.pid().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        drop(stream);
+        assert!(
+            !staging_parts(&registry).is_empty(),
+            "round {round}: the kill left no part"
+        );
+        registry = registry.restart_with(&[]);
+        let left = staging_parts(&registry);
+        assert!(
+            left.is_empty(),
+            "round {round}: after the restart: {left:?}"
+        );
+        assert_staging_empty(&registry);
+    }
+    assert_eq!(
+        request(&registry.url(), "GET", "/simple/killed/", &[], &[]).status,
+        404,
+        "nothing was published"
+    );
 }
