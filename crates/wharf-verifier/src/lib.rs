@@ -582,6 +582,7 @@ mod tests {
             },
             submitted_by: "test".to_owned(),
             closed_release_after_micros: None,
+            max_project_size: None,
             now_micros: 0,
         };
         let result = fixture.index.commit_upload(&upload).await.expect("commit");
