@@ -398,11 +398,14 @@ fn a8_project_size_limit() {
     let limit = format!("{}", first.size() + second.size() - 1);
     let (registry, alice, _) = registry_with_two_users(&["--max-project-size", &limit]);
     assert_ok(&upload(&registry, Some(&alice), &first.form()));
+    // The limit in a unit that does not round it to 0 (issue #12, finding 10: "0 GB" before).
     assert_answer(
         &upload(&registry, Some(&alice), &second.form()),
         400,
-        "Project size too large. Limit for project 'Sized' total size is 0 GB. \
-         See https://pypi.org/help/#project-size-limit for more information.",
+        &format!(
+            "Project size too large. Limit for project 'Sized' total size is {limit} bytes. \
+             See https://pypi.org/help/#project-size-limit for more information."
+        ),
     );
     // The refused file left no release behind.
     let release = request(&registry.url(), "GET", "/pypi/sized/2.0/json", &[], &[]);
