@@ -306,6 +306,9 @@ impl TrustedPublishing {
                 )
                 .into()));
             }
+            // PyPI's look-alike refusal, here early and again under the commit's lock.
+            let too_similar =
+                || tp::invalid_payload(name::too_similar_rejection(&project_name).message);
             let ultranormalized = name::ultranormalize(&project_name);
             let similar = index
                 .find_projects_by_ultranormalized(&ultranormalized)
@@ -314,11 +317,7 @@ impl TrustedPublishing {
                 .iter()
                 .any(|project| project.normalized_name != name::normalize(&project_name))
             {
-                return Ok(Err(Refusal::new(
-                    ErrorCode::InvalidPayload,
-                    name::too_similar_rejection(&project_name).message,
-                )
-                .into()));
+                return Ok(Err(too_similar().into()));
             }
             let target = ProjectTarget {
                 name: project_name.clone(),
@@ -337,13 +336,8 @@ impl TrustedPublishing {
                 ReifyResult::ProjectExists | ReifyResult::NoLongerPending => {
                     return Ok(Err(tp::project_already_exists().into()));
                 }
-                ReifyResult::NameTooSimilar => {
-                    // A look-alike project was created since the check above.
-                    return Ok(Err(Refusal::new(
-                        ErrorCode::InvalidPayload,
-                        name::too_similar_rejection(&project_name).message,
-                    )));
-                }
+                // A look-alike project was created since the check above.
+                ReifyResult::NameTooSimilar => return Ok(Err(too_similar().into())),
                 ReifyResult::Created { project_id } => {
                     self.audit(
                         index,
