@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=../../proto/wharf/v1/verifier.proto");
     println!("cargo:rerun-if-changed=../../proto/wharf/v1/events.proto");
     println!("cargo:rerun-if-changed=../../proto/wharf/v1/refusal.proto");
+    println!("cargo:rerun-if-changed=../../proto/wharf/v1/grant.proto");
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
     let mut config = prost_build::Config::new();
     config.protoc_executable(protoc);
@@ -20,6 +21,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "../../proto/wharf/v1/verifier.proto",
                 "../../proto/wharf/v1/events.proto",
                 "../../proto/wharf/v1/refusal.proto",
+                "../../proto/wharf/v1/grant.proto",
             ],
             &["../../proto"],
         )?;

@@ -1415,3 +1415,127 @@ fn rate_limits_are_shared_by_the_gateways() {
         "upload after Retry-After",
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// The engines' trust boundary (issue #12, finding 5)
+// ---------------------------------------------------------------------------------------------
+
+/// Publishes `event` on the cluster's staged-upload subject, as anyone who reaches NATS can.
+fn publish_staged_behind_the_gateways_back(cluster: &Cluster, event: &wharf_proto::v1::FileStaged) {
+    let subject = format!("{}.upload.staged", cluster.nats_prefix());
+    let url = cluster.nats_url().to_owned();
+    let payload = event.encode_to_vec();
+    let upload_id = event.upload_id.clone();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+        .block_on(async move {
+            let client = async_nats::connect(&url).await.expect("connect to NATS");
+            let jetstream = async_nats::jetstream::new(client);
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(async_nats::header::NATS_MESSAGE_ID, upload_id.as_str());
+            jetstream
+                .publish_with_headers(subject, headers, payload.into())
+                .await
+                .expect("publish")
+                .await
+                .expect("stored by JetStream");
+        });
+}
+
+/// A forged `FileStaged` (someone on the engines' network writes a wheel into staging and
+/// announces it as another user's upload) is refused by the worker, not committed: the
+/// project page shows no file of it, and the worker logs the refusal. A genuine upload still
+/// works. Before the upload grant, the worker committed the forged file as Alice's.
+#[test]
+fn a_forged_staged_event_is_refused_not_committed() {
+    let _serial = serial();
+    let cluster = Cluster::builder().start();
+    let gateway = cluster.gateway_url(0);
+    let alice = cluster.user_with_token("alice-grant");
+    assert_ok(
+        &upload(&gateway, &alice, &Dist::wheel("Alice-Lib", "1.0")),
+        "Alice's genuine upload",
+    );
+    let alice_id = cluster
+        .database()
+        .query_text("SELECT id FROM users WHERE name = 'alice-grant'");
+
+    // The attacker's wheel, in staging, announced as Alice's upload of version 6.6.6.
+    let forged = Dist::wheel("Alice-Lib", "6.6.6");
+    let upload_id = uuid::Uuid::now_v7().to_string();
+    cluster.put_store_object(&format!("staging/{upload_id}"), &forged.bytes);
+    let event = wharf_proto::v1::FileStaged {
+        upload_id: upload_id.clone(),
+        staging_key: format!("staging/{upload_id}"),
+        size: forged.size() as u64,
+        filename: forged.filename.clone(),
+        filetype: forged.filetype.to_owned(),
+        pyversion: forged.pyversion.to_owned(),
+        sha256_digest: forged.sha256(),
+        metadata: Some(wharf_proto::v1::ReleaseMetadata {
+            metadata_version: Some("2.1".to_owned()),
+            name: Some(forged.name.clone()),
+            version: Some(forged.version.clone()),
+            ..Default::default()
+        }),
+        uploader: Some(wharf_proto::v1::Uploader {
+            user_id: alice_id,
+            publisher_id: String::new(),
+            may_create_project: false,
+            user_name: "alice-grant".to_owned(),
+        }),
+        received_at_micros: 0,
+        ..Default::default()
+    };
+    publish_staged_behind_the_gateways_back(&cluster, &event);
+
+    // Wait for the worker to settle the forged event: refused (logged), or committed.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let committed = |cluster: &Cluster| {
+        json_api_files(&cluster.gateway_url(0), "alice-lib")
+            .iter()
+            .any(|file| file["filename"] == forged.filename.as_str())
+    };
+    loop {
+        let refused = cluster
+            .log(Role::Worker, 0)
+            .lines()
+            .any(|line| line.contains("refused a staged upload") && line.contains(&upload_id));
+        if refused || committed(&cluster) || Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        !committed(&cluster),
+        "the forged upload was committed as Alice's: {:?}",
+        json_api_files(&gateway, "alice-lib")
+    );
+    let log = cluster.log(Role::Worker, 0);
+    let refusal = log
+        .lines()
+        .find(|line| line.contains("refused a staged upload") && line.contains(&upload_id))
+        .unwrap_or_else(|| panic!("no refusal of {upload_id} in the worker's log:\n{log}"));
+    assert!(refusal.contains("trace_id"), "{refusal}");
+    // Nothing is deleted on a refusal: the staged bytes might be a genuine upload's.
+    assert!(
+        cluster
+            .staging_objects()
+            .contains(&format!("staging/{upload_id}")),
+        "the refused event's staged bytes were deleted"
+    );
+    assert!(
+        !simple_filenames(&simple_json(&gateway, "alice-lib")).contains(&forged.filename),
+        "the simple page lists the forged file"
+    );
+
+    // A genuine upload still goes through.
+    assert_ok(
+        &upload(&gateway, &alice, &Dist::wheel("Alice-Lib", "2.0")),
+        "Alice's next genuine upload",
+    );
+    let filenames = simple_filenames(&simple_json(&gateway, "alice-lib"));
+    assert_eq!(filenames.len(), 2, "{filenames:?}");
+}

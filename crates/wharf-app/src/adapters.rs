@@ -102,6 +102,8 @@ pub enum BusSettings {
         url: String,
         /// Prefix of every subject and stream name.
         prefix: String,
+        /// Credentials and TLS of the connection.
+        security: wharf_bus_nats::NatsSecurity,
     },
     /// A bus already open, shared with whoever opened it (a test that watches its events).
     Open(Arc<dyn UploadBus>),
@@ -112,10 +114,15 @@ pub async fn open_bus(settings: &BusSettings) -> anyhow::Result<Arc<dyn UploadBu
     match settings {
         BusSettings::InProcess => Ok(Arc::new(InProcessBus::new())),
         BusSettings::Open(bus) => Ok(Arc::clone(bus)),
-        BusSettings::Nats { url, prefix } => {
+        BusSettings::Nats {
+            url,
+            prefix,
+            security,
+        } => {
             let config = wharf_bus_nats::NatsConfig {
                 url: url.clone(),
                 subject_prefix: prefix.clone(),
+                security: security.clone(),
                 ..wharf_bus_nats::NatsConfig::default()
             };
             let bus = wharf_bus_nats::NatsBus::connect(config)

@@ -181,9 +181,16 @@ impl App {
             tls,
             mut gateway,
             header_read_timeout,
-            verifier,
-            worker,
+            mut verifier,
+            mut worker,
         } = settings;
+        // One process holds both ends of the upload grants: a key in memory, new at each
+        // start (the in-process bus keeps no event across a restart, so no grant must).
+        let grant_key = wharf_proto::grant::UploadGrantSigner::generate()
+            .context("failed to generate the upload grant key")?;
+        worker.upload_grant_keys =
+            wharf_proto::grant::UploadGrantKeys::new([grant_key.public_key()]);
+        verifier.upload_grants = Some(grant_key);
         if worker.staging_max_age <= gateway.outcome_timeout {
             return Err(
                 ConfigError("--staging-max-age must exceed --upload-timeout".to_owned()).into(),

@@ -104,6 +104,7 @@ impl TestAppBuilder {
                 url: std::env::var("WHARF_TEST_NATS_URL")
                     .unwrap_or_else(|_| DEFAULT_NATS_URL.to_owned()),
                 prefix: format!("wharf_test_{}", uuid::Uuid::new_v4().simple()),
+                security: Default::default(),
             }
         } else {
             match &in_process {

@@ -77,6 +77,70 @@ pub struct NatsConfig {
     pub idle_heartbeat: Duration,
     /// Bound on establishing the connection at start-up.
     pub connect_timeout: Duration,
+    /// Credentials and TLS of the connection.
+    pub security: NatsSecurity,
+}
+
+/// How a process proves itself to NATS and checks the server (issue #12, finding 5): a
+/// user and password or a token, and TLS with the server checked against a CA and,
+/// optionally, a client certificate. `Debug` never shows the password or the token.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct NatsSecurity {
+    /// User name (with `password`).
+    pub user: Option<String>,
+    /// Password of `user`.
+    pub password: Option<String>,
+    /// Authentication token (instead of a user).
+    pub token: Option<String>,
+    /// Refuse to talk to the server without TLS.
+    pub require_tls: bool,
+    /// PEM CA bundle the server's certificate must chain to (default: the system's roots).
+    pub ca_file: Option<std::path::PathBuf>,
+    /// PEM client certificate and key, for a server that verifies clients.
+    pub client_cert: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
+impl std::fmt::Debug for NatsSecurity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |secret: &Option<String>| secret.as_ref().map(|_| "***");
+        f.debug_struct("NatsSecurity")
+            .field("user", &self.user)
+            .field("password", &hidden(&self.password))
+            .field("token", &hidden(&self.token))
+            .field("require_tls", &self.require_tls)
+            .field("ca_file", &self.ca_file)
+            .field("client_cert", &self.client_cert)
+            .finish()
+    }
+}
+
+impl NatsSecurity {
+    /// The connect options these settings ask for.
+    fn options(&self) -> Result<ConnectOptions, BusError> {
+        let mut options = ConnectOptions::new();
+        match (&self.user, &self.password, &self.token) {
+            (Some(user), Some(password), None) => {
+                options = options.user_and_password(user.clone(), password.clone());
+            }
+            (None, None, Some(token)) => options = options.token(token.clone()),
+            (None, None, None) => {}
+            _ => {
+                return Err(BusError::Unavailable(
+                    "NATS credentials: give a user with its password, or a token, not both"
+                        .to_owned(),
+                ));
+            }
+        }
+        if let Some(ca) = &self.ca_file {
+            options = options.add_root_certificates(ca.clone());
+        }
+        if let Some((cert, key)) = &self.client_cert {
+            options = options.add_client_certificate(cert.clone(), key.clone());
+        }
+        // A CA or a client certificate only means something over TLS.
+        let tls = self.require_tls || self.ca_file.is_some() || self.client_cert.is_some();
+        Ok(options.require_tls(tls))
+    }
 }
 
 impl Default for NatsConfig {
@@ -94,6 +158,7 @@ impl Default for NatsConfig {
             pull_batch: 4,
             idle_heartbeat: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
+            security: NatsSecurity::default(),
         }
     }
 }
@@ -113,6 +178,7 @@ impl std::fmt::Debug for NatsConfig {
             .field("pull_batch", &self.pull_batch)
             .field("idle_heartbeat", &self.idle_heartbeat)
             .field("connect_timeout", &self.connect_timeout)
+            .field("security", &self.security)
             .finish()
     }
 }
@@ -285,19 +351,30 @@ impl NatsBus {
                 config.consumer_name
             )));
         }
-        let client = ConnectOptions::new()
+        let client = config
+            .security
+            .options()?
             .name("wharf")
             .connection_timeout(config.connect_timeout)
             .connect(config.url.as_str())
             .await
             .map_err(|error| {
-                BusError::Unavailable(scrub(
+                let message = scrub(
                     format!(
                         "cannot connect to NATS at {}: {error}",
                         redact_url(&config.url)
                     ),
                     &config.url,
-                ))
+                );
+                let secrets = [&config.security.password, &config.security.token];
+                BusError::Unavailable(
+                    secrets
+                        .into_iter()
+                        .flatten()
+                        .fold(message, |message, secret| {
+                            message.replace(secret.as_str(), "***")
+                        }),
+                )
             })?;
         let jetstream = jetstream::new(client.clone());
         let (closed, _) = watch::channel(false);

@@ -302,14 +302,28 @@ impl Upload<'_> {
         } = head;
         // The call names the project only when its verdict can matter: a file part follows
         // a valid form.
-        let project_name = match &end {
+        let request = match &end {
             HeadEnd::File(file) => match &file.form {
-                Ok(form) => form.metadata.name.clone().unwrap_or_default(),
-                Err(_) => String::new(),
+                // What the upload will commit, for the signed grant the worker verifies.
+                Ok(form) => AuthorizeUploadRequest {
+                    token,
+                    project_name: form.metadata.name.clone().unwrap_or_default(),
+                    upload_id: self.upload_id.to_owned(),
+                    filename: file.field.file_name().unwrap_or_default().to_owned(),
+                    version: form.metadata.version.clone().unwrap_or_default(),
+                    max_project_size: self.gateway.settings.max_project_size,
+                },
+                Err(_) => AuthorizeUploadRequest {
+                    token,
+                    ..AuthorizeUploadRequest::default()
+                },
             },
-            _ => String::new(),
+            _ => AuthorizeUploadRequest {
+                token,
+                ..AuthorizeUploadRequest::default()
+            },
         };
-        let verdicts = self.call_verifier(token, project_name).await?;
+        let verdicts = self.call_verifier(request).await?;
         let identity = verdicts.identity?;
         if identity.signature_verified && !identity.token_id.is_empty() {
             self.gateway
@@ -360,17 +374,11 @@ impl Upload<'_> {
     /// transport's, see `wharf_telemetry::GrpcClientTrace`).
     async fn call_verifier(
         &self,
-        token: String,
-        project_name: String,
+        request: AuthorizeUploadRequest,
     ) -> Result<UploadVerdicts, Refusal> {
         let mut verifier = self.gateway.verifier.clone();
         let started = Instant::now();
-        let response = verifier
-            .authorize_upload(AuthorizeUploadRequest {
-                token,
-                project_name,
-            })
-            .await;
+        let response = verifier.authorize_upload(request).await;
         self.gateway
             .metrics
             .observe_stage(Stage::Verifier, started.elapsed());
@@ -563,6 +571,7 @@ impl Upload<'_> {
                     may_create_project: grant.may_create_project,
                     user_name: identity.user_name,
                 }),
+                grant: grant.signed,
                 received_at_micros: jiff::Timestamp::now().as_microsecond(),
                 max_project_size: Some(self.gateway.settings.max_project_size),
                 // The publishing span's context, so the worker's span is its child.

@@ -14,6 +14,7 @@ use wharf_e2e::dist::{BOUNDARY, Dist, Form, basic_auth, token_auth};
 use wharf_gateway::{Gateway, GatewaySettings, TransportError, VerifierTransport};
 use wharf_index::prelude::*;
 use wharf_index_sqlite::SqliteIndex;
+use wharf_proto::grant::{UploadGrantKeys, UploadGrantSigner};
 use wharf_proto::v1::verifier_client::VerifierClient;
 use wharf_proto::v1::verifier_server::VerifierServer;
 use wharf_verifier::{TokenRequest, VerifierService, VerifierSettings, mint_user_token};
@@ -42,8 +43,19 @@ impl Registry {
         );
         let blobs = BlobStore::memory();
         let bus: Arc<dyn UploadBus> = Arc::new(InProcessBus::new());
-        let verifier = VerifierService::new(Arc::clone(&index), VerifierSettings::default())
-            .expect("verifier");
+        let grant_key = UploadGrantSigner::generate().expect("grant key");
+        let worker_settings = WorkerSettings {
+            upload_grant_keys: UploadGrantKeys::new([grant_key.public_key()]),
+            ..WorkerSettings::default()
+        };
+        let verifier = VerifierService::new(
+            Arc::clone(&index),
+            VerifierSettings {
+                upload_grants: Some(grant_key),
+                ..VerifierSettings::default()
+            },
+        )
+        .expect("verifier");
         let calls = Arc::new(Mutex::new(Vec::new()));
         let recorded = Arc::clone(&calls);
         let transport = VerifierServer::new(verifier)
@@ -62,12 +74,8 @@ impl Registry {
             Arc::clone(&bus),
             settings,
         );
-        let worker = StorageWorker::new(
-            Arc::clone(&index),
-            blobs,
-            Arc::clone(&bus),
-            WorkerSettings::default(),
-        );
+        let worker =
+            StorageWorker::new(Arc::clone(&index), blobs, Arc::clone(&bus), worker_settings);
         let stop_worker = CancellationToken::new();
         tokio::spawn(worker.run(stop_worker.clone()));
         Registry {

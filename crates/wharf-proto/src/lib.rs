@@ -14,6 +14,7 @@ pub mod v1 {
     tonic::include_proto!("wharf.v1");
 }
 
+pub mod grant;
 mod metadata;
 
 use wharf_core::refusal::{ErrorCode, GrpcCode, Refusal};
@@ -184,6 +185,7 @@ mod tests {
             project_id: String::new(),
             may_create_project: true,
             project_total_size: 0,
+            signed: None,
         };
         for verdicts in [
             UploadVerdicts {

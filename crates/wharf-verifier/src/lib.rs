@@ -18,11 +18,12 @@ use wharf_core::refusal::Refusal;
 use wharf_index::{Index, IndexError, TokenRecord};
 use wharf_macaroon::{Caveat, ProjectRef, VerificationContext};
 use wharf_proto::UploadVerdicts;
+use wharf_proto::grant::UploadGrantSigner;
 use wharf_proto::v1::verifier_server::Verifier;
 use wharf_proto::v1::{
     AuthorizeUploadRequest, AuthorizeUploadResponse, BurnTokenRequest, BurnTokenResponse, Identity,
     MintTokenRequest, MintTokenResponse, MintedToken, OidcAudienceRequest, OidcAudienceResponse,
-    UploadGrant, mint_token_response,
+    UploadGrant, UploadGrantClaims, mint_token_response,
 };
 use wharf_telemetry::Metrics;
 
@@ -39,7 +40,14 @@ pub struct VerifierSettings {
     pub prohibited_names: Vec<String>,
     /// Trusted publishing.
     pub oidc: OidcSettings,
+    /// Signs the upload grants storage workers verify (issue #12, finding 5); without it no
+    /// grant is issued, and workers refuse every upload.
+    pub upload_grants: Option<UploadGrantSigner>,
 }
+
+/// How long a worker accepts an upload grant after it was issued: longer than the largest
+/// upload takes to stream and wait, so a redelivery after a worker crash is still accepted.
+pub const UPLOAD_GRANT_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// How long the JWKS of an issuer may take to fetch, and how large its documents may be.
 const JWKS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -392,9 +400,45 @@ impl VerifierService {
                     project_id: String::new(),
                     may_create_project: true,
                     project_total_size: 0,
+                    signed: None,
                 }))
             }
         }
+    }
+}
+
+impl VerifierService {
+    /// Attaches the signed grant a storage worker verifies to a granted upload that names
+    /// itself (its id, filename and version): what the worker may commit, for whom, until
+    /// when.
+    fn sign_grant(&self, request: &AuthorizeUploadRequest, verdicts: &mut UploadVerdicts) {
+        let (Some(signer), Ok(identity), Some(Ok(grant))) = (
+            &self.settings.upload_grants,
+            &verdicts.identity,
+            &mut verdicts.project,
+        ) else {
+            return;
+        };
+        if request.upload_id.is_empty() {
+            return;
+        }
+        let now = jiff::Timestamp::now().as_microsecond();
+        let ttl = i64::try_from(UPLOAD_GRANT_TTL.as_micros()).unwrap_or(i64::MAX);
+        let claims = UploadGrantClaims {
+            upload_id: request.upload_id.clone(),
+            normalized_name: name::normalize(&request.project_name),
+            project_id: grant.project_id.clone(),
+            filename: request.filename.clone(),
+            version: request.version.clone(),
+            user_id: identity.user_id.clone(),
+            publisher_id: identity.publisher_id.clone(),
+            may_create_project: grant.may_create_project,
+            project_total_size: grant.project_total_size,
+            max_project_size: request.max_project_size,
+            issued_at_micros: now,
+            expires_at_micros: now.saturating_add(ttl),
+        };
+        grant.signed = Some(signer.sign(&claims));
     }
 }
 
@@ -404,6 +448,7 @@ fn existing_project_grant(project: &wharf_index::Project) -> UploadGrant {
         project_id: project.id.clone(),
         may_create_project: false,
         project_total_size: u64::try_from(project.total_size).unwrap_or(0),
+        signed: None,
     }
 }
 
@@ -473,7 +518,8 @@ impl Verifier for VerifierService {
     ) -> Result<Response<AuthorizeUploadResponse>, Status> {
         let request = request.into_inner();
         let project_name = Some(request.project_name.as_str()).filter(|name| !name.is_empty());
-        let verdicts = self.authorize(&request.token, project_name).await?;
+        let mut verdicts = self.authorize(&request.token, project_name).await?;
+        self.sign_grant(&request, &mut verdicts);
         Ok(Response::new(verdicts.into()))
     }
 }

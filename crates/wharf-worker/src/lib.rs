@@ -19,6 +19,7 @@ use wharf_archive::ArchiveLimits;
 use wharf_blob::BlobStore;
 use wharf_bus::{BusError, Delivery, FileStaged, PublicEvent, SUBJECT_UPLOAD_FAILED, UploadBus};
 use wharf_index::Index;
+use wharf_proto::grant::UploadGrantKeys;
 use wharf_telemetry::{Metrics, propagation};
 
 pub use process::ProcessError;
@@ -43,6 +44,9 @@ pub struct WorkerSettings {
     pub staging_max_age: Duration,
     /// How often the sweep runs.
     pub staging_sweep_every: Duration,
+    /// The verifier keys whose upload grants this worker accepts (issue #12, finding 5):
+    /// an event without a grant one of them signed is refused. Empty: every event is.
+    pub upload_grant_keys: UploadGrantKeys,
 }
 
 impl Default for WorkerSettings {
@@ -54,6 +58,7 @@ impl Default for WorkerSettings {
             archive_limits: ArchiveLimits::default(),
             staging_max_age: Duration::from_secs(15 * 60),
             staging_sweep_every: Duration::from_secs(60),
+            upload_grant_keys: UploadGrantKeys::default(),
         }
     }
 }
@@ -193,6 +198,21 @@ impl StorageWorker {
             let mut failed_for_good = false;
             let outcome = match processed {
                 Ok(outcome) => outcome,
+                Err(ProcessError::Untrusted(refusal)) => {
+                    // Not a gateway's upload: nobody waits for an answer, and the staged
+                    // bytes it names may be a genuine upload's, so nothing is answered,
+                    // deleted or recorded. The line carries the upload's trace id.
+                    tracing::warn!(
+                        upload_id = %event.upload_id,
+                        reason = %refusal,
+                        "refused a staged upload: its upload grant does not hold; nothing committed"
+                    );
+                    self.metrics.upload_processed(wharf_telemetry::UploadResult::Rejected(403));
+                    if let Err(error) = settle.reject().await {
+                        tracing::warn!(error = %error, "could not settle the delivery");
+                    }
+                    return;
+                }
                 Err(error) if error.is_transient() && delivery_count < self.settings.max_deliveries => {
                     let delay = Duration::from_millis(250 * 2u64.pow(delivery_count.min(6)));
                     tracing::warn!(error = %error, delay_ms = delay.as_millis() as u64, "transient failure, retrying");

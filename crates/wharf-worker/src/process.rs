@@ -22,8 +22,9 @@ use wharf_index::{
     CommitResult, FileAdmission, FileCandidate, FileRecord, FileRefusal, IndexError, NewFile,
     NewUpload, ProjectTarget, ReleaseTarget,
 };
+use wharf_proto::grant::GrantRefusal;
 use wharf_proto::v1::upload_outcome::Result as OutcomeResult;
-use wharf_proto::v1::{FilePublished, FileStaged, UploadOutcome};
+use wharf_proto::v1::{FilePublished, FileStaged, UploadGrantClaims, UploadOutcome};
 use wharf_telemetry::{Stage, UploadResult};
 
 use crate::{StorageWorker, WorkerSettings};
@@ -55,6 +56,10 @@ pub enum ProcessError {
     /// Reading the staged bytes failed.
     #[error("reading staged bytes failed")]
     Read(#[from] std::io::Error),
+    /// The event's upload grant does not hold (forged, altered, expired, unsigned): the
+    /// event is not a gateway's, and nothing of it is committed.
+    #[error("untrusted staged event: {0}")]
+    Untrusted(#[from] GrantRefusal),
 }
 
 impl ProcessError {
@@ -66,7 +71,8 @@ impl ProcessError {
             ProcessError::Read(_) | ProcessError::Join(_) => true,
             ProcessError::StagingGone
             | ProcessError::SizeMismatch { .. }
-            | ProcessError::BadEvent(_) => false,
+            | ProcessError::BadEvent(_)
+            | ProcessError::Untrusted(_) => false,
         }
     }
 }
@@ -335,6 +341,7 @@ impl StorageWorker {
     /// Processes one staged upload and returns the answer for the gateway.
     #[instrument(skip_all, name = "worker.process_upload")]
     pub async fn process(&self, event: &FileStaged) -> Result<UploadOutcome, ProcessError> {
+        check_grant(&self.settings, event)?;
         let upload = StagedUpload::read(event)?;
         let verdict = match self.steps(&upload).await {
             Ok(verdict) | Err(Stop::Verdict(verdict)) => verdict,
@@ -644,6 +651,20 @@ impl StorageWorker {
         };
         self.metrics.observe_stage(Stage::Hash, started.elapsed());
         Ok(digests)
+    }
+}
+
+/// Before anything, even reading the event: a trusted key signed the event's grant, it has
+/// not expired, and the event is the upload it grants (id, hence staging object; project;
+/// filename; version; uploader; the right to create the project).
+fn check_grant(settings: &WorkerSettings, event: &FileStaged) -> Result<(), GrantRefusal> {
+    let claims = settings.upload_grant_keys.verify(
+        event.grant.as_ref(),
+        jiff::Timestamp::now().as_microsecond(),
+    )?;
+    match claims.differs_from(&UploadGrantClaims::stated_by(event)) {
+        Some(what) => Err(GrantRefusal::Mismatch(what)),
+        None => Ok(()),
     }
 }
 

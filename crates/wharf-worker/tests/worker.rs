@@ -26,8 +26,9 @@ use wharf_core::refusal::Refusal;
 use wharf_index::User;
 use wharf_index::prelude::*;
 use wharf_index_sqlite::SqliteIndex;
+use wharf_proto::grant::{UploadGrantKeys, UploadGrantSigner};
 use wharf_proto::v1::upload_outcome::Result as OutcomeResult;
-use wharf_proto::v1::{FilePublished, FileStaged, UploadOutcome, Uploader};
+use wharf_proto::v1::{FilePublished, FileStaged, UploadGrantClaims, UploadOutcome, Uploader};
 use wharf_worker::{ProcessError, StorageWorker, WorkerSettings};
 
 const OUTCOME_TIMEOUT: Duration = Duration::from_secs(30);
@@ -236,6 +237,8 @@ struct Env {
     recorder: Arc<RecordingBus>,
     worker: StorageWorker,
     user: User,
+    /// The verifier's key, whose grants the worker trusts.
+    grant_key: UploadGrantSigner,
 }
 
 impl Env {
@@ -261,11 +264,15 @@ impl Env {
             inner: bus.clone(),
             outcomes: Mutex::new(Vec::new()),
         });
+        let grant_key = UploadGrantSigner::generate().expect("grant key");
         let worker = StorageWorker::new(
             Arc::clone(&index) as Arc<dyn Index>,
             blobs.clone(),
             Arc::clone(&recorder) as Arc<dyn UploadBus>,
-            WorkerSettings::default(),
+            WorkerSettings {
+                upload_grant_keys: UploadGrantKeys::new([grant_key.public_key()]),
+                ..WorkerSettings::default()
+            },
         );
         Env {
             dir,
@@ -275,6 +282,7 @@ impl Env {
             recorder,
             worker,
             user,
+            grant_key,
         }
     }
 
@@ -305,8 +313,24 @@ impl Env {
         watch.wait(OUTCOME_TIMEOUT).await.expect("outcome")
     }
 
-    /// A `FileStaged` for `wheel` by this env's user, declaring all three digests.
+    /// Grants `event` as it now reads, as the verifier would, valid for an hour.
+    fn grant(&self, event: &mut FileStaged) {
+        event.grant = Some(self.grant_key.sign(&UploadGrantClaims {
+            expires_at_micros: jiff::Timestamp::now().as_microsecond() + 3_600_000_000,
+            ..UploadGrantClaims::stated_by(event)
+        }));
+    }
+
+    /// A `FileStaged` for `wheel` by this env's user, declaring all three digests, with its
+    /// upload grant.
     fn event(&self, wheel: &Wheel, name: &str, version: &str) -> FileStaged {
+        let mut event = self.ungranted_event(wheel, name, version);
+        self.grant(&mut event);
+        event
+    }
+
+    /// [`Env::event`] without the grant.
+    fn ungranted_event(&self, wheel: &Wheel, name: &str, version: &str) -> FileStaged {
         let upload_id = uuid::Uuid::new_v4().to_string();
         let digests = hashes(&wheel.bytes);
         let metadata = ReleaseMetadata {
@@ -339,6 +363,7 @@ impl Env {
             received_at_micros: 1_700_000_000_000_000,
             max_project_size: None,
             trace_context: Default::default(),
+            grant: None,
         }
     }
 
@@ -912,6 +937,7 @@ async fn an_event_without_metadata_is_malformed_and_publishes_nothing() {
     let wheel = build_wheel("demo", "1.0", "A = 1\n");
     let mut event = env.event(&wheel, "demo", "1.0");
     event.metadata = None;
+    env.grant(&mut event);
     env.stage(&event, &wheel.bytes).await;
     let error = env.worker.process(&event).await.expect_err("no metadata");
     assert!(matches!(error, ProcessError::BadEvent(_)), "{error:?}");
@@ -1026,5 +1052,136 @@ async fn a_store_failure_while_inspecting_is_retried_not_rejected() {
     assert_eq!(answer.sha256, hashes(&wheel.bytes).sha256);
     assert_eq!(env.file_rows("demo").await.len(), 1);
     let outcomes = env.recorder.outcomes_for(&event.upload_id);
+    assert_eq!(outcomes.len(), 1, "{outcomes:?}");
+}
+
+/// Issue #12, finding 5: an event is committed only under a grant the verifier signed for
+/// exactly this upload. Unsigned, forged (another key, or another key under the trusted key's
+/// id), altered (the signed bytes, or the event around a genuine grant: another uploader,
+/// project, filename, version, upload id, the right to create the project) and expired
+/// events are refused before anything is read, and leave the staged bytes alone; the genuine
+/// event is then published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_without_a_valid_upload_grant_are_refused_and_nothing_is_committed() {
+    let env = Env::new().await;
+    let wheel = build_wheel("demo", "1.0", "A = 1\n");
+    let genuine = env.event(&wheel, "demo", "1.0");
+    env.stage(&genuine, &wheel.bytes).await;
+    let claims = |event: &FileStaged| UploadGrantClaims {
+        expires_at_micros: jiff::Timestamp::now().as_microsecond() + 3_600_000_000,
+        ..UploadGrantClaims::stated_by(event)
+    };
+    let with_grant = |grant| FileStaged {
+        grant,
+        ..genuine.clone()
+    };
+    let other_key = UploadGrantSigner::generate().expect("key");
+    let forged = other_key.sign(&claims(&genuine));
+    let mut forged_as_trusted = forged.clone();
+    forged_as_trusted.key_id = env.grant_key.key_id().to_owned();
+    let mut altered_claims = genuine.grant.clone().expect("grant");
+    altered_claims.claims = UploadGrantClaims {
+        user_id: "mallory".to_owned(),
+        ..claims(&genuine)
+    }
+    .encode_to_vec();
+    let expired = env.grant_key.sign(&UploadGrantClaims {
+        expires_at_micros: jiff::Timestamp::now().as_microsecond() - 1,
+        ..UploadGrantClaims::stated_by(&genuine)
+    });
+    let altered = |change: &dyn Fn(&mut FileStaged)| {
+        let mut event = genuine.clone();
+        change(&mut event);
+        event
+    };
+    let cases: Vec<(&str, FileStaged)> = vec![
+        ("unsigned", with_grant(None)),
+        ("signed by another key", with_grant(Some(forged))),
+        (
+            "another key under the trusted id",
+            with_grant(Some(forged_as_trusted)),
+        ),
+        ("altered claims", with_grant(Some(altered_claims))),
+        ("expired", with_grant(Some(expired))),
+        (
+            "another uploader",
+            altered(&|event| {
+                if let Some(uploader) = event.uploader.as_mut() {
+                    uploader.user_id = "someone-else".to_owned();
+                }
+            }),
+        ),
+        (
+            "the right to create the project",
+            altered(&|event| {
+                if let Some(uploader) = event.uploader.as_mut() {
+                    uploader.may_create_project = false;
+                }
+            }),
+        ),
+        (
+            "another project",
+            altered(&|event| {
+                if let Some(metadata) = event.metadata.as_mut() {
+                    metadata.name = Some("other-project".to_owned());
+                }
+            }),
+        ),
+        (
+            "another version",
+            altered(&|event| {
+                if let Some(metadata) = event.metadata.as_mut() {
+                    metadata.version = Some("6.6.6".to_owned());
+                }
+            }),
+        ),
+        (
+            "another filename",
+            altered(&|event| event.filename = "demo-6.6.6-py3-none-any.whl".to_owned()),
+        ),
+        (
+            "another upload id",
+            altered(&|event| event.upload_id = uuid::Uuid::new_v4().to_string()),
+        ),
+    ];
+    for (what, event) in &cases {
+        let error = env.worker.process(event).await.expect_err(what);
+        assert!(
+            matches!(error, ProcessError::Untrusted(_)),
+            "{what}: {error}"
+        );
+        assert!(!error.is_transient(), "{what}");
+    }
+    env.assert_nothing_published("demo").await;
+    assert!(env.staging_exists(&genuine).await, "the staged bytes stay");
+
+    let outcome = env
+        .worker
+        .process(&genuine)
+        .await
+        .expect("the genuine event");
+    assert_eq!(published(&outcome).filename, wheel.filename);
+}
+
+/// Through the bus, a refused event is terminated without an answer (the gateway that
+/// staged the bytes may still be waiting for its own, genuine event), its staged bytes stay,
+/// and the genuine event that follows is published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_event_on_the_bus_gets_no_answer_and_deletes_nothing() {
+    let env = Env::new().await;
+    let wheel = build_wheel("demo", "1.0", "A = 1\n");
+    let genuine = env.event(&wheel, "demo", "1.0");
+    env.stage(&genuine, &wheel.bytes).await;
+    let mut forged = genuine.clone();
+    if let Some(uploader) = forged.uploader.as_mut() {
+        uploader.user_id = "someone-else".to_owned();
+    }
+    let running = env.start();
+    env.bus.publish_staged(&forged).await.expect("publish");
+    // The genuine event is answered; the forged one, queued before it, never was.
+    let outcome = env.submit(&genuine).await;
+    running.stop().await;
+    assert_eq!(published(&outcome).filename, wheel.filename);
+    let outcomes = env.recorder.outcomes.lock().expect("outcomes").clone();
     assert_eq!(outcomes.len(), 1, "{outcomes:?}");
 }

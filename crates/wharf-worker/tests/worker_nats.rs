@@ -17,8 +17,9 @@ use wharf_bus_nats::{NatsBus, NatsConfig};
 use wharf_core::form::ReleaseMetadata;
 use wharf_index::prelude::*;
 use wharf_index_sqlite::SqliteIndex;
+use wharf_proto::grant::{UploadGrantKeys, UploadGrantSigner};
 use wharf_proto::v1::upload_outcome::Result as OutcomeResult;
-use wharf_proto::v1::{FilePublished, FileStaged, Uploader};
+use wharf_proto::v1::{FilePublished, FileStaged, UploadGrantClaims, Uploader};
 use wharf_worker::{StorageWorker, WorkerSettings};
 
 const START_NATS: &str = "start-stop-daemon --start --oknodo --background --exec \
@@ -124,11 +125,15 @@ async fn a_worker_on_jetstream_publishes_a_staged_wheel() {
         .create_user("alice", 1_700_000_000_000_000)
         .await
         .expect("create user");
+    let grant_key = UploadGrantSigner::generate().expect("grant key");
     let worker = StorageWorker::new(
         Arc::clone(&index) as Arc<dyn Index>,
         blobs.clone(),
         Arc::new(worker_bus) as Arc<dyn UploadBus>,
-        WorkerSettings::default(),
+        WorkerSettings {
+            upload_grant_keys: UploadGrantKeys::new([grant_key.public_key()]),
+            ..WorkerSettings::default()
+        },
     );
     let shutdown = CancellationToken::new();
     let running = tokio::spawn(worker.run(shutdown.clone()));
@@ -148,7 +153,7 @@ async fn a_worker_on_jetstream_publishes_a_staged_wheel() {
         version: Some("1.0".to_owned()),
         ..ReleaseMetadata::default()
     };
-    let event = FileStaged {
+    let mut event = FileStaged {
         upload_id: upload_id.clone(),
         staging_key: staging_key.to_string(),
         size: bytes.len() as u64,
@@ -168,6 +173,10 @@ async fn a_worker_on_jetstream_publishes_a_staged_wheel() {
         max_project_size: None,
         ..FileStaged::default()
     };
+    event.grant = Some(grant_key.sign(&UploadGrantClaims {
+        expires_at_micros: jiff::Timestamp::now().as_microsecond() + 3_600_000_000,
+        ..UploadGrantClaims::stated_by(&event)
+    }));
     let watch = gateway_bus.watch_outcome(&upload_id).await.expect("watch");
     gateway_bus.publish_staged(&event).await.expect("publish");
     let outcome = watch.wait(WAIT).await.expect("outcome");

@@ -28,6 +28,8 @@ pub(crate) struct AdminArgs {
     /// Subject and stream prefix on NATS.
     #[arg(long, env = "WHARF_NATS_PREFIX", default_value = "wharf")]
     nats_prefix: String,
+    #[command(flatten)]
+    nats_security: crate::trust::NatsSecurityArgs,
     #[command(subcommand)]
     command: AdminCommand,
 }
@@ -65,6 +67,15 @@ enum AdminCommand {
         project: String,
         /// Release version.
         version: String,
+    },
+    /// Create an Ed25519 key pair for upload grants: `upload-grant.key` (private, mode 0600,
+    /// for the verifier's --upload-grant-key-file) and `upload-grant.pub` (for the workers'
+    /// --upload-grant-public-key-file) in DIR; prints the key id. Needs no database.
+    UploadGrantKey {
+        /// Directory to write the two files to (created if missing; existing files are
+        /// never overwritten).
+        #[arg(long)]
+        out: std::path::PathBuf,
     },
 }
 
@@ -148,12 +159,18 @@ impl AdminEvents {
 }
 
 pub(crate) async fn run(args: AdminArgs) -> anyhow::Result<()> {
+    if let AdminCommand::UploadGrantKey { out } = &args.command {
+        let key_id = crate::trust::write_upload_grant_key_pair(out)?;
+        println!("{key_id}");
+        return Ok(());
+    }
     let index = args.index.open().await?;
     let bus: Option<Arc<dyn UploadBus>> = match &args.nats_url {
         Some(url) => {
             let config = wharf_bus_nats::NatsConfig {
                 url: url.clone(),
                 subject_prefix: args.nats_prefix.clone(),
+                security: args.nats_security.settings(),
                 ..wharf_bus_nats::NatsConfig::default()
             };
             let bus = wharf_bus_nats::NatsBus::connect(config)
@@ -280,6 +297,7 @@ pub(crate) async fn run(args: AdminArgs) -> anyhow::Result<()> {
                 .await?;
             println!("unyanked {project} {version}");
         }
+        AdminCommand::UploadGrantKey { .. } => unreachable!("handled before the index opens"),
     }
     Ok(())
 }

@@ -239,6 +239,8 @@ impl VerifierPolicyArgs {
                 }),
                 ..OidcSettings::default()
             },
+            // Set by `wharf verifier` from its key file; `serve` makes its own.
+            upload_grants: None,
         })
     }
 }
@@ -332,6 +334,8 @@ pub(crate) struct NatsArgs {
     /// Prefix of every subject and stream name, so registries can share a NATS server.
     #[arg(long, env = "WHARF_NATS_PREFIX", default_value = "wharf")]
     nats_prefix: String,
+    #[command(flatten)]
+    security: crate::trust::NatsSecurityArgs,
 }
 
 impl NatsArgs {
@@ -340,6 +344,7 @@ impl NatsArgs {
         BusSettings::Nats {
             url: self.nats_url.clone(),
             prefix: self.nats_prefix.clone(),
+            security: self.security.settings(),
         }
     }
 }

@@ -11,6 +11,7 @@ mod config_file;
 mod serve;
 mod services;
 mod tls;
+mod trust;
 mod units;
 
 use std::path::PathBuf;

@@ -60,6 +60,12 @@ pub(crate) struct VerifierArgs {
     /// signed may call this verifier (mutual TLS).
     #[arg(long, env = "WHARF_TLS_CLIENT_CA", requires = "tls_cert")]
     tls_client_ca: Option<PathBuf>,
+    /// Listen beyond loopback without --tls-client-ca: only when the network itself admits
+    /// nobody but the gateways (a NetworkPolicy, a private network).
+    #[arg(long, env = "WHARF_INSECURE_NO_CLIENT_AUTH")]
+    insecure_no_client_auth: bool,
+    #[command(flatten)]
+    grant_key: crate::trust::UploadGrantKeyArgs,
 }
 
 /// How a gateway reaches its verifier.
@@ -107,6 +113,8 @@ pub(crate) struct WorkerArgs {
     nats: NatsArgs,
     #[command(flatten)]
     policy: WorkerPolicyArgs,
+    #[command(flatten)]
+    grant_trust: crate::trust::UploadGrantTrustArgs,
 }
 
 impl VerifierClientArgs {
@@ -163,9 +171,19 @@ pub(crate) async fn run_gateway(args: GatewayArgs) -> anyhow::Result<()> {
 /// Runs `wharf verifier` until SIGINT or SIGTERM, or until its server fails.
 pub(crate) async fn run_verifier(args: VerifierArgs) -> anyhow::Result<()> {
     args.config.announce();
+    crate::trust::check_verifier_exposure(
+        args.listen,
+        args.tls_client_ca.is_some(),
+        args.insecure_no_client_auth,
+    )?;
+    let grant_key = args.grant_key.signer()?;
+    tracing::info!(key_id = grant_key.key_id(), "signing upload grants");
     let settings = VerifierProcessSettings {
         listen: args.listen,
-        verifier: args.policy.settings()?,
+        verifier: wharf_verifier::VerifierSettings {
+            upload_grants: Some(grant_key),
+            ..args.policy.settings()?
+        },
         tls: args
             .tls
             .load_requiring_clients(args.tls_client_ca.as_deref())?,
@@ -179,9 +197,14 @@ pub(crate) async fn run_verifier(args: VerifierArgs) -> anyhow::Result<()> {
 /// fails.
 pub(crate) async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
     args.config.announce();
+    let upload_grant_keys = args.grant_trust.keys()?;
+    tracing::info!(key_ids = ?upload_grant_keys.key_ids(), "accepting upload grants");
     let settings = WorkerProcessSettings {
         listen: args.listen,
-        worker: args.policy.settings()?,
+        worker: wharf_worker::WorkerSettings {
+            upload_grant_keys,
+            ..args.policy.settings()?
+        },
         store: args.store.settings(&args.index.data_dir),
         index: args.index.settings(),
         bus: args.nats.settings(),

@@ -333,6 +333,7 @@ impl Cluster {
             verifier_tls: builder.verifier_tls.clone(),
         };
         cluster.migrate();
+        cluster.create_upload_grant_key();
         let verifiers: Vec<usize> = (0..builder.verifiers)
             .map(|index| cluster.add(Role::Verifier, index, &builder.verifier_args))
             .collect();
@@ -365,7 +366,31 @@ impl Cluster {
         if role != Role::Verifier {
             args.extend(self.store_args().into_iter().map(OsString::from));
         }
+        // The verifiers sign upload grants, the workers verify them (issue #12, finding 5).
+        let keys = self.dir.path().join("grant-keys");
+        match role {
+            Role::Verifier => {
+                args.extend([
+                    "--upload-grant-key-file".into(),
+                    keys.join("upload-grant.key").into(),
+                ]);
+            }
+            Role::Worker => args.extend([
+                "--upload-grant-public-key-file".into(),
+                keys.join("upload-grant.pub").into(),
+            ]),
+            Role::Gateway => {}
+        }
         args
+    }
+
+    /// `wharf admin upload-grant-key`: the cluster's upload grant key pair.
+    fn create_upload_grant_key(&self) {
+        run_ok(
+            Command::new(wharf_binary())
+                .args(["admin", "upload-grant-key", "--out"])
+                .arg(self.dir.path().join("grant-keys")),
+        );
     }
 
     /// The `--store` flags of this cluster's S3 bucket.
@@ -650,6 +675,12 @@ impl Cluster {
     pub fn store_object(&self, key: &str) -> Option<Vec<u8>> {
         self.s3
             .get(&self.bucket, &format!("{}/{key}", self.store_prefix))
+    }
+
+    /// Writes a store object (key relative to the store's prefix) behind Wharf's back.
+    pub fn put_store_object(&self, key: &str, bytes: &[u8]) {
+        self.s3
+            .put(&self.bucket, &format!("{}/{key}", self.store_prefix), bytes);
     }
 
     /// Every public event of this cluster (`<prefix>.events.>`), in order.

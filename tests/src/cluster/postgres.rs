@@ -73,6 +73,23 @@ impl TestDatabase {
         with_address(&self.url, address)
     }
 
+    /// Runs a query returning one `text` value (e.g. a user's id).
+    pub fn query_text(&self, sql: &str) -> String {
+        let sql = sql.to_owned();
+        block_on(async {
+            use sqlx::Connection;
+            let mut connection = sqlx::PgConnection::connect(&self.url)
+                .await
+                .unwrap_or_else(|error| panic!("cannot connect to {}: {error}", self.name));
+            let value: String = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
+                .fetch_one(&mut connection)
+                .await
+                .unwrap_or_else(|error| panic!("{sql} failed: {error}"));
+            let _ = connection.close().await;
+            value
+        })
+    }
+
     /// Runs a query returning one `bigint` (e.g. `SELECT count(*) …`).
     pub fn query_i64(&self, sql: &str) -> i64 {
         let sql = sql.to_owned();

@@ -137,6 +137,20 @@ impl S3Server {
         objects
     }
 
+    /// Writes object `key` in `bucket` directly, as anyone on the store's network could.
+    pub fn put(&self, bucket: &str, key: &str, bytes: &[u8]) {
+        let path: Vec<String> = key.split('/').map(percent_encode).collect();
+        let url = format!("{}/{bucket}/{}", self.endpoint(), path.join("/"));
+        let mut request = ureq::put(&url);
+        for (name, value) in MOTO_AUTH {
+            request = request.header(name, value);
+        }
+        let response = request
+            .send(bytes)
+            .unwrap_or_else(|error| panic!("PUT {url}: {error}"));
+        assert_eq!(response.status().as_u16(), 200, "PUT {url}");
+    }
+
     /// The bytes of object `key` in `bucket`, or `None` when it does not exist.
     pub fn get(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
         let path: Vec<String> = key.split('/').map(percent_encode).collect();
