@@ -9,6 +9,9 @@
 - kustomization.yaml must list exactly the manifests in the directory.
 - Wharf's own rules for its workloads: probes on /readyz and /healthz, resource requests and
   limits, non-root, read-only root filesystem, no capabilities.
+- deploy/compose.yaml (next to the directory, when there): only the gateways publish ports
+  (other UIs only on 127.0.0.1), and no password or secret is written into the file: each is
+  a required variable, `${NAME:?…}` (issue #12, finding 5).
 
 Usage: python deploy/k8s-lint.py [DIR]   (default: deploy/k8s next to this file)
 """
@@ -83,6 +86,32 @@ def workload_rules(resource: dict) -> list[str]:
     return problems
 
 
+def compose_problems(path: Path) -> list[str]:
+    """What deploy/compose.yaml does against the trust boundary (docs/security.md)."""
+    (compose,) = load_documents(path)
+    problems = []
+    for name, service in (compose.get("services") or {}).items():
+        for port in service.get("ports") or []:
+            if not name.startswith("gateway") and not str(port).startswith("127.0.0.1:"):
+                problems.append(f"{path}: service {name} publishes {port} beyond 127.0.0.1")
+    def walk(where: str, value) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                walk(f"{where}.{key}", inner)
+        elif isinstance(value, list):
+            for index, inner in enumerate(value):
+                walk(f"{where}[{index}]", inner)
+        elif isinstance(value, str):
+            secret_key = any(word in where.upper() for word in ("PASSWORD", "SECRET"))
+            in_url = "://" in value and "@" in value
+            if (secret_key or in_url) and "${" not in value:
+                problems.append(f"{path}: {where} holds a fixed credential")
+            if "${" in value and ("PASSWORD" in value or "SECRET" in value) and ":?" not in value:
+                problems.append(f"{path}: {where} has a default for a secret; use ${{NAME:?…}}")
+    walk("compose", compose)
+    return problems
+
+
 def main() -> int:
     directory = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "k8s"
     errors: list[str] = []
@@ -129,6 +158,10 @@ def main() -> int:
             if resource["kind"] in WORKLOAD_KINDS:
                 errors.extend(f"{label}: {problem}" for problem in workload_rules(resource))
             checked += 1
+
+    compose_path = directory.parent / "compose.yaml"
+    if compose_path.exists():
+        errors.extend(compose_problems(compose_path))
 
     for error in errors:
         print(f"k8s-lint: {error}", file=sys.stderr)
