@@ -191,6 +191,12 @@ export WHARF_VERIFIER="http://127.0.0.1:$VERIFIER_PORT"
 export RUST_LOG=${RUST_LOG:-info} NO_COLOR=1
 # The services never write to the data directory in this mode; point it away from ./wharf-data.
 export WHARF_DATA_DIR="$LOG_DIR/data"
+# The upload grant key pair: the verifier signs with the private key, workers verify with the
+# public one (docs/security.md). A fresh pair per run.
+rm -rf "$LOG_DIR/upload-grant"
+"$WHARF_BIN" admin upload-grant-key --out "$LOG_DIR/upload-grant" >/dev/null
+export WHARF_UPLOAD_GRANT_KEY_FILE="$LOG_DIR/upload-grant/upload-grant.key"
+export WHARF_UPLOAD_GRANT_PUBLIC_KEY_FILES="$LOG_DIR/upload-grant/upload-grant.pub"
 
 say "wharf migrate"
 "$WHARF_BIN" migrate >"$LOG_DIR/migrate.log" 2>&1 || {

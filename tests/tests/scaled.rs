@@ -1539,3 +1539,49 @@ fn a_forged_staged_event_is_refused_not_committed() {
     let filenames = simple_filenames(&simple_json(&gateway, "alice-lib"));
     assert_eq!(filenames.len(), 2, "{filenames:?}");
 }
+
+/// `wharf verifier` on a non-loopback address without client certificate verification
+/// refuses to start (exit 64, saying what to do) unless `--insecure-no-client-auth` waives
+/// it; without an upload grant key neither the verifier nor a worker starts.
+#[test]
+fn exposed_verifiers_and_keyless_services_refuse_to_start() {
+    let start = |args: &[&str]| {
+        let mut command = Command::new(wharf_e2e::wharf_binary());
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("WHARF_") {
+                command.env_remove(key);
+            }
+        }
+        let output = command
+            .args(args)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run wharf");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = start(&["verifier", "--listen", "0.0.0.0:0"]);
+    assert_eq!(code, Some(64), "{stderr}");
+    assert!(
+        stderr.contains("without verifying its callers")
+            && stderr.contains("--insecure-no-client-auth"),
+        "{stderr}"
+    );
+    // Waived, it gets as far as the next requirement: its signing key.
+    let (code, stderr) = start(&[
+        "verifier",
+        "--listen",
+        "0.0.0.0:0",
+        "--insecure-no-client-auth",
+    ]);
+    assert_eq!(code, Some(64), "{stderr}");
+    assert!(stderr.contains("--upload-grant-key-file"), "{stderr}");
+    let (code, stderr) = start(&["worker", "--listen", "127.0.0.1:0"]);
+    assert_eq!(code, Some(64), "{stderr}");
+    assert!(
+        stderr.contains("--upload-grant-public-key-file"),
+        "{stderr}"
+    );
+}

@@ -74,7 +74,7 @@ enum AdminCommand {
     UploadGrantKey {
         /// Directory to write the two files to (created if missing; existing files are
         /// never overwritten).
-        #[arg(long)]
+        #[arg(long, env = "WHARF_UPLOAD_GRANT_KEY_DIR")]
         out: std::path::PathBuf,
     },
 }
