@@ -667,6 +667,79 @@ mod tests {
             .expect_err("must be refused")
     }
 
+    /// Issue #12, finding 5: a granted upload that names itself comes back with a grant the
+    /// worker can verify, binding the request, the holder and the verdict; an upload that
+    /// names no upload id, or is denied, gets none.
+    #[tokio::test]
+    async fn a_granted_upload_carries_a_signed_grant_of_what_it_may_commit() {
+        let fixture = fixture().await;
+        let signer = wharf_proto::grant::UploadGrantSigner::generate().expect("key");
+        let keys = wharf_proto::grant::UploadGrantKeys::new([signer.public_key()]);
+        let verifier = VerifierService::new(
+            Arc::clone(&fixture.index),
+            VerifierSettings {
+                prohibited_names: vec!["forbidden-name".to_owned()],
+                upload_grants: Some(signer),
+                ..VerifierSettings::default()
+            },
+        )
+        .expect("verifier");
+        let token = token_for(&fixture, "alice", &[], None).await;
+        let request = AuthorizeUploadRequest {
+            token: token.clone(),
+            project_name: "Demo.Pkg".to_owned(),
+            upload_id: "0190-upload".to_owned(),
+            filename: "demo_pkg-1.0.tar.gz".to_owned(),
+            version: "1.0".to_owned(),
+            max_project_size: 1024,
+        };
+        let answer = verifier
+            .authorize_upload(Request::new(request.clone()))
+            .await
+            .expect("answer")
+            .into_inner();
+        let verdicts = UploadVerdicts::try_from(answer).expect("verdicts");
+        let alice = verdicts.identity.expect("alice");
+        let grant = verdicts.project.expect("decided").expect("granted");
+        let now = jiff::Timestamp::now().as_microsecond();
+        let claims = keys.verify(grant.signed.as_ref(), now).expect("verifies");
+        assert_eq!(claims.upload_id, "0190-upload");
+        assert_eq!(claims.normalized_name, "demo-pkg");
+        assert_eq!(claims.filename, "demo_pkg-1.0.tar.gz");
+        assert_eq!(claims.version, "1.0");
+        assert_eq!(claims.user_id, alice.user_id);
+        assert!(claims.may_create_project);
+        assert_eq!(claims.max_project_size, 1024);
+        assert!(claims.expires_at_micros > now);
+
+        let unnamed = verifier
+            .authorize_upload(Request::new(AuthorizeUploadRequest {
+                upload_id: String::new(),
+                ..request.clone()
+            }))
+            .await
+            .expect("answer")
+            .into_inner();
+        let unnamed = UploadVerdicts::try_from(unnamed).expect("verdicts");
+        assert_eq!(
+            unnamed.project.expect("decided").expect("granted").signed,
+            None
+        );
+        let denied = verifier
+            .authorize_upload(Request::new(AuthorizeUploadRequest {
+                project_name: "forbidden-name".to_owned(),
+                ..request
+            }))
+            .await
+            .expect("answer")
+            .into_inner();
+        let denied = UploadVerdicts::try_from(denied).expect("verdicts");
+        assert!(
+            denied.project.expect("decided").is_err(),
+            "denied, so nothing signed"
+        );
+    }
+
     #[tokio::test]
     async fn one_call_answers_who_and_whether() {
         let fixture = fixture().await;

@@ -75,30 +75,25 @@ impl TestDatabase {
 
     /// Runs a query returning one `text` value (e.g. a user's id).
     pub fn query_text(&self, sql: &str) -> String {
-        let sql = sql.to_owned();
-        block_on(async {
-            use sqlx::Connection;
-            let mut connection = sqlx::PgConnection::connect(&self.url)
-                .await
-                .unwrap_or_else(|error| panic!("cannot connect to {}: {error}", self.name));
-            let value: String = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
-                .fetch_one(&mut connection)
-                .await
-                .unwrap_or_else(|error| panic!("{sql} failed: {error}"));
-            let _ = connection.close().await;
-            value
-        })
+        self.query_one(sql)
     }
 
     /// Runs a query returning one `bigint` (e.g. `SELECT count(*) …`).
     pub fn query_i64(&self, sql: &str) -> i64 {
+        self.query_one(sql)
+    }
+
+    fn query_one<T>(&self, sql: &str) -> T
+    where
+        T: Send + Unpin + for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+    {
         let sql = sql.to_owned();
         block_on(async {
             use sqlx::Connection;
             let mut connection = sqlx::PgConnection::connect(&self.url)
                 .await
                 .unwrap_or_else(|error| panic!("cannot connect to {}: {error}", self.name));
-            let value: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
+            let value: T = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
                 .fetch_one(&mut connection)
                 .await
                 .unwrap_or_else(|error| panic!("{sql} failed: {error}"));
