@@ -104,6 +104,8 @@ impl UploadGrantClaims {
             user_id: uploader.user_id,
             publisher_id: uploader.publisher_id,
             may_create_project: uploader.may_create_project,
+            // The grant's 0 and the event's absent field both say: no limit at commit time.
+            max_project_size: event.max_project_size.unwrap_or(0),
             ..UploadGrantClaims::default()
         }
     }
@@ -120,6 +122,10 @@ impl UploadGrantClaims {
             (
                 "right to create the project",
                 self.may_create_project == stated.may_create_project,
+            ),
+            (
+                "project size limit",
+                self.max_project_size == stated.max_project_size,
             ),
         ]
         .into_iter()

@@ -745,8 +745,9 @@ async fn the_project_size_limit_holds_at_commit() {
     assert!(a < limit && b < limit && a + b > limit, "{a} + {b}");
     let mut events = Vec::new();
     for (wheel, version) in [(&first, "1.0"), (&second, "1.1")] {
-        let mut event = env.event(wheel, "demo", version);
+        let mut event = env.ungranted_event(wheel, "demo", version);
         event.max_project_size = Some(limit);
+        env.grant(&mut event);
         env.stage(&event, &wheel.bytes).await;
         events.push(event);
     }
@@ -1058,8 +1059,8 @@ async fn a_store_failure_while_inspecting_is_retried_not_rejected() {
 /// Issue #12, finding 5: an event is committed only under a grant the verifier signed for
 /// exactly this upload. Unsigned, forged (another key, or another key under the trusted key's
 /// id), altered (the signed bytes, or the event around a genuine grant: another uploader,
-/// project, filename, version, upload id, the right to create the project) and expired
-/// events are refused before anything is read, and leave the staged bytes alone; the genuine
+/// project, filename, version, upload id, the right to create the project, the project size
+/// limit) and expired events are refused before anything is read, and leave the staged bytes alone; the genuine
 /// event is then published.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_without_a_valid_upload_grant_are_refused_and_nothing_is_committed() {
@@ -1142,6 +1143,10 @@ async fn events_without_a_valid_upload_grant_are_refused_and_nothing_is_committe
         (
             "another upload id",
             altered(&|event| event.upload_id = uuid::Uuid::new_v4().to_string()),
+        ),
+        (
+            "a raised project size limit",
+            altered(&|event| event.max_project_size = Some(u64::MAX)),
         ),
     ];
     for (what, event) in &cases {
