@@ -9,6 +9,19 @@ use wharf_e2e::{
     BuiltProject, Registry, fresh_venv, run_failing, run_ok, twine_upload, uv_publish, venv_tool,
 };
 
+/// A fresh virtual environment made by `uv venv`; answers its directory and its python.
+fn uv_venv() -> (tempfile::TempDir, std::path::PathBuf) {
+    let uv_env = tempfile::tempdir().expect("temp dir");
+    let uv_python = uv_env.path().join("venv/bin/python");
+    run_ok(
+        Command::new(venv_tool("uv"))
+            .args(["venv", "--no-cache", "--python"])
+            .arg(venv_tool("python"))
+            .arg(uv_env.path().join("venv")),
+    );
+    (uv_env, uv_python)
+}
+
 #[test]
 fn publish_with_twine_and_uv_then_install_with_pip_and_uv() {
     let registry = Registry::start();
@@ -40,14 +53,7 @@ fn publish_with_twine_and_uv_then_install_with_pip_and_uv() {
     assert_eq!(greeting.trim(), "hello from 0.1.0");
 
     // uv, from the same index, the latest release.
-    let uv_env = tempfile::tempdir().expect("temp dir");
-    let uv_python = uv_env.path().join("venv/bin/python");
-    run_ok(
-        Command::new(venv_tool("uv"))
-            .args(["venv", "--no-cache", "--python"])
-            .arg(venv_tool("python"))
-            .arg(uv_env.path().join("venv")),
-    );
+    let (_uv_env, uv_python) = uv_venv();
     run_ok(
         Command::new(venv_tool("uv"))
             .args(["pip", "install", "--no-cache", "--python"])
@@ -257,4 +263,32 @@ fn yanked_releases_are_skipped_unless_pinned() {
     assert_eq!(pip("yank-demo==2.0").trim(), "two");
     registry.admin(&["unyank", "yank-demo", "2.0"]);
     assert_eq!(pip("yank-demo").trim(), "two");
+}
+
+/// Issue #12, finding 11: uv speaks HTTP/2 to Wharf's own TLS (ALPN `h2`), where the authority
+/// travels as `:authority`, not `Host`; the links must still point back at this server, with
+/// no `--public-url`.
+#[test]
+fn uv_installs_over_https_and_http2_without_a_public_url() {
+    let ca = wharf_e2e::tls::TestCa::generate();
+    let registry = Registry::start_tls(&ca, &[]);
+    assert!(registry.url().starts_with("https://"));
+    let token = registry.user_with_token("alice", &[]);
+    let project = BuiltProject::build("h2-demo", "h2_demo", "1.0.0", "hello over h2");
+    run_ok(ca.trust(&mut uv_publish(&registry, &token, &[project.wheel()])));
+
+    let (_uv_env, uv_python) = uv_venv();
+    run_ok(
+        ca.trust(
+            Command::new(venv_tool("uv"))
+                .args(["pip", "install", "--no-cache", "--python"])
+                .arg(&uv_python)
+                .arg("--index-url")
+                .arg(registry.index_url())
+                .arg("h2-demo"),
+        ),
+    );
+    let greeting =
+        run_ok(Command::new(&uv_python).args(["-c", "import h2_demo; print(h2_demo.hello())"]));
+    assert_eq!(greeting.trim(), "hello over h2");
 }

@@ -1,7 +1,7 @@
 //! `GET /pypi/<name>/json` and `/pypi/<name>/<version>/json`, in PyPI's key layout.
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use wharf_core::name;
@@ -11,7 +11,7 @@ use wharf_index::{FileRecord, Project, Release};
 
 use crate::Gateway;
 use crate::response::{Api, moved_permanently, refusal_response};
-use crate::simple::{add_api_headers, base_url, cacheable, file_url, sort_files};
+use crate::simple::{add_api_headers, base_url, cacheable, file_url, links_vary, sort_files};
 
 fn not_found() -> Response {
     let mut response = (
@@ -186,12 +186,13 @@ fn ownership_json(roles: &[(String, String)]) -> Value {
 
 fn render(
     gateway: &Gateway,
+    uri: &Uri,
     headers: &HeaderMap,
     data: &ProjectData,
     release: &Release,
     include_releases: bool,
 ) -> Response {
-    let base = base_url(gateway, headers);
+    let base = base_url(gateway, uri, headers);
     let urls: Vec<_> = data
         .files
         .iter()
@@ -226,7 +227,17 @@ fn render(
         body.to_string(),
         data.project.last_serial,
     );
-    response.headers_mut().remove(header::VARY);
+    // The body does not depend on `Accept`; its links may on the forwarded headers.
+    match links_vary(gateway) {
+        Some(vary) => {
+            response
+                .headers_mut()
+                .insert(header::VARY, HeaderValue::from_static(vary));
+        }
+        None => {
+            response.headers_mut().remove(header::VARY);
+        }
+    }
     response
 }
 
@@ -234,6 +245,7 @@ fn render(
 pub(crate) async fn project(
     State(gateway): State<Gateway>,
     Path(requested): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Response {
     let normalized = name::normalize(&requested);
@@ -248,13 +260,14 @@ pub(crate) async fn project(
     let Some(release) = latest_release(&data.releases) else {
         return not_found();
     };
-    render(&gateway, &headers, &data, release, true)
+    render(&gateway, &uri, &headers, &data, release, true)
 }
 
 /// `GET /pypi/<name>/<version>/json`.
 pub(crate) async fn release(
     State(gateway): State<Gateway>,
     Path((requested, version)): Path<(String, String)>,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Response {
     let normalized = name::normalize(&requested);
@@ -281,7 +294,7 @@ pub(crate) async fn release(
                 .find(|release| release.canonical_version == canonical)
         });
     match release {
-        Some(release) => render(&gateway, &headers, &data, release, false),
+        Some(release) => render(&gateway, &uri, &headers, &data, release, false),
         None => not_found(),
     }
 }

@@ -65,9 +65,12 @@ pub struct GatewaySettings {
     /// How long an upload waits for the storage worker's answer.
     pub outcome_timeout: Duration,
     /// Base URL for absolute links (`https://pypi.example.com`); derived from the request's
-    /// `Host` header when unset.
+    /// authority (`:authority` or `Host`) when unset.
     pub public_url: Option<String>,
     /// Largest total size of an upload form's text fields, in bytes.
+    /// Build links from `X-Forwarded-Host`/`X-Forwarded-Proto` (set by a reverse proxy the
+    /// operator trusts); ignored otherwise.
+    pub trust_forwarded_headers: bool,
     pub max_form_text_bytes: usize,
     /// Most parts (fields and file) in one upload form.
     pub max_form_parts: usize,
@@ -87,6 +90,7 @@ impl Default for GatewaySettings {
             max_project_size: 10 * 1024 * 1024 * 1024,
             outcome_timeout: Duration::from_secs(300),
             public_url: None,
+            trust_forwarded_headers: false,
             max_form_text_bytes: 16 * 1024 * 1024,
             max_form_parts: 1000,
             body_idle_timeout: Duration::from_secs(60),

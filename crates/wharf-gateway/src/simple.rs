@@ -3,7 +3,8 @@
 use std::hash::{Hash, Hasher};
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::uri::Authority;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
@@ -25,21 +26,52 @@ pub(crate) struct FormatQuery {
     format: Option<String>,
 }
 
-/// The base URL links are built from: the configured public URL, else the request's host.
-pub(crate) fn base_url(gateway: &Gateway, headers: &HeaderMap) -> String {
-    if let Some(url) = &gateway.settings.public_url {
+/// The base URL absolute links are built from (issue #12, finding 11): the configured public
+/// URL; else the authority the client asked for (the request URI's: HTTP/2's `:authority` or
+/// an absolute-form HTTP/1 target; else `Host`) with this listener's scheme. A reverse
+/// proxy's `X-Forwarded-Host` and `X-Forwarded-Proto` count only when the operator trusts it
+/// (`trust_forwarded_headers`); otherwise any client could set them.
+pub(crate) fn base_url(gateway: &Gateway, uri: &Uri, headers: &HeaderMap) -> String {
+    let settings = &gateway.settings;
+    if let Some(url) = &settings.public_url {
         return url.trim_end_matches('/').to_owned();
     }
-    let host = headers
-        .get(header::HOST)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or("localhost");
-    let scheme = headers
-        .get("x-forwarded-proto")
-        .and_then(|value| value.to_str().ok())
-        .filter(|scheme| *scheme == "https" || *scheme == "http")
-        .unwrap_or(gateway.settings.default_scheme);
+    let forwarded = |name: &str| {
+        settings
+            .trust_forwarded_headers
+            .then(|| last_entry(headers, name))
+            .flatten()
+    };
+    let host = forwarded("x-forwarded-host")
+        .or_else(|| {
+            uri.authority()
+                .map(|authority| authority.as_str().to_owned())
+        })
+        .or_else(|| {
+            let host = headers.get(header::HOST)?.to_str().ok()?;
+            Some(host.to_owned())
+        })
+        .filter(|host| !host.contains('@') && host.parse::<Authority>().is_ok())
+        .unwrap_or_else(|| "localhost".to_owned());
+    let scheme = forwarded("x-forwarded-proto")
+        .filter(|scheme| scheme == "https" || scheme == "http")
+        .unwrap_or_else(|| settings.default_scheme.to_owned());
     format!("{scheme}://{host}")
+}
+
+/// The last entry of a comma-separated header: the one the nearest (trusted) proxy added.
+fn last_entry(headers: &HeaderMap, name: &str) -> Option<String> {
+    let value = headers.get_all(name).iter().next_back()?.to_str().ok()?;
+    let entry = value.rsplit(',').next()?.trim();
+    (!entry.is_empty()).then(|| entry.to_owned())
+}
+
+/// The request headers absolute links were built from besides the URL, for `Vary`: the
+/// forwarded headers when they are trusted, none otherwise (`Host` and `:authority` are part
+/// of the URL every cache keys on; the page cache keys on the base URL itself).
+pub(crate) fn links_vary(gateway: &Gateway) -> Option<&'static str> {
+    (gateway.settings.public_url.is_none() && gateway.settings.trust_forwarded_headers)
+        .then_some("X-Forwarded-Host, X-Forwarded-Proto")
 }
 
 /// Headers every simple and JSON API response carries (CORS, as PyPI sends them).
@@ -255,6 +287,7 @@ pub(crate) async fn project_page(
     State(gateway): State<Gateway>,
     Path(requested): Path<String>,
     Query(query): Query<FormatQuery>,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Response {
     gateway.metrics.simple_request("project");
@@ -270,7 +303,7 @@ pub(crate) async fn project_page(
         Ok(_) => return not_found(),
         Err(error) => return unavailable(&error),
     };
-    let base = base_url(&gateway, &headers);
+    let base = base_url(&gateway, &uri, &headers);
     let format = simple_format(headers.get(header::ACCEPT), query.format.as_deref());
     let key = (Some(normalized), format, base.clone());
     let version = (project.last_serial, project.status.clone());
@@ -287,7 +320,14 @@ pub(crate) async fn project_page(
             project_html(&project, &files, &base)
         })
     };
-    cached_page(&gateway, &headers, key, version, render).await
+    let mut response = cached_page(&gateway, &headers, key, version, render).await;
+    if links_vary(&gateway).is_some() {
+        response.headers_mut().insert(
+            header::VARY,
+            HeaderValue::from_static("Accept, X-Forwarded-Host, X-Forwarded-Proto"),
+        );
+    }
+    response
 }
 
 /// The URL of a stored file.

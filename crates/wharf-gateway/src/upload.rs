@@ -143,11 +143,12 @@ pub(crate) async fn upload(
 /// §a.1), in PyPI's words without its help link.
 pub(crate) async fn moved_to_legacy(
     State(gateway): State<Gateway>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
 ) -> Response {
     let message = format!(
         "This API has moved to {}/legacy/.",
-        base_url(&gateway, &headers)
+        base_url(&gateway, &uri, &headers)
     );
     refusal_response(Api::Upload(&headers), &Refusal::gone(message))
 }

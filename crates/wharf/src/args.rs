@@ -34,10 +34,14 @@ impl ConfigArgs {
 /// Upload limits and links (the gateway's settings).
 #[derive(Debug, Clone, Args)]
 pub(crate) struct UploadArgs {
-    /// Base URL of this registry as clients reach it, for absolute links (default: from each
-    /// request's Host header).
+    /// Base URL of this registry as clients reach it, for absolute links; set it in
+    /// production (default: from each request's authority, `:authority` or Host).
     #[arg(long, env = "WHARF_PUBLIC_URL")]
     public_url: Option<String>,
+    /// Build absolute links from X-Forwarded-Host and X-Forwarded-Proto (their last entry),
+    /// as set by a trusted reverse proxy; without it they are ignored (clients can forge them).
+    #[arg(long, env = "WHARF_TRUST_FORWARDED_HEADERS")]
+    trust_forwarded_headers: bool,
     /// Largest accepted distribution file (PyPI: 100MiB).
     #[arg(long, env = "WHARF_MAX_FILE_SIZE", default_value = "100MiB", value_parser = parse_size)]
     max_file_size: u64,
@@ -142,6 +146,7 @@ impl UploadArgs {
             max_project_size: self.max_project_size,
             outcome_timeout: self.upload_timeout,
             public_url: self.public_url.clone(),
+            trust_forwarded_headers: self.trust_forwarded_headers,
             rate_limits: self.rate_limits()?,
             max_form_parts: self.max_form_parts,
             body_idle_timeout: self.body_idle_timeout,
