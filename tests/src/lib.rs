@@ -125,13 +125,34 @@ pub struct Registry {
 impl Registry {
     /// Starts `wharf serve` with extra flags and waits until `/readyz` answers 200.
     pub fn start_with(extra_args: &[&str]) -> Registry {
-        Registry::start_in(tempfile::tempdir().expect("temp dir"), extra_args, &[])
+        Registry::start_in(
+            tempfile::tempdir().expect("temp dir"),
+            extra_args,
+            &[],
+            None,
+        )
+    }
+
+    /// Starts `wharf serve` with extra flags under a file limit of `files` (soft and hard,
+    /// set by util-linux `prlimit`), and waits until `/readyz` answers 200.
+    pub fn start_with_file_limit(files: u64, extra_args: &[&str]) -> Registry {
+        Registry::start_in(
+            tempfile::tempdir().expect("temp dir"),
+            extra_args,
+            &[],
+            Some(files),
+        )
     }
 
     /// Starts `wharf serve` with extra flags and extra environment variables (on top of the
     /// inherited environment), and waits until `/readyz` answers 200.
     pub fn start_with_env(extra_args: &[&str], env: &[(&str, &str)]) -> Registry {
-        Registry::start_in(tempfile::tempdir().expect("temp dir"), extra_args, env)
+        Registry::start_in(
+            tempfile::tempdir().expect("temp dir"),
+            extra_args,
+            env,
+            None,
+        )
     }
 
     /// Starts `wharf serve` on `data_dir` (its `data` subdirectory holds the registry).
@@ -139,6 +160,7 @@ impl Registry {
         mut data_dir: tempfile::TempDir,
         extra_args: &[&str],
         env: &[(&str, &str)],
+        file_limit: Option<u64>,
     ) -> Registry {
         let log_path = data_dir.path().join("serve.log");
         let tls = extra_args
@@ -148,7 +170,19 @@ impl Registry {
         for _attempt in 0..5 {
             let port = free_port();
             let log = std::fs::File::create(&log_path).expect("log file");
-            let child = Command::new(wharf_binary())
+            // `prlimit` sets the limit and execs the server (same process).
+            let mut command = match file_limit {
+                Some(files) => {
+                    let mut command = Command::new("prlimit");
+                    command
+                        .arg(format!("--nofile={files}:{files}"))
+                        .arg("--")
+                        .arg(wharf_binary());
+                    command
+                }
+                None => Command::new(wharf_binary()),
+            };
+            let child = command
                 .arg("serve")
                 .arg("--listen")
                 .arg(format!("127.0.0.1:{port}"))
@@ -203,7 +237,7 @@ impl Registry {
                 self.log()
             );
         }
-        Registry::start_in(self.take_dir(), extra_args, &[])
+        Registry::start_in(self.take_dir(), extra_args, &[], None)
     }
 
     fn take_dir(mut self) -> tempfile::TempDir {

@@ -588,3 +588,298 @@ fn a_kill_mid_upload_leaves_no_staging_part_after_restart() {
         "nothing was published"
     );
 }
+/// Issue #12, finding 2: a registry whose connection timeouts are short (set by flags).
+fn deadline_registry() -> (Registry, String) {
+    let registry = Registry::start_with(&[
+        "--header-read-timeout",
+        "1s",
+        "--request-timeout",
+        "2s",
+        "--body-idle-timeout",
+        "1s",
+        "--upload-min-rate",
+        "1KiB",
+    ]);
+    let token = registry.user_with_token("mallory", &[]);
+    (registry, token)
+}
+
+/// What the server did to a connection the client kept feeding.
+#[derive(Debug)]
+enum Fed {
+    /// The server answered (this response), then closed.
+    Answered(RawResponse),
+    /// The server closed without an answer.
+    Closed,
+}
+
+impl Fed {
+    /// The server's answer; panics if it closed without one.
+    #[track_caller]
+    fn answer(self) -> RawResponse {
+        match self {
+            Fed::Answered(response) => response,
+            Fed::Closed => panic!("the server closed without an answer"),
+        }
+    }
+}
+
+/// Sends `head`, then `trickle` one byte every `pace` (never idle for long), until the
+/// server answers or closes; panics if it does neither within [`SERVER_CEILING`] (the
+/// connection is held).
+fn trickle_until_closed(registry: &Registry, head: &[u8], trickle: &[u8], pace: Duration) -> Fed {
+    let mut stream = connect(registry);
+    stream.write_all(head).expect("the head");
+    // The read timeout paces the trickle: each wait is for the server's answer.
+    stream.set_read_timeout(Some(pace)).expect("read timeout");
+    let started = Instant::now();
+    let mut raw = Vec::new();
+    let mut buffer = [0u8; 16 * 1024];
+    let mut bytes = trickle.iter().cycle();
+    let mut writing = true;
+    loop {
+        assert!(
+            started.elapsed() < SERVER_CEILING,
+            "the server held a trickling connection for {SERVER_CEILING:?}"
+        );
+        if writing
+            && let Some(byte) = bytes.next()
+            && stream.write_all(&[*byte]).is_err()
+        {
+            writing = false;
+        }
+        match stream.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(read) => raw.extend_from_slice(&buffer[..read]),
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+    }
+    if raw.windows(4).any(|window| window == b"\r\n\r\n") {
+        Fed::Answered(parse_response(&raw, false))
+    } else {
+        Fed::Closed
+    }
+}
+
+#[test]
+fn trickled_headers_are_cut_at_the_header_read_timeout() {
+    let (registry, _token) = deadline_registry();
+    // The first request's head, one header byte every 100 ms.
+    let fed = trickle_until_closed(
+        &registry,
+        b"GET /simple/ HTTP/1.1\r\nHost: wharf\r\n",
+        b"X-Slow: a\r\n",
+        Duration::from_millis(100),
+    );
+    assert!(
+        matches!(&fed, Fed::Closed)
+            || matches!(&fed, Fed::Answered(response) if response.status == 408),
+        "{fed:?}"
+    );
+    // The second request's head on a kept-alive connection, the same way.
+    let fed = trickle_until_closed(
+        &registry,
+        b"GET /healthz HTTP/1.1\r\nHost: wharf\r\n\r\nGET /simple/ HTTP/1.1\r\nHost: wharf\r\n",
+        b"X-Slow: a\r\n",
+        Duration::from_millis(100),
+    );
+    // The first answer arrives; the trickled second request never does.
+    let response = fed.answer();
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_healthy_and_bounded(&registry);
+}
+
+#[test]
+fn a_trickled_body_gets_408_at_the_request_deadline() {
+    let (registry, _token) = deadline_registry();
+    // One byte every 100 ms of a 1,000-byte JSON body: never idle, never done in 2 s.
+    let fed = trickle_until_closed(
+        &registry,
+        b"POST /_/oidc/mint-token HTTP/1.1\r\nHost: wharf\r\nContent-Type: application/json\r\n\
+          Content-Length: 1000\r\n\r\n{\"token\": \"",
+        b"a",
+        Duration::from_millis(100),
+    );
+    let response = fed.answer();
+    assert_eq!(response.status, 408, "{}", response.text());
+    assert_healthy_and_bounded(&registry);
+}
+
+#[test]
+fn an_upload_trickled_below_the_minimum_rate_is_refused_and_leaves_nothing() {
+    let (registry, token) = deadline_registry();
+    let dist = Dist::wheel("trickled", "1.0");
+    let body = form_body(&dist.form());
+    let mut head = upload_head(&token, body.len()).into_bytes();
+    head.extend_from_slice(&body[..body.len() - dist.size() / 2]);
+    // A byte every 100 ms: the old idle timeout (1 s) never fires, but 10 bytes a second is
+    // far under 1 KiB a second.
+    let fed = trickle_until_closed(&registry, &head, b"x", Duration::from_millis(100));
+    assert_refused(
+        Some(fed.answer()),
+        408,
+        "Request timeout: the upload is too slow (under 1024 bytes a second for 1 seconds).",
+    );
+    assert_staging_empty(&registry);
+    assert_healthy_and_bounded(&registry);
+}
+
+/// An HTTP/2 frame: length, type, flags, stream id, payload.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let length = u32::try_from(payload.len()).expect("a small frame");
+    let mut frame = length.to_be_bytes()[1..].to_vec();
+    frame.extend_from_slice(&[kind, flags]);
+    frame.extend_from_slice(&stream.to_be_bytes());
+    frame.extend_from_slice(payload);
+    frame
+}
+
+#[test]
+fn an_idle_http2_connection_is_closed() {
+    let (registry, _token) = deadline_registry();
+    let mut stream = connect(&registry);
+    // HTTP/2 with prior knowledge: the preface, empty SETTINGS, then `GET /healthz` as one
+    // HEADERS frame (END_STREAM | END_HEADERS) in HPACK without Huffman: :method GET (2),
+    // :scheme http (6), :path (4) "/healthz", :authority (1) "wharf".
+    let mut request = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    request.extend(h2_frame(0x4, 0, 0, &[]));
+    let mut block = vec![0x82, 0x86, 0x44, 8];
+    block.extend_from_slice(b"/healthz");
+    block.extend_from_slice(&[0x41, 5]);
+    block.extend_from_slice(b"wharf");
+    request.extend(h2_frame(0x1, 0x5, 1, &block));
+    stream.write_all(&request).expect("the request");
+    // The server answers, then, with no stream open for the idle timeout, sends GOAWAY and
+    // a PING (h2's graceful shutdown), and closes once the PING is acknowledged, as any
+    // live client does; a connection it holds fails the read at the ceiling.
+    stream
+        .set_read_timeout(Some(SERVER_CEILING))
+        .expect("read timeout");
+    let mut raw = Vec::new();
+    let mut kinds = Vec::new();
+    let mut buffer = [0u8; 16 * 1024];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(read) => raw.extend_from_slice(&buffer[..read]),
+            Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(error) => panic!("the idle HTTP/2 connection was held open ({kinds:?}): {error}"),
+        }
+        // Whole frames: note their type, acknowledge PINGs.
+        while raw.len() >= 9 {
+            let length = usize::from(raw[0]) << 16 | usize::from(raw[1]) << 8 | usize::from(raw[2]);
+            if raw.len() < 9 + length {
+                break;
+            }
+            let frame: Vec<u8> = raw.drain(..9 + length).collect();
+            kinds.push(frame[3]);
+            if frame[3] == 0x6 && frame[4] & 0x1 == 0 {
+                let _ = stream.write_all(&h2_frame(0x6, 0x1, 0, &frame[9..]));
+            }
+        }
+    }
+    assert!(kinds.contains(&0x1), "no answer to the request: {kinds:?}");
+    assert!(
+        kinds.contains(&0x7),
+        "no GOAWAY before the close: {kinds:?}"
+    );
+    assert_healthy_and_bounded(&registry);
+}
+
+#[test]
+fn healthz_answers_while_more_sockets_than_the_file_limit_are_held() {
+    const FILES: u64 = 256;
+    let registry = Registry::start_with_file_limit(
+        FILES,
+        // Timeouts far beyond this test's deadline: only the connection cap can make room.
+        &[
+            "--header-read-timeout",
+            "300s",
+            "--request-timeout",
+            "300s",
+            // The attack comes from many addresses; from one, the rate limit would stop it.
+            "--mint-token-rate-limit",
+            "0",
+        ],
+    );
+    // More sockets than the server has file descriptors, each a request whose body never
+    // comes (the server's handler waits for it).
+    let mut held = Vec::new();
+    for _ in 0..FILES + 100 {
+        let address = registry.address().parse().expect("an address");
+        let Ok(mut socket) = TcpStream::connect_timeout(&address, Duration::from_secs(2)) else {
+            continue;
+        };
+        let _ = socket.write_all(
+            b"POST /_/oidc/mint-token HTTP/1.1\r\nHost: wharf\r\nContent-Type: application/json\r\n\
+              Content-Length: 1000\r\n\r\n",
+        );
+        held.push(socket);
+    }
+    assert!(
+        held.len() as u64 > FILES,
+        "the attacker holds {} sockets",
+        held.len()
+    );
+    // A fresh client gets its answers while the attacker still holds its sockets (the
+    // oldest are closed to make room): the health check, and a page that needs the database.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for path in ["/healthz", "/simple/"] {
+        loop {
+            let answered = TcpStream::connect_timeout(
+                &registry.address().parse().expect("an address"),
+                Duration::from_secs(2),
+            )
+            .ok()
+            .and_then(|mut stream| {
+                stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+                exchange_quietly(
+                    &mut stream,
+                    format!("GET {path} HTTP/1.1\r\nHost: wharf\r\nConnection: close\r\n\r\n")
+                        .as_bytes(),
+                )
+            });
+            if answered
+                .as_ref()
+                .is_some_and(|response| response.status == 200)
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{path} did not answer while the sockets were held: {answered:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    drop(held);
+    assert_healthy_and_bounded(&registry);
+    assert!(
+        registry.log().contains("max_connections=128"),
+        "the cap is derived from the file limit: {}",
+        registry.log()
+    );
+}
+
+/// Writes `bytes` and reads the answer; `None` when the server closed without one or the
+/// read timed out.
+fn exchange_quietly(stream: &mut TcpStream, bytes: &[u8]) -> Option<RawResponse> {
+    stream.write_all(bytes).ok()?;
+    let mut raw = Vec::new();
+    let mut buffer = [0u8; 16 * 1024];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(read) => raw.extend_from_slice(&buffer[..read]),
+            Err(_) => return None,
+        }
+    }
+    raw.windows(4)
+        .any(|window| window == b"\r\n\r\n")
+        .then(|| parse_response(&raw, false))
+}

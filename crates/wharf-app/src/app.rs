@@ -24,6 +24,7 @@ use wharf_worker::{StorageWorker, WorkerSettings};
 use crate::adapters::{
     BusSettings, ConfigError, IndexSettings, StoreSettings, open_bus, open_index, open_store,
 };
+use crate::connections::ConnectionLimits;
 use crate::server::{
     BoundServer, HEADER_READ_TIMEOUT, ReadinessCheck, SHUTDOWN_GRACE, add_gauges, health_router,
     probe,
@@ -45,8 +46,11 @@ pub struct EmbeddedSettings {
     pub tls: Option<RustlsConfig>,
     /// The gateway's limits and links.
     pub gateway: GatewaySettings,
-    /// Close a connection whose request headers are not complete after this long.
+    /// Close a connection whose request headers are not complete after this long, or with
+    /// no request in flight for as long.
     pub header_read_timeout: Duration,
+    /// Connections served at once (default: derived from the file limit).
+    pub max_connections: Option<usize>,
     /// The verifier's policy.
     pub verifier: VerifierSettings,
     /// How the storage worker works.
@@ -72,8 +76,11 @@ pub struct GatewayProcessSettings {
     pub tls: Option<RustlsConfig>,
     /// The gateway's limits and links.
     pub gateway: GatewaySettings,
-    /// Close a connection whose request headers are not complete after this long.
+    /// Close a connection whose request headers are not complete after this long, or with
+    /// no request in flight for as long.
     pub header_read_timeout: Duration,
+    /// Connections served at once (default: derived from the file limit).
+    pub max_connections: Option<usize>,
 }
 
 /// Settings of a scaled verifier (`wharf verifier`).
@@ -181,6 +188,7 @@ impl App {
             tls,
             mut gateway,
             header_read_timeout,
+            max_connections,
             mut verifier,
             mut worker,
         } = settings;
@@ -231,7 +239,8 @@ impl App {
         let storage_worker =
             StorageWorker::new(Arc::clone(&index), blobs.clone(), Arc::clone(&bus), worker)
                 .with_metrics(metrics.clone());
-        let server = BoundServer::bind(listen, tls, gateway.router(), Some(header_read_timeout))?;
+        let limits = ConnectionLimits::new(header_read_timeout, max_connections);
+        let server = BoundServer::bind(listen, tls, gateway.router(), Some(limits))?;
         let local_addr = server.address;
 
         let mut supervisor = Supervisor::new();
@@ -289,7 +298,10 @@ impl App {
             settings.listen,
             settings.tls,
             router,
-            Some(settings.header_read_timeout),
+            Some(ConnectionLimits::new(
+                settings.header_read_timeout,
+                settings.max_connections,
+            )),
         )?;
         let local_addr = server.address;
         let mut supervisor = Supervisor::new();
@@ -386,7 +398,7 @@ impl App {
             settings.listen,
             None,
             health_router(checks, metrics.clone()),
-            Some(HEADER_READ_TIMEOUT),
+            Some(ConnectionLimits::new(HEADER_READ_TIMEOUT, None)),
         )?;
         let local_addr = server.address;
         let mut supervisor = Supervisor::new();

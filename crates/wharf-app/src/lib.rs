@@ -9,6 +9,7 @@
 
 pub mod adapters;
 mod app;
+mod connections;
 pub mod server;
 pub mod supervisor;
 #[cfg(feature = "test-support")]

@@ -11,11 +11,14 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum_server::accept::NoDelayAcceptor;
+use axum_server::accept::{DefaultAcceptor, NoDelayAcceptor};
 use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
+use crate::connections::{
+    ConnectionLimits, HTTP2_KEEP_ALIVE_INTERVAL, HTTP2_KEEP_ALIVE_TIMEOUT, LimitedAcceptor,
+};
 use crate::supervisor::Supervisor;
 
 /// How long a connection may take to send its request headers, for the health endpoints of
@@ -171,15 +174,16 @@ impl std::fmt::Debug for BoundServer {
 
 impl BoundServer {
     /// Binds `address` for `router` (HTTPS when `tls` is given; plain HTTP/1 and HTTP/2
-    /// otherwise, which gRPC clients use). With `header_read_timeout`, a connection whose
-    /// first request has not arrived in time is closed, and so is one whose later HTTP/1
-    /// request headers take longer (slowloris; hyper's own timer covers only headers it has
-    /// started).
+    /// otherwise, which gRPC clients use). With `limits`, a connection whose first request
+    /// has not arrived within the header read timeout is closed, so is one whose later
+    /// HTTP/1 request headers take longer (slowloris; hyper's own timer covers only headers
+    /// it has started) and one with no request in flight for as long (HTTP/1 keep-alive and
+    /// HTTP/2); a connection beyond the cap closes the oldest (issue #12, finding 2).
     pub(crate) fn bind(
         address: SocketAddr,
         tls: Option<RustlsConfig>,
         router: Router,
-        header_read_timeout: Option<Duration>,
+        limits: Option<ConnectionLimits>,
     ) -> anyhow::Result<BoundServer> {
         let listener = std::net::TcpListener::bind(address)
             .with_context(|| format!("failed to listen on {address}"))?;
@@ -193,16 +197,31 @@ impl BoundServer {
         // response).
         let server = with_header_timeouts(
             axum_server::from_tcp(listener).context("cannot serve on the listener")?,
-            header_read_timeout,
+            limits.map(|limits| limits.header_read_timeout),
         );
-        let serve: BoxFuture<'static, std::io::Result<()>> = match tls {
-            Some(config) => Box::pin(
+        let serve: BoxFuture<'static, std::io::Result<()>> = match (tls, limits) {
+            (Some(config), Some(limits)) => Box::pin(
+                server
+                    .acceptor(LimitedAcceptor::new(
+                        RustlsAcceptor::new(config).acceptor(DefaultAcceptor::new()),
+                        limits,
+                    ))
+                    .handle(handle.clone())
+                    .serve(app),
+            ),
+            (None, Some(limits)) => Box::pin(
+                server
+                    .acceptor(LimitedAcceptor::new(DefaultAcceptor::new(), limits))
+                    .handle(handle.clone())
+                    .serve(app),
+            ),
+            (Some(config), None) => Box::pin(
                 server
                     .acceptor(RustlsAcceptor::new(config).acceptor(NoDelayAcceptor::new()))
                     .handle(handle.clone())
                     .serve(app),
             ),
-            None => Box::pin(
+            (None, None) => Box::pin(
                 server
                     .acceptor(NoDelayAcceptor::new())
                     .handle(handle.clone())
@@ -241,7 +260,8 @@ impl BoundServer {
     }
 }
 
-/// Bounds the wait for the first request on a connection and for later HTTP/1 request heads.
+/// Bounds the wait for the first request on a connection and for later HTTP/1 request heads,
+/// and pings HTTP/2 peers so a vanished one is noticed.
 fn with_header_timeouts<Acceptor>(
     mut server: axum_server::Server<SocketAddr, Acceptor>,
     header_read_timeout: Option<Duration>,
@@ -250,5 +270,12 @@ fn with_header_timeouts<Acceptor>(
         .http_builder()
         .http1()
         .header_read_timeout(header_read_timeout);
+    if header_read_timeout.is_some() {
+        server
+            .http_builder()
+            .http2()
+            .keep_alive_interval(Some(HTTP2_KEEP_ALIVE_INTERVAL))
+            .keep_alive_timeout(HTTP2_KEEP_ALIVE_TIMEOUT);
+    }
     server.first_request_timeout(header_read_timeout)
 }

@@ -123,6 +123,7 @@ impl TestAppBuilder {
             tls: None,
             gateway: self.gateway,
             header_read_timeout: Duration::from_secs(30),
+            max_connections: None,
             verifier: self.verifier,
             worker: self.worker,
         };

@@ -31,8 +31,11 @@ pub struct FormLimits {
     pub max_text_bytes: usize,
     /// Parts in the whole form, file included.
     pub max_parts: usize,
-    /// The longest the client may send no body bytes at all.
+    /// The longest the client may send no body bytes at all, and the window the minimum
+    /// rate is measured over.
     pub idle_timeout: Duration,
+    /// The fewest body bytes a second, over each `idle_timeout` (0: any byte will do).
+    pub min_rate: u64,
 }
 
 /// Why the form could not be read.
@@ -56,6 +59,17 @@ pub enum FormError {
     /// No body bytes for [`FormLimits::idle_timeout`].
     #[error("Request timeout: no data received for {} seconds.", .0.as_secs())]
     IdleTimeout(Duration),
+    /// Fewer body bytes than [`FormLimits::min_rate`] asks for in one window.
+    #[error(
+        "Request timeout: the upload is too slow (under {rate} bytes a second for {} seconds).",
+        .window.as_secs()
+    )]
+    TooSlow {
+        /// The minimum rate, in bytes a second.
+        rate: u64,
+        /// The window it was measured over.
+        window: Duration,
+    },
     /// The body ended or failed before the form was complete (the client went away).
     #[error("Invalid multipart form: the request body was cut off.")]
     Interrupted,
@@ -69,7 +83,7 @@ impl FormError {
     /// request.
     pub fn code(&self) -> ErrorCode {
         match self {
-            FormError::IdleTimeout(_) => ErrorCode::RequestTimeout,
+            FormError::IdleTimeout(_) | FormError::TooSlow { .. } => ErrorCode::RequestTimeout,
             _ => ErrorCode::InvalidRequest,
         }
     }
@@ -86,6 +100,8 @@ impl From<FormError> for Refusal {
 enum GuardFault {
     #[error("no body bytes within the idle timeout")]
     Idle(Duration),
+    #[error("the body arrives below the minimum rate")]
+    Slow(u64, Duration),
     #[error("too many bytes outside the file part")]
     Overhead,
     #[error("the request body failed: {0}")]
@@ -139,12 +155,7 @@ impl FormReader {
         let outside_limit = (limits.max_text_bytes as u64)
             .saturating_add((limits.max_parts as u64).saturating_mul(PART_OVERHEAD_BYTES))
             .saturating_add(CHUNK_SLACK_BYTES);
-        let guarded = guard(
-            body,
-            Arc::clone(&budget),
-            outside_limit,
-            limits.idle_timeout,
-        );
+        let guarded = guard(body, Arc::clone(&budget), outside_limit, limits);
         Ok(FormReader {
             multipart: multer::Multipart::new(guarded, boundary),
             limits,
@@ -195,27 +206,69 @@ impl FormReader {
     }
 }
 
-/// Wraps the body: fails it after `idle` without bytes, or once the bytes received outside
-/// the file part exceed `outside_limit` (the parser would buffer them all).
+/// The minimum rate's bookkeeping: the bytes still owed in the current window, and when it
+/// ends. A window whose bytes all arrived starts the next one.
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    window: Duration,
+    per_window: u64,
+    owed: u64,
+    deadline: tokio::time::Instant,
+}
+
+impl Pace {
+    fn new(limits: FormLimits) -> Pace {
+        let window = limits.idle_timeout;
+        let per_window = ((limits.min_rate as f64 * window.as_secs_f64()) as u64).max(1);
+        Pace {
+            window,
+            per_window,
+            owed: per_window,
+            deadline: tokio::time::Instant::now() + window,
+        }
+    }
+
+    fn received(&mut self, bytes: usize) {
+        self.owed = self.owed.saturating_sub(bytes as u64);
+        if self.owed == 0 {
+            self.owed = self.per_window;
+            self.deadline = tokio::time::Instant::now() + self.window;
+        }
+    }
+
+    /// The fault when a window ends with bytes still owed.
+    fn fault(&self, min_rate: u64) -> GuardFault {
+        if self.owed == self.per_window {
+            GuardFault::Idle(self.window)
+        } else {
+            GuardFault::Slow(min_rate, self.window)
+        }
+    }
+}
+
+/// Wraps the body: fails it when a window of `limits.idle_timeout` brings fewer bytes than
+/// the minimum rate asks for (none at all: idle), or once the bytes received outside the
+/// file part exceed `outside_limit` (the parser would buffer them all).
 fn guard<S, E>(
     body: S,
     budget: Arc<Budget>,
     outside_limit: u64,
-    idle: Duration,
+    limits: FormLimits,
 ) -> impl Stream<Item = Result<Bytes, GuardFault>> + Send + 'static
 where
     S: Stream<Item = Result<Bytes, E>> + Send + Unpin + 'static,
     E: Into<Box<dyn StdError + Send + Sync>>,
 {
-    futures::stream::unfold(Some(body), move |body| {
+    futures::stream::unfold(Some((body, Pace::new(limits))), move |state| {
         let budget = Arc::clone(&budget);
         async move {
-            let mut body = body?;
-            let item = match tokio::time::timeout(idle, body.next()).await {
-                Err(_) => Err(GuardFault::Idle(idle)),
+            let (mut body, mut pace) = state?;
+            let item = match tokio::time::timeout_at(pace.deadline, body.next()).await {
+                Err(_) => Err(pace.fault(limits.min_rate)),
                 Ok(None) => return None,
                 Ok(Some(Err(error))) => Err(GuardFault::Body(error.into())),
                 Ok(Some(Ok(chunk))) => {
+                    pace.received(chunk.len());
                     if budget.file_open.load(Ordering::Relaxed) {
                         Ok(chunk)
                     } else {
@@ -232,7 +285,7 @@ where
                 }
             };
             // After a fault the stream ends: nothing more is read from the client.
-            let next = item.is_ok().then_some(body);
+            let next = item.is_ok().then_some((body, pace));
             Some((item, next))
         }
     })
@@ -243,6 +296,10 @@ fn form_error(error: multer::Error) -> FormError {
     if let multer::Error::StreamReadFailed(inner) = &error {
         return match inner.downcast_ref::<GuardFault>() {
             Some(GuardFault::Idle(idle)) => FormError::IdleTimeout(*idle),
+            Some(GuardFault::Slow(rate, window)) => FormError::TooSlow {
+                rate: *rate,
+                window: *window,
+            },
             Some(GuardFault::Overhead) => FormError::TooLarge,
             Some(GuardFault::Body(_)) | None => FormError::Interrupted,
         };
@@ -269,6 +326,7 @@ mod tests {
         max_text_bytes: 1024,
         max_parts: 4,
         idle_timeout: Duration::from_secs(30),
+        min_rate: 0,
     };
 
     fn part(name: &str, value: &[u8]) -> Vec<u8> {
@@ -352,6 +410,7 @@ mod tests {
             max_text_bytes: 16,
             max_parts: 1,
             idle_timeout: Duration::from_secs(30),
+            min_rate: 0,
         };
         let mut bytes =
             format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"x\"\r\nX-Pad: ")
@@ -400,5 +459,35 @@ mod tests {
         let error = read_all(reader).await.unwrap_err();
         assert!(matches!(error, FormError::IdleTimeout(_)), "{error:?}");
         assert_eq!(error.code().http_status(), 408);
+    }
+
+    #[tokio::test]
+    async fn a_trickling_client_is_cut_below_the_minimum_rate() {
+        // One byte every 5 ms: never idle for the 100 ms window, but 20 bytes a window where
+        // 1,000 bytes a second asks for 100.
+        let limits = FormLimits {
+            idle_timeout: Duration::from_millis(100),
+            min_rate: 1000,
+            ..LIMITS
+        };
+        let head = Bytes::from(format!(
+            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"comment\"\r\n\r\n"
+        ));
+        let trickle = futures::stream::unfold((), |()| async {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            Some((Ok::<_, Infallible>(Bytes::from_static(b"x")), ()))
+        });
+        let body = futures::stream::iter([Ok(head)]).chain(trickle);
+        let reader = FormReader::new(Box::pin(body), CONTENT_TYPE, limits).expect("multipart");
+        let error = read_all(reader).await.unwrap_err();
+        assert!(
+            matches!(error, FormError::TooSlow { rate: 1000, .. }),
+            "{error:?}"
+        );
+        assert_eq!(error.code().http_status(), 408);
+        assert_eq!(
+            error.to_string(),
+            "Request timeout: the upload is too slow (under 1000 bytes a second for 0 seconds)."
+        );
     }
 }

@@ -27,6 +27,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
 use wharf_blob::BlobStore;
 use wharf_bus::UploadBus;
 use wharf_index::Index;
@@ -67,16 +68,21 @@ pub struct GatewaySettings {
     /// Base URL for absolute links (`https://pypi.example.com`); derived from the request's
     /// authority (`:authority` or `Host`) when unset.
     pub public_url: Option<String>,
-    /// Largest total size of an upload form's text fields, in bytes.
     /// Build links from `X-Forwarded-Host`/`X-Forwarded-Proto` (set by a reverse proxy the
     /// operator trusts); ignored otherwise.
     pub trust_forwarded_headers: bool,
+    /// Largest total size of an upload form's text fields, in bytes.
     pub max_form_text_bytes: usize,
     /// Most parts (fields and file) in one upload form.
     pub max_form_parts: usize,
     /// How long an upload may send no body bytes before it is refused with 408.
     pub body_idle_timeout: Duration,
-    /// Scheme of absolute links when neither `public_url` nor `X-Forwarded-Proto` says:
+    /// The slowest an upload body may arrive, in bytes a second over each
+    /// `body_idle_timeout` (refused with 408 below it).
+    pub upload_min_rate: u64,
+    /// Every other request is answered 408 if not answered within this long.
+    pub request_timeout: Duration,
+    /// Scheme of absolute links when neither `public_url` nor a trusted `X-Forwarded-Proto` says:
     /// `https` when the gateway itself serves TLS.
     pub default_scheme: &'static str,
     /// Rate limits on uploads and token exchanges (all off by default).
@@ -94,6 +100,8 @@ impl Default for GatewaySettings {
             max_form_text_bytes: 16 * 1024 * 1024,
             max_form_parts: 1000,
             body_idle_timeout: Duration::from_secs(60),
+            upload_min_rate: 1024,
+            request_timeout: Duration::from_secs(60),
             default_scheme: "http",
             rate_limits: RateLimits::default(),
         }
@@ -181,7 +189,14 @@ impl Gateway {
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(readiness))
             .route("/metrics", get(metrics))
-            .layer(RequestBodyLimitLayer::new(SMALL_BODY_BYTES));
+            .layer(RequestBodyLimitLayer::new(SMALL_BODY_BYTES))
+            // A deadline for the whole request, body included: a client trickling its body
+            // (or a slow backend) cannot hold the connection (issue #12, finding 2). Uploads
+            // have their own minimum rate instead.
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                self.settings.request_timeout,
+            ));
         uploads
             .merge(small)
             // One server span per request, continuing the caller's trace (W3C `traceparent`),

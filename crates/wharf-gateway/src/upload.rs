@@ -269,6 +269,7 @@ impl Upload<'_> {
                 max_text_bytes: settings.max_form_text_bytes,
                 max_parts: settings.max_form_parts,
                 idle_timeout: settings.body_idle_timeout,
+                min_rate: settings.upload_min_rate,
             },
         ) {
             Err(error) => HeadEnd::Refused(error.into()),

@@ -86,9 +86,22 @@ pub(crate) struct UploadArgs {
     /// Refuse an upload (408) whose client sends no body bytes for this long.
     #[arg(long, env = "WHARF_BODY_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     body_idle_timeout: Duration,
-    /// Close a connection whose request headers are not complete after this long.
+    /// Close a connection whose request headers are not complete after this long, or with no
+    /// request in flight for as long (HTTP/1 keep-alive and HTTP/2).
     #[arg(long, env = "WHARF_HEADER_READ_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub(crate) header_read_timeout: Duration,
+    /// Answer 408 to a request (any but an upload) not answered within this long, its body
+    /// included.
+    #[arg(long, env = "WHARF_REQUEST_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    request_timeout: Duration,
+    /// Refuse an upload (408) whose body arrives slower than this many bytes a second, over
+    /// each --body-idle-timeout.
+    #[arg(long, env = "WHARF_UPLOAD_MIN_RATE", default_value = "1KiB", value_parser = parse_size)]
+    upload_min_rate: u64,
+    /// Connections served at once; more are closed on arrival (default: the file limit,
+    /// raised to its hard limit, less an eighth kept for the database and the store).
+    #[arg(long, env = "WHARF_MAX_CONNECTIONS")]
+    pub(crate) max_connections: Option<usize>,
 }
 
 impl UploadArgs {
@@ -135,9 +148,12 @@ impl UploadArgs {
         if self.max_form_parts == 0
             || self.body_idle_timeout.is_zero()
             || self.header_read_timeout.is_zero()
+            || self.request_timeout.is_zero()
+            || self.max_connections == Some(0)
         {
             return Err(ConfigError(
-                "--max-form-parts, --body-idle-timeout and --header-read-timeout must be positive"
+                "--max-form-parts, --body-idle-timeout, --header-read-timeout, --request-timeout \
+                 and --max-connections must be positive"
                     .to_owned(),
             ));
         }
@@ -150,6 +166,8 @@ impl UploadArgs {
             rate_limits: self.rate_limits()?,
             max_form_parts: self.max_form_parts,
             body_idle_timeout: self.body_idle_timeout,
+            request_timeout: self.request_timeout,
+            upload_min_rate: self.upload_min_rate,
             ..GatewaySettings::default()
         })
     }

@@ -40,6 +40,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         worker: args.worker.settings()?,
         tls: args.tls.load()?,
         header_read_timeout: args.upload.header_read_timeout,
+        max_connections: args.upload.max_connections,
         store: wharf_app::adapters::local_store_in(&args.index.data_dir),
         index: args.index.settings(),
         bus: BusSettings::InProcess,

@@ -161,6 +161,7 @@ pub(crate) async fn run_gateway(args: GatewayArgs) -> anyhow::Result<()> {
         verifier: args.verifier.client()?,
         verifier_url: args.verifier.url.clone(),
         header_read_timeout: args.upload.header_read_timeout,
+        max_connections: args.upload.max_connections,
         store: args.store.settings(&args.index.data_dir),
         index: args.index.settings(),
         bus: args.nats.settings(),
