@@ -406,4 +406,25 @@ mod tests {
         assert_eq!(default_max_connections(1 << 20), (1 << 20) - (1 << 17));
         assert_eq!(default_max_connections(100), 50);
     }
+
+    #[test]
+    fn a_connection_over_the_cap_closes_the_oldest() {
+        let slots = Arc::new(Slots {
+            max: 2,
+            open: Mutex::new(OpenConnections::default()),
+        });
+        let evicted = |slot: &Slot| slot.eviction.evicted.load(Ordering::Acquire);
+        let first = Slots::take(&slots).expect("room");
+        let second = Slots::take(&slots).expect("room");
+        let third = Slots::take(&slots).expect("room, made by closing the oldest");
+        assert!(evicted(&first) && !evicted(&second) && !evicted(&third));
+        // While the oldest is still closing, no more closings pile up: a new one is refused.
+        assert!(Slots::take(&slots).is_none());
+        drop(first);
+        let fourth = Slots::take(&slots).expect("room, made by closing the next oldest");
+        assert!(evicted(&second) && !evicted(&third) && !evicted(&fourth));
+        drop((second, third, fourth));
+        let open = slots.open.lock().unwrap();
+        assert_eq!((open.by_age.len(), open.evicting), (0, 0));
+    }
 }
