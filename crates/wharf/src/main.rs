@@ -33,10 +33,11 @@ struct Cli {
 enum Command {
     /// Run the registry in one process: gateway, verifier and storage worker, with SQLite,
     /// a local directory and an in-process bus.
-    Serve(serve::ServeArgs),
+    // Boxed: the flag structs of the two big commands would make every variant their size.
+    Serve(Box<serve::ServeArgs>),
     /// Run a gateway (scaled mode): the public HTTP API, asking a verifier over gRPC and
     /// handing uploads to workers over NATS JetStream.
-    Gateway(services::GatewayArgs),
+    Gateway(Box<services::GatewayArgs>),
     /// Run a verifier (scaled mode): the gRPC service that answers every credential question.
     Verifier(services::VerifierArgs),
     /// Run a storage worker (scaled mode): consumes staged uploads from NATS JetStream.
@@ -149,8 +150,8 @@ fn main() -> ExitCode {
 async fn run(command: Command) -> anyhow::Result<()> {
     {
         match command {
-            Command::Serve(args) => serve::run(args).await,
-            Command::Gateway(args) => services::run_gateway(args).await,
+            Command::Serve(args) => serve::run(*args).await,
+            Command::Gateway(args) => services::run_gateway(*args).await,
             Command::Verifier(args) => services::run_verifier(args).await,
             Command::Worker(args) => services::run_worker(args).await,
             Command::Migrate(args) => {
