@@ -24,7 +24,7 @@ use wharf_index::prelude::*;
 use wharf_index::{
     CommitResult, FileAdmission, FileCandidate, FileRefusal, IssuerRecord, JtiClaim, NewFile,
     NewPublisher, NewToken, NewUpload, ProjectTarget, RateLimit, RateVerdict, ReifyResult,
-    ReleaseTarget, User, YankChange,
+    ReleaseTarget, SealedRootKey, User, YankChange,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -57,6 +57,10 @@ trait Harness: Send + Sync {
     async fn delete_file_row(&self, filename: &str);
     /// The whole journal, ordered by serial.
     async fn journal(&self) -> Vec<JournalRow>;
+    /// A token row's key columns as stored: `(root_key, sealed_root_key, root_key_id)`.
+    async fn token_key_columns(&self, id: &str) -> (Vec<u8>, Option<Vec<u8>>, Option<String>);
+    /// Writes a token row with a clear root key, as the code before sealing did.
+    async fn insert_clear_token(&self, id: &str, root_key: &[u8]);
 }
 
 /// [`wharf_index_sqlite::SqliteIndex`] on a temp-file database.
@@ -114,6 +118,25 @@ impl Harness for SqliteHarness {
             .await
             .expect("delete file row");
         assert_eq!(deleted.rows_affected(), 1, "no file row {filename}");
+    }
+
+    async fn token_key_columns(&self, id: &str) -> (Vec<u8>, Option<Vec<u8>>, Option<String>) {
+        sqlx::query_as(
+            "SELECT root_key, sealed_root_key, root_key_id FROM api_tokens WHERE id = ?1",
+        )
+        .bind(id)
+        .fetch_one(&self.raw)
+        .await
+        .expect("read token row")
+    }
+
+    async fn insert_clear_token(&self, id: &str, root_key: &[u8]) {
+        sqlx::query("INSERT INTO api_tokens (id, root_key, created_at) VALUES (?1, ?2, 0)")
+            .bind(id)
+            .bind(root_key)
+            .execute(&self.raw)
+            .await
+            .expect("insert clear token row");
     }
 
     async fn journal(&self) -> Vec<JournalRow> {
@@ -256,6 +279,25 @@ impl Harness for PgHarness {
         assert_eq!(deleted.rows_affected(), 1, "no file row {filename}");
     }
 
+    async fn token_key_columns(&self, id: &str) -> (Vec<u8>, Option<Vec<u8>>, Option<String>) {
+        sqlx::query_as(
+            "SELECT root_key, sealed_root_key, root_key_id FROM api_tokens WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_one(&self.raw)
+        .await
+        .expect("read token row")
+    }
+
+    async fn insert_clear_token(&self, id: &str, root_key: &[u8]) {
+        sqlx::query("INSERT INTO api_tokens (id, root_key, created_at) VALUES ($1, $2, 0)")
+            .bind(id)
+            .bind(root_key)
+            .execute(&self.raw)
+            .await
+            .expect("insert clear token row");
+    }
+
     async fn journal(&self) -> Vec<JournalRow> {
         let rows: Vec<(i64, String, Option<String>, String, Option<String>)> = sqlx::query_as(
             "SELECT id, project_name, version, action, submitted_by FROM journal ORDER BY id",
@@ -299,6 +341,7 @@ macro_rules! conformance {
             respelled_upload_updates_display_name,
             yank_and_unyank,
             tokens_insert_find_list_touch_delete,
+            token_rows_store_only_sealed_root_keys,
             users_are_unique_by_name,
             race_conflicting_uploads_have_one_winner,
             race_identical_uploads_publish_once,
@@ -1461,7 +1504,7 @@ async fn tokens_insert_find_list_touch_delete(h: &dyn Harness) {
         additional: None,
         user_id: Some(alice.id.clone()),
         description: "ci".to_owned(),
-        root_key: vec![7; 32],
+        root_key: sealed("key-a", 7),
         caveats: vec![r#"{"project_names":["demo"]}"#.to_owned()],
         created_at: T0,
         expires_at: Some(T0 + DAY),
@@ -1472,7 +1515,7 @@ async fn tokens_insert_find_list_touch_delete(h: &dyn Harness) {
         additional: None,
         user_id: None,
         description: String::new(),
-        root_key: vec![9; 32],
+        root_key: sealed("key-a", 9),
         caveats: Vec::new(),
         created_at: T0 + 10,
         expires_at: None,
@@ -1493,7 +1536,9 @@ async fn tokens_insert_find_list_touch_delete(h: &dyn Harness) {
     assert_eq!(found.user_id.as_deref(), Some(alice.id.as_str()));
     assert_eq!(found.user_name.as_deref(), Some("alice"));
     assert_eq!(found.publisher_id, None);
-    assert_eq!(found.root_key, vec![7; 32]);
+    assert!(found.root_key.is_empty(), "no clear root key");
+    assert_eq!(found.sealed_root_key, Some(vec![7; 60]));
+    assert_eq!(found.root_key_id.as_deref(), Some("key-a"));
     assert_eq!(found.caveat_strings().expect("caveats"), first.caveats);
     assert_eq!(found.expires_at, Some(T0 + DAY));
     let anonymous = index
@@ -1534,6 +1579,76 @@ async fn tokens_insert_find_list_touch_delete(h: &dyn Harness) {
         listed.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
         vec!["token-2"]
     );
+}
+
+/// A sealed root key as the verifier would store it (60 bytes: nonce, key, tag).
+fn sealed(key_id: &str, byte: u8) -> SealedRootKey {
+    SealedRootKey {
+        key_id: key_id.to_owned(),
+        sealed: vec![byte; 60],
+    }
+}
+
+/// Issue #12, finding 12: the database holds sealed root keys only. A new row's clear column
+/// is empty; a row written in the clear before sealing is listed for sealing, and sealing it
+/// empties its clear column, read back with raw SQL.
+async fn token_rows_store_only_sealed_root_keys(h: &dyn Harness) {
+    let index = h.index();
+    let index = index.as_ref();
+    index
+        .insert_token(&NewToken {
+            id: "sealed-token".to_owned(),
+            user_id: None,
+            publisher_id: None,
+            additional: None,
+            description: String::new(),
+            root_key: sealed("key-a", 5),
+            caveats: Vec::new(),
+            created_at: T0,
+            expires_at: None,
+        })
+        .await
+        .expect("insert");
+    assert_eq!(
+        h.token_key_columns("sealed-token").await,
+        (Vec::new(), Some(vec![5; 60]), Some("key-a".to_owned()))
+    );
+
+    h.insert_clear_token("clear-token", &[8; 32]).await;
+    let rows = index.list_root_keys().await.expect("list root keys");
+    let listed: Vec<(&str, &[u8], Option<SealedRootKey>)> = rows
+        .iter()
+        .map(|row| (row.id.as_str(), row.root_key.as_slice(), row.sealed()))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![
+            ("clear-token", &[8_u8; 32][..], None),
+            ("sealed-token", &[][..], Some(sealed("key-a", 5))),
+        ]
+    );
+    assert!(
+        index
+            .store_sealed_root_key("clear-token", &sealed("key-b", 6))
+            .await
+            .expect("seal")
+    );
+    assert!(
+        !index
+            .store_sealed_root_key("no-such-token", &sealed("key-b", 6))
+            .await
+            .expect("seal missing")
+    );
+    assert_eq!(
+        h.token_key_columns("clear-token").await,
+        (Vec::new(), Some(vec![6; 60]), Some("key-b".to_owned()))
+    );
+    let found = index
+        .find_token("clear-token")
+        .await
+        .expect("find")
+        .expect("clear-token");
+    assert_eq!(found.stored_root_key().sealed(), Some(sealed("key-b", 6)));
 }
 
 async fn users_are_unique_by_name(h: &dyn Harness) {
@@ -2031,7 +2146,7 @@ fn publisher_token(id: &str, publisher_id: Option<&str>, user: Option<&User>) ->
         publisher_id: publisher_id.map(str::to_owned),
         additional: publisher_id.map(|_| r#"{"sub":"repo:octo/demo"}"#.to_owned()),
         description: String::new(),
-        root_key: vec![3; 32],
+        root_key: sealed("key-a", 3),
         caveats: Vec::new(),
         created_at: T0,
         expires_at: Some(T0 + 900_000_000),

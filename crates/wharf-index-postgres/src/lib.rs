@@ -47,8 +47,8 @@ use wharf_index::rules::{self, FileRow, JournalEntry, Queries, ReleaseOf};
 use wharf_index::{
     CommitResult, FileAdmission, FileCandidate, FileRecord, IssuerRecord, JtiClaim, NewPublisher,
     NewToken, NewUpload, PoolUsage, Project, ProjectTarget, PublisherRecord, RateLimit,
-    RateVerdict, ReifyResult, Release, ReleaseTarget, TokenRecord, TokenSummary, User, YankChange,
-    limited_until,
+    RateVerdict, ReifyResult, Release, ReleaseTarget, SealedRootKey, StoredRootKey, TokenRecord,
+    TokenSummary, User, YankChange, limited_until,
 };
 use wharf_index_sql::{select_file_record, select_project};
 
@@ -433,10 +433,36 @@ impl Accounts for PgIndex {
             .await
     }
 
+    async fn list_root_keys(&self) -> Result<Vec<StoredRootKey>, IndexError> {
+        Ok(sqlx::query_as(
+            "SELECT id, root_key, sealed_root_key, root_key_id FROM api_tokens ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn store_sealed_root_key(
+        &self,
+        id: &str,
+        sealed: &SealedRootKey,
+    ) -> Result<bool, IndexError> {
+        let result = sqlx::query(
+            "UPDATE api_tokens SET sealed_root_key = $2, root_key_id = $3, root_key = $4 \
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(&sealed.sealed)
+        .bind(&sealed.key_id)
+        .bind(Vec::<u8>::new())
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() > 0)
+    }
+
     async fn find_token(&self, id: &str) -> Result<Option<TokenRecord>, IndexError> {
         Ok(sqlx::query_as(
-            "SELECT t.id, t.user_id, u.name AS user_name, t.publisher_id, t.root_key, t.caveats, \
-             t.expires_at \
+            "SELECT t.id, t.user_id, u.name AS user_name, t.publisher_id, t.root_key, \
+             t.sealed_root_key, t.root_key_id, t.caveats, t.expires_at \
              FROM api_tokens t LEFT JOIN users u ON u.id = t.user_id WHERE t.id = $1",
         )
         .bind(id)

@@ -311,17 +311,21 @@ macro_rules! portable_queries {
             async fn insert_token(&mut self, token: &NewToken) -> Result<(), IndexError> {
                 sqlx::query(
                     "INSERT INTO api_tokens (id, user_id, description, root_key, caveats, created_at, \
-                     expires_at, publisher_id, additional) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                     expires_at, publisher_id, additional, sealed_root_key, root_key_id) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                 )
                 .bind(&token.id)
                 .bind(&token.user_id)
                 .bind(&token.description)
-                .bind(&token.root_key)
+                // The clear column stays empty: only the sealed key is stored.
+                .bind(Vec::<u8>::new())
                 .bind(token.caveats_json()?)
                 .bind(token.created_at)
                 .bind(token.expires_at)
                 .bind(&token.publisher_id)
                 .bind(&token.additional)
+                .bind(&token.root_key.sealed)
+                .bind(&token.root_key.key_id)
                 .execute(&mut *self.0)
                 .await?;
                 Ok(())

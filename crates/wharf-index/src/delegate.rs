@@ -47,6 +47,12 @@ macro_rules! delegate_ports {
                 async fn insert_token(&self, token: &NewToken) -> Result<(), IndexError> {
                     self.$inner.insert_token(token).await
                 }
+                async fn list_root_keys(&self) -> Result<Vec<StoredRootKey>, IndexError> {
+                    self.$inner.list_root_keys().await
+                }
+                async fn store_sealed_root_key(&self, id: &str, sealed: &SealedRootKey) -> Result<bool, IndexError> {
+                    self.$inner.store_sealed_root_key(id, sealed).await
+                }
                 async fn find_token(&self, id: &str) -> Result<Option<TokenRecord>, IndexError> {
                     self.$inner.find_token(id).await
                 }

@@ -11,7 +11,8 @@ use async_trait::async_trait;
 use crate::{
     CommitResult, FileAdmission, FileCandidate, FileRecord, IndexError, IssuerRecord, JtiClaim,
     NewPublisher, NewToken, NewUpload, PoolUsage, Project, ProjectTarget, PublisherRecord,
-    RateLimit, RateVerdict, ReifyResult, Release, TokenRecord, TokenSummary, User, YankChange,
+    RateLimit, RateVerdict, ReifyResult, Release, SealedRootKey, StoredRootKey, TokenRecord,
+    TokenSummary, User, YankChange,
 };
 
 /// The database behind the index, as health checks and metrics see it.
@@ -34,8 +35,17 @@ pub trait Accounts: Send + Sync + std::fmt::Debug {
     /// Finds a user by id.
     async fn find_user(&self, id: &str) -> Result<Option<User>, IndexError>;
 
-    /// Stores a new API token record (the root key is stored, never the token).
+    /// Stores a new API token record (its sealed root key is stored, never the token).
     async fn insert_token(&self, token: &NewToken) -> Result<(), IndexError>;
+    /// Every token row's root key as stored (sealed or clear), for sealing and re-sealing.
+    async fn list_root_keys(&self) -> Result<Vec<StoredRootKey>, IndexError>;
+    /// Replaces a token row's root key with `sealed` and empties its clear column; returns
+    /// whether the row exists.
+    async fn store_sealed_root_key(
+        &self,
+        id: &str,
+        sealed: &SealedRootKey,
+    ) -> Result<bool, IndexError>;
     /// Finds a token record by its id (the macaroon identifier).
     async fn find_token(&self, id: &str) -> Result<Option<TokenRecord>, IndexError>;
     /// Lists every token with its owner, newest first; no key material.

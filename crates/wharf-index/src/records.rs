@@ -8,7 +8,57 @@ pub struct User {
     pub created_at: i64,
 }
 
-/// A new API token row. The token string itself is never stored, only its root key.
+/// A macaroon root key encrypted under a token key kept outside the index (issue #12,
+/// finding 12): `sealed` is the verifier's AEAD output, opened only with the key `key_id`
+/// names and only for the token row it was sealed for.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedRootKey {
+    pub key_id: String,
+    pub sealed: Vec<u8>,
+}
+
+impl std::fmt::Debug for SealedRootKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedRootKey")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A token row's root key as stored: sealed, or (a row written before sealing, until the
+/// start-up pass seals it) in the clear.
+#[derive(Clone, sqlx::FromRow)]
+pub struct StoredRootKey {
+    pub id: String,
+    /// The clear root key of a row not yet sealed; empty once sealed.
+    pub root_key: Vec<u8>,
+    pub sealed_root_key: Option<Vec<u8>>,
+    pub root_key_id: Option<String>,
+}
+
+impl StoredRootKey {
+    /// The sealed key, when the row has one.
+    pub fn sealed(&self) -> Option<SealedRootKey> {
+        match (&self.root_key_id, &self.sealed_root_key) {
+            (Some(key_id), Some(sealed)) => Some(SealedRootKey {
+                key_id: key_id.clone(),
+                sealed: sealed.clone(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Debug for StoredRootKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredRootKey")
+            .field("id", &self.id)
+            .field("root_key_id", &self.root_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A new API token row. The token string itself is never stored, only its root key, sealed.
 #[derive(Clone)]
 pub struct NewToken {
     pub id: String,
@@ -18,7 +68,7 @@ pub struct NewToken {
     /// Extra data kept with the token (PyPI's `additional`, e.g. the OIDC claims).
     pub additional: Option<String>,
     pub description: String,
-    pub root_key: Vec<u8>,
+    pub root_key: SealedRootKey,
     /// Caveats the server enforces in addition to those embedded in the token.
     pub caveats: Vec<String>,
     pub created_at: i64,
@@ -50,7 +100,10 @@ pub struct TokenRecord {
     pub user_id: Option<String>,
     pub user_name: Option<String>,
     pub publisher_id: Option<String>,
+    /// The clear root key of a row written before sealing; empty once sealed.
     pub root_key: Vec<u8>,
+    pub sealed_root_key: Option<Vec<u8>>,
+    pub root_key_id: Option<String>,
     /// JSON array of caveat strings.
     pub caveats: String,
     pub expires_at: Option<i64>,
@@ -67,6 +120,16 @@ impl std::fmt::Debug for TokenRecord {
 }
 
 impl TokenRecord {
+    /// The row's root key as stored (sealed, or clear before the start-up sealing).
+    pub fn stored_root_key(&self) -> StoredRootKey {
+        StoredRootKey {
+            id: self.id.clone(),
+            root_key: self.root_key.clone(),
+            sealed_root_key: self.sealed_root_key.clone(),
+            root_key_id: self.root_key_id.clone(),
+        }
+    }
+
     /// The server-side caveat strings.
     pub fn caveat_strings(&self) -> Result<Vec<String>, crate::IndexError> {
         serde_json::from_str(&self.caveats)

@@ -3,8 +3,10 @@
 //! Every credential question the gateway has (who holds this token, may it upload to that
 //! project: one `AuthorizeUpload` call per upload) is answered here, over gRPC ([`wharf_proto::v1::verifier_server::Verifier`]), so
 //! that no other service ever touches key material. API tokens are macaroons in PyPI's wire
-//! format (see `wharf-macaroon`); their root keys live in the index database.
+//! format (see `wharf-macaroon`); their root keys live in the index database, sealed under a
+//! token key the database does not hold ([`TokenKeys`]).
 
+mod token_key;
 mod tokens;
 mod trusted;
 
@@ -27,6 +29,10 @@ use wharf_proto::v1::{
 };
 use wharf_telemetry::Metrics;
 
+pub use token_key::{
+    SealingError, TokenKeyError, TokenKeys, add_key_to_file, keep_only_sealing_key,
+    prepare_token_keys, reseal_root_keys,
+};
 pub use tokens::{TokenError, TokenRequest, mint_user_token};
 pub use trusted::{Minted, OidcSettings, publisher_label};
 
@@ -43,6 +49,8 @@ pub struct VerifierSettings {
     /// Signs the upload grants storage workers verify (issue #12, finding 5); without it no
     /// grant is issued, and workers refuse every upload.
     pub upload_grants: Option<UploadGrantSigner>,
+    /// The keys that seal the API tokens' root keys (defaults: a random in-memory key).
+    pub token_keys: TokenKeys,
 }
 
 /// How long a worker accepts an upload grant after it was issued: longer than the largest
@@ -64,6 +72,9 @@ pub enum VerifierError {
     /// The verifier could not be set up.
     #[error("verifier set-up failed: {0}")]
     Setup(String),
+    /// A token's root key is sealed under a token key that is not configured.
+    #[error(transparent)]
+    TokenKey(TokenKeyError),
 }
 
 impl From<VerifierError> for Status {
@@ -72,6 +83,10 @@ impl From<VerifierError> for Status {
             VerifierError::Setup(message) => {
                 tracing::error!(message = %message, "verifier set-up error");
                 Status::internal("the verifier is misconfigured")
+            }
+            VerifierError::TokenKey(inner) => {
+                tracing::error!(error = %inner, "verifier token key error");
+                Status::unavailable("the verifier cannot open the token's root key")
             }
             VerifierError::Index(inner) => {
                 tracing::error!(error = %inner, source = ?std::error::Error::source(inner), "verifier index error");
@@ -111,6 +126,8 @@ impl wharf_oidc::JwksFetcher for CountingFetcher {
 /// A token's stored record, its holder and the parsed macaroon.
 struct KnownHolder {
     record: TokenRecord,
+    /// The record's root key, opened.
+    root_key: Vec<u8>,
     identity: Identity,
     macaroon: wharf_macaroon::Macaroon,
 }
@@ -162,6 +179,7 @@ impl VerifierService {
             settings: settings.oidc.clone(),
             keys: Arc::new(keys),
             events,
+            token_keys: settings.token_keys.clone(),
         };
         VerifierService {
             index,
@@ -171,12 +189,18 @@ impl VerifierService {
         }
     }
 
+    /// The keys that seal the API tokens' root keys.
+    pub fn token_keys(&self) -> &TokenKeys {
+        &self.settings.token_keys
+    }
+
     /// Publishes audit events (mints, refusals, burns) on `bus` as well as in the index.
     pub fn with_events(self, bus: Arc<dyn wharf_bus::UploadBus>) -> VerifierService {
         let trusted = trusted::TrustedPublishing {
             settings: self.settings.oidc.clone(),
             keys: Arc::clone(&self.trusted.keys),
             events: Some(bus),
+            token_keys: self.settings.token_keys.clone(),
         };
         VerifierService {
             trusted: Arc::new(trusted),
@@ -255,7 +279,19 @@ impl VerifierService {
         let Some(record) = self.index.find_token(&token_id.to_string()).await? else {
             return Ok(refused());
         };
-        let signature_verified = macaroon.verify_signature(&record.root_key);
+        let root_key = match self.settings.token_keys.root_key(&record.stored_root_key()) {
+            Ok(root_key) => root_key,
+            // A key the verifier is not configured with is the operator's problem, not the
+            // client's: it is told the verifier is unavailable and the log says why.
+            Err(error @ TokenKeyError::UnknownKeyId { .. }) => {
+                return Err(VerifierError::TokenKey(error));
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "token root key does not open");
+                return Ok(refused());
+            }
+        };
+        let signature_verified = macaroon.verify_signature(&root_key);
         let identity = match (&record.user_id, &record.user_name, &record.publisher_id) {
             (Some(user_id), Some(user_name), _) => Identity {
                 kind: "user".to_owned(),
@@ -277,6 +313,7 @@ impl VerifierService {
         };
         Ok(Holder::Known(Box::new(KnownHolder {
             record,
+            root_key,
             identity,
             macaroon,
         })))
@@ -294,6 +331,7 @@ impl VerifierService {
     ) -> Result<Result<UploadGrant, Refusal>, VerifierError> {
         let KnownHolder {
             record,
+            root_key,
             identity,
             macaroon,
         } = holder;
@@ -334,13 +372,13 @@ impl VerifierService {
                 .unwrap_or_default();
             wharf_macaroon::verify_with_publisher_projects(
                 macaroon,
-                &record.root_key,
+                root_key,
                 &stored_caveats,
                 &context,
                 &attached,
             )
         } else {
-            wharf_macaroon::verify(macaroon, &record.root_key, &stored_caveats, &context)
+            wharf_macaroon::verify(macaroon, root_key, &stored_caveats, &context)
         };
         if let Err(failure) = verified {
             return Ok(Err(Refusal::forbidden(format!(
@@ -538,6 +576,7 @@ mod tests {
         _dir: tempfile::TempDir,
         index: Arc<dyn Index>,
         verifier: VerifierService,
+        keys: TokenKeys,
     }
 
     async fn fixture() -> Fixture {
@@ -547,10 +586,12 @@ mod tests {
                 .await
                 .expect("index"),
         );
+        let keys = TokenKeys::ephemeral();
         let verifier = VerifierService::new(
             Arc::clone(&index),
             VerifierSettings {
                 prohibited_names: vec!["forbidden-name".to_owned()],
+                token_keys: keys.clone(),
                 ..VerifierSettings::default()
             },
         )
@@ -559,6 +600,7 @@ mod tests {
             _dir: dir,
             index,
             verifier,
+            keys,
         }
     }
 
@@ -588,7 +630,7 @@ mod tests {
             location: "test".to_owned(),
         };
         let now = jiff::Timestamp::now().as_second();
-        mint_user_token(fixture.index.as_ref(), &request, now)
+        mint_user_token(fixture.index.as_ref(), &fixture.keys, &request, now)
             .await
             .expect("token")
             .1
@@ -822,6 +864,224 @@ mod tests {
         );
     }
 
+    /// A raw connection to the fixture's SQLite file (what a copy of the database holds).
+    async fn raw_database(fixture: &Fixture) -> sqlx::SqlitePool {
+        sqlx::SqlitePool::connect_with(
+            sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(fixture._dir.path().join("index.sqlite3")),
+        )
+        .await
+        .expect("raw sqlite")
+    }
+
+    /// Every byte string of a token row that could serve as a key, as stored.
+    async fn token_row_bytes(raw: &sqlx::SqlitePool, token_id: &str) -> Vec<Vec<u8>> {
+        let (root_key, sealed, key_id): (Vec<u8>, Option<Vec<u8>>, Option<String>) =
+            sqlx::query_as(
+                "SELECT root_key, sealed_root_key, root_key_id FROM api_tokens WHERE id = ?1",
+            )
+            .bind(token_id)
+            .fetch_one(raw)
+            .await
+            .expect("token row");
+        let mut candidates = vec![root_key];
+        if let Some(sealed) = sealed {
+            // The whole value, and the part after the nonce.
+            candidates.push(sealed[12..].to_vec());
+            candidates.push(sealed);
+        }
+        candidates.extend(key_id.map(String::into_bytes));
+        candidates
+    }
+
+    /// Issue #12, finding 12: the database alone (a backup) cannot forge a token. The row
+    /// holds no clear root key, no byte string of the row signs a token that verifies, and
+    /// the real root key (opened with the token key) appears nowhere in the database file.
+    /// Before the fix the row's `root_key` column was the root key, and a token signed with
+    /// it verified.
+    #[tokio::test]
+    async fn a_copy_of_the_database_forges_no_token() {
+        let fixture = fixture().await;
+        let genuine = token_for(&fixture, "alice", &[], None).await;
+        let macaroon = wharf_macaroon::decode_token(&genuine, TOKEN_PREFIX).expect("decode");
+        let token_id = std::str::from_utf8(macaroon.identifier())
+            .expect("utf-8")
+            .to_owned();
+        assert!(
+            decide(&fixture.verifier, &genuine, "brand-new")
+                .await
+                .is_ok()
+        );
+
+        let raw = raw_database(&fixture).await;
+        for candidate in token_row_bytes(&raw, &token_id).await {
+            let forged =
+                wharf_macaroon::Macaroon::new(macaroon.location(), token_id.as_bytes(), &candidate);
+            let forged = wharf_macaroon::encode_token(TOKEN_PREFIX, &forged);
+            let rejection = refusal(&fixture, &forged, "brand-new").await;
+            assert_eq!(
+                rejection.message,
+                "Invalid API Token: signatures do not match"
+            );
+        }
+        raw.close().await;
+
+        let record = fixture
+            .index
+            .find_token(&token_id)
+            .await
+            .expect("find")
+            .expect("row");
+        assert!(record.root_key.is_empty(), "the clear column is empty");
+        let root_key = fixture
+            .keys
+            .root_key(&record.stored_root_key())
+            .expect("opens with the token key");
+        assert!(macaroon.verify_signature(&root_key));
+        let mut database = Vec::new();
+        for suffix in ["", "-wal"] {
+            let path = fixture._dir.path().join(format!("index.sqlite3{suffix}"));
+            database.extend(std::fs::read(path).unwrap_or_default());
+        }
+        assert!(
+            !database
+                .windows(root_key.len())
+                .any(|window| window == root_key),
+            "the root key is not in the database file"
+        );
+    }
+
+    /// Issue #12, finding 12: a token written before sealing (clear root key) still verifies
+    /// after the start-up pass has sealed its row, and the pass is idempotent.
+    #[tokio::test]
+    async fn tokens_stored_in_the_clear_still_verify_after_start_up_sealing() {
+        let fixture = fixture().await;
+        let alice = fixture.index.create_user("alice", 0).await.expect("user");
+        let token_id = uuid::Uuid::new_v4().to_string();
+        let root_key = [4_u8; 32];
+        let raw = raw_database(&fixture).await;
+        // The row as the code before the fix wrote it.
+        sqlx::query(
+            "INSERT INTO api_tokens (id, user_id, description, root_key, caveats, created_at) \
+             VALUES (?1, ?2, '', ?3, '[]', 0)",
+        )
+        .bind(&token_id)
+        .bind(&alice.id)
+        .bind(root_key.as_slice())
+        .execute(&raw)
+        .await
+        .expect("clear row");
+        let mut macaroon = wharf_macaroon::Macaroon::new("wharf", token_id.as_bytes(), &root_key);
+        macaroon.add_first_party_caveat(&Caveat::RequestUser(alice.id.clone()).to_bytes());
+        let token = wharf_macaroon::encode_token(TOKEN_PREFIX, &macaroon);
+
+        let sealed = prepare_token_keys(fixture.index.as_ref(), &fixture.keys)
+            .await
+            .expect("start-up sealing");
+        assert_eq!(sealed, 1);
+        assert_eq!(
+            prepare_token_keys(fixture.index.as_ref(), &fixture.keys)
+                .await
+                .expect("again"),
+            0,
+            "nothing left to seal"
+        );
+        assert!(
+            !token_row_bytes(&raw, &token_id)
+                .await
+                .contains(&root_key.to_vec()),
+            "the clear key is gone from the row"
+        );
+        raw.close().await;
+        let grant = decide(&fixture.verifier, &token, "alices-new-project")
+            .await
+            .expect("the old token still verifies");
+        assert!(grant.may_create_project);
+    }
+
+    /// Issue #12, finding 12: a rotation (new key first in the file, every row re-sealed,
+    /// then the old key removed) keeps every token valid, also for a verifier started
+    /// afterwards with the new file only; rows sealed under a key that is not configured
+    /// refuse to start, naming the key.
+    #[tokio::test]
+    async fn rotating_the_token_key_keeps_every_token_valid() {
+        let fixture = fixture().await;
+        let key_file = fixture._dir.path().join("token-key");
+        let (keys, created) = TokenKeys::from_file_or_create(&key_file).expect("key file");
+        assert!(created);
+        let verifier_with = |keys: &TokenKeys| {
+            VerifierService::new(
+                Arc::clone(&fixture.index),
+                VerifierSettings {
+                    token_keys: keys.clone(),
+                    ..VerifierSettings::default()
+                },
+            )
+            .expect("verifier")
+        };
+        let running = verifier_with(&keys);
+        fixture.index.create_user("alice", 0).await.expect("user");
+        let request = TokenRequest {
+            user_name: "alice".to_owned(),
+            location: "test".to_owned(),
+            ..TokenRequest::default()
+        };
+        let (_, before) = mint_user_token(fixture.index.as_ref(), &keys, &request, 0)
+            .await
+            .expect("token");
+        let old_id = keys.sealing_key_id();
+
+        let new_id = add_key_to_file(&key_file).expect("add key");
+        assert_eq!(
+            reseal_root_keys(fixture.index.as_ref(), &keys)
+                .await
+                .expect("reseal"),
+            1
+        );
+        let (_, during) = mint_user_token(fixture.index.as_ref(), &keys, &request, 0)
+            .await
+            .expect("token");
+        for token in [&before, &during] {
+            decide(&running, token, "p1").await.expect("valid during");
+        }
+        assert_eq!(
+            keep_only_sealing_key(&key_file).expect("retire"),
+            vec![old_id.clone()]
+        );
+
+        let restarted_keys = TokenKeys::from_file(&key_file).expect("new file");
+        assert_eq!(restarted_keys.key_ids(), vec![new_id]);
+        prepare_token_keys(fixture.index.as_ref(), &restarted_keys)
+            .await
+            .expect("every row is under a configured key");
+        let restarted = verifier_with(&restarted_keys);
+        for token in [&before, &during] {
+            decide(&running, token, "p1")
+                .await
+                .expect("valid after, running");
+            decide(&restarted, token, "p1")
+                .await
+                .expect("valid after, restarted");
+        }
+
+        // A verifier given another key file refuses to start, and says which key is missing.
+        let error = prepare_token_keys(fixture.index.as_ref(), &TokenKeys::ephemeral())
+            .await
+            .expect_err("rows under an unconfigured key");
+        let message = error.to_string();
+        assert!(
+            message.contains(&restarted_keys.sealing_key_id())
+                && message.contains("--token-key-file"),
+            "{message}"
+        );
+        // And asked anyway, it answers "unavailable", not "invalid token".
+        let stranger = verifier_with(&TokenKeys::ephemeral());
+        assert!(matches!(
+            stranger.authorize(&before, None).await,
+            Err(VerifierError::TokenKey(TokenKeyError::UnknownKeyId { .. }))
+        ));
+    }
+
     /// A minted (publisher) token stored in the index with `root_key`, and its text.
     async fn minted_token(fixture: &Fixture, root_key: &[u8]) -> (String, String) {
         fixture
@@ -851,7 +1111,7 @@ mod tests {
                 publisher_id: Some("pub-burn".to_owned()),
                 additional: None,
                 description: String::new(),
-                root_key: root_key.to_vec(),
+                root_key: fixture.keys.seal(&id, root_key),
                 caveats: Vec::new(),
                 created_at: now,
                 expires_at: Some(now + 900),
@@ -1062,6 +1322,18 @@ mod tests {
             self.inner.insert_token(token).await
         }
 
+        async fn list_root_keys(&self) -> Result<Vec<wharf_index::StoredRootKey>, IndexError> {
+            self.inner.list_root_keys().await
+        }
+
+        async fn store_sealed_root_key(
+            &self,
+            id: &str,
+            sealed: &wharf_index::SealedRootKey,
+        ) -> Result<bool, IndexError> {
+            self.inner.store_sealed_root_key(id, sealed).await
+        }
+
         async fn find_token(&self, id: &str) -> Result<Option<TokenRecord>, IndexError> {
             self.token_lookups
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -1102,7 +1374,10 @@ mod tests {
         });
         let verifier = VerifierService::new(
             Arc::clone(&stale) as Arc<dyn Index>,
-            VerifierSettings::default(),
+            VerifierSettings {
+                token_keys: fixture.keys.clone(),
+                ..VerifierSettings::default()
+            },
         )
         .expect("verifier");
         let grant = decide(&verifier, &token, "raced_project")

@@ -5,6 +5,8 @@ use wharf_core::name;
 use wharf_index::{Index, IndexError, NewToken};
 use wharf_macaroon::Caveat;
 
+use crate::TokenKeys;
+
 /// What a new user token may do.
 #[derive(Debug, Clone, Default)]
 pub struct TokenRequest {
@@ -31,7 +33,7 @@ pub enum TokenError {
 }
 
 /// Creates a token for a user and returns the `pypi-…` string, which is shown once and never
-/// stored: the index keeps only the per-token random root key.
+/// stored: the index keeps only the per-token random root key, sealed under `keys`.
 ///
 /// Like PyPI, a user-wide token carries a `RequestUser` caveat, a project-scoped one a
 /// `ProjectName` caveat (plus `ProjectID` for projects that already exist, so a project that
@@ -39,6 +41,7 @@ pub enum TokenError {
 /// `Expiration` caveat.
 pub async fn mint_user_token(
     index: &dyn Index,
+    keys: &TokenKeys,
     request: &TokenRequest,
     now_seconds: i64,
 ) -> Result<(String, String), TokenError> {
@@ -85,7 +88,7 @@ pub async fn mint_user_token(
             publisher_id: None,
             additional: None,
             description: request.description.clone(),
-            root_key,
+            root_key: keys.seal(&token_id, &root_key),
             caveats: Vec::new(),
             created_at: now_seconds.saturating_mul(1_000_000),
             expires_at: request.expires_at,

@@ -64,6 +64,8 @@ pub(crate) struct TrustedPublishing {
     pub(crate) settings: OidcSettings,
     pub(crate) keys: Arc<KeyStore>,
     pub(crate) events: Option<Arc<dyn UploadBus>>,
+    /// Seals the minted tokens' root keys.
+    pub(crate) token_keys: crate::TokenKeys,
 }
 
 impl std::fmt::Debug for TrustedPublishing {
@@ -478,7 +480,7 @@ impl TrustedPublishing {
             publisher_id: Some(record.id.clone()),
             additional: Some(json!({ "oidc": matched.stored_claims }).to_string()),
             description: format!("trusted publishing: {}", record.label),
-            root_key,
+            root_key: self.token_keys.seal(&token_id, &root_key),
             caveats: Vec::new(),
             created_at: now.saturating_mul(1_000_000),
             expires_at: Some(expires),
