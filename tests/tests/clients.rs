@@ -292,3 +292,151 @@ fn uv_installs_over_https_and_http2_without_a_public_url() {
         run_ok(Command::new(&uv_python).args(["-c", "import h2_demo; print(h2_demo.hello())"]));
     assert_eq!(greeting.trim(), "hello over h2");
 }
+
+/// Every byte string of the token rows in `registry`'s SQLite index that could serve as a
+/// root key, as a copy of the database holds them: `(token id, candidate)`.
+fn token_row_contents(registry: &Registry) -> Vec<(String, Vec<u8>)> {
+    let path = registry.data_dir().join("index.sqlite3");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let pool = sqlx::SqlitePool::connect_with(
+            sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(&path)
+                .read_only(true),
+        )
+        .await
+        .expect("the registry's SQLite file");
+        let rows: Vec<(String, Vec<u8>, Option<Vec<u8>>)> =
+            sqlx::query_as("SELECT id, root_key, sealed_root_key FROM api_tokens")
+                .fetch_all(&pool)
+                .await
+                .expect("token rows");
+        pool.close().await;
+        let mut candidates = Vec::new();
+        for (id, root_key, sealed) in rows {
+            candidates.push((id.clone(), root_key));
+            if let Some(sealed) = sealed {
+                candidates.push((id.clone(), sealed[12..].to_vec()));
+                candidates.push((id, sealed));
+            }
+        }
+        candidates
+    })
+}
+
+/// Waits (bounded) for a `wharf serve` that must refuse to start; answers its stderr.
+fn refused_start(command: &mut Command) -> String {
+    let mut child = command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start wharf serve");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let mut stderr = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+                .expect("stderr");
+            assert_eq!(status.code(), Some(64), "exit status; stderr:\n{stderr}");
+            return stderr;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("wharf serve started although its token key is missing");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Issue #12, finding 12, end to end: `wharf serve` creates its token key file beside the
+/// database (mode 0600); nothing in the SQLite file signs a token that uploads; the key is
+/// rotated and the old one retired with the admin command while serve runs, and the token
+/// created before keeps uploading with twine and uv, also after a restart; without its key
+/// file serve refuses to start and says which key is missing.
+#[test]
+fn the_token_key_rotates_while_serve_runs_and_the_database_forges_nothing() {
+    let registry = Registry::start();
+    let token = registry.user_with_token("dora", &[]);
+    let key_file = registry.data_dir().join("token-key");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&key_file)
+            .expect("serve created the token key file")
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let project = |version: &str| {
+        BuiltProject::build("key-rotation-demo", "key_rotation_demo", version, version)
+    };
+    run_ok(&mut twine_upload(
+        &registry,
+        &token,
+        &project("1.0").dists(),
+    ));
+
+    // A copy of the database: no byte string of a token row signs a token that uploads.
+    let candidates = token_row_contents(&registry);
+    assert!(!candidates.is_empty());
+    for (id, candidate) in &candidates {
+        let forged = wharf_macaroon::Macaroon::new("wharf", id.as_bytes(), candidate);
+        let forged = wharf_macaroon::encode_token("pypi", &forged);
+        let output = run_failing(&mut twine_upload(
+            &registry,
+            &forged,
+            &project("1.1").dists(),
+        ));
+        assert!(output.contains("403"), "{output}");
+    }
+
+    // Rotation while serve runs: every token keeps working, new ones too.
+    let rotated = registry.admin(&["token-key", "rotate"]);
+    assert!(rotated.contains("re-sealed 1 token(s)"), "{rotated}");
+    run_ok(&mut uv_publish(&registry, &token, &project("2.0").dists()));
+    let after_rotation = registry.admin(&["token", "create", "--user", "dora"]);
+    let retired = registry.admin(&["token-key", "retire"]);
+    assert!(retired.contains("removed token key(s)"), "{retired}");
+    let listed = registry.admin(&["token-key", "list"]);
+    assert_eq!(listed.lines().count(), 2, "one key left: {listed}");
+    run_ok(&mut twine_upload(
+        &registry,
+        &token,
+        &project("3.0").dists(),
+    ));
+    run_ok(&mut uv_publish(
+        &registry,
+        &after_rotation,
+        &project("3.1").dists(),
+    ));
+    assert!(
+        !registry
+            .log()
+            .contains(&std::fs::read_to_string(&key_file).expect("key file")[..]),
+        "the key file's text is not logged"
+    );
+
+    // A restart reads the new file only.
+    let registry = registry.restart_with(&[]);
+    run_ok(&mut twine_upload(
+        &registry,
+        &token,
+        &project("4.0").dists(),
+    ));
+
+    // Without its key file, serve refuses to start and names the key it needs.
+    let data_dir = registry.data_dir();
+    let mut registry = registry;
+    assert!(registry.stop());
+    std::fs::rename(&key_file, data_dir.join("token-key.moved")).expect("move the key");
+    let stderr = refused_start(
+        Command::new(wharf_e2e::wharf_binary())
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data_dir),
+    );
+    assert!(
+        stderr.contains("sealed under token key") && stderr.contains("--token-key-file"),
+        "{stderr}"
+    );
+}

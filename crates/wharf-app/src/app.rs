@@ -165,6 +165,27 @@ fn in_process_verifier(service: VerifierService) -> VerifierGrpc {
     )))
 }
 
+/// Refuses to start when token rows are sealed under a token key that is not configured,
+/// and seals the rows an older Wharf stored in the clear (issue #12, finding 12).
+async fn prepare_token_keys(index: &dyn Index, verifier: &VerifierSettings) -> anyhow::Result<()> {
+    match wharf_verifier::prepare_token_keys(index, &verifier.token_keys).await {
+        Ok(0) => Ok(()),
+        Ok(sealed) => {
+            tracing::info!(
+                sealed,
+                "sealed the root keys of API tokens stored in the clear"
+            );
+            Ok(())
+        }
+        Err(error @ wharf_verifier::SealingError::UnconfiguredKeys { .. }) => {
+            Err(ConfigError(error.to_string()).into())
+        }
+        Err(error) => {
+            Err(anyhow::Error::new(error).context("failed to seal the API tokens' root keys"))
+        }
+    }
+}
+
 /// Adds the storage worker as a supervised task: asked to stop, it stops pulling and lets
 /// the uploads in flight finish.
 fn add_worker(supervisor: &mut Supervisor, worker: StorageWorker, late: &'static str) {
@@ -209,6 +230,7 @@ impl App {
         }
         let data_dir = index.data_dir.display().to_string();
         let index = open_index(&index).await?;
+        prepare_token_keys(index.as_ref(), &verifier).await?;
         let blobs = open_store(&store)?;
         // Nothing is in flight yet: staged bytes left by a previous run belong to uploads
         // whose clients never got an answer, and will retry.
@@ -327,6 +349,7 @@ impl App {
     /// /healthz, /readyz and /metrics on the same port.
     pub async fn verifier(settings: VerifierProcessSettings) -> anyhow::Result<App> {
         let index = open_index(&settings.index).await?;
+        prepare_token_keys(index.as_ref(), &settings.verifier).await?;
         let bus = open_bus(&settings.bus).await?;
         let metrics = wharf_telemetry::Metrics::new();
         let service = VerifierService::new_with_metrics(

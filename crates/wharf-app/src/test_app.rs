@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use wharf_bus::{InProcessBus, PublicEvent, UploadBus};
 use wharf_gateway::GatewaySettings;
 use wharf_index::prelude::*;
-use wharf_verifier::{TokenRequest, VerifierSettings, mint_user_token};
+use wharf_verifier::{TokenKeys, TokenRequest, VerifierSettings, mint_user_token};
 use wharf_worker::WorkerSettings;
 
 use crate::adapters::{BusSettings, IndexSettings, StoreSettings};
@@ -140,6 +140,7 @@ impl TestAppBuilder {
 
     /// Builds the registry and starts it.
     pub async fn start(self) -> anyhow::Result<TestApp> {
+        let token_keys = self.verifier.token_keys.clone();
         let (app, resources) = self.build_app().await?;
         let address = app.local_addr();
         let index = Arc::clone(&app.parts().index);
@@ -154,6 +155,7 @@ impl TestAppBuilder {
             address,
             client,
             index,
+            token_keys,
             stop,
             task: Some(task),
             resources,
@@ -176,6 +178,8 @@ pub struct TestApp {
     address: SocketAddr,
     client: reqwest::Client,
     index: Arc<dyn Index>,
+    /// The keys the registry's verifier seals root keys with.
+    token_keys: TokenKeys,
     stop: CancellationToken,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     resources: Resources,
@@ -190,6 +194,11 @@ impl TestApp {
     /// A builder to choose the adapters and settings.
     pub fn builder() -> TestAppBuilder {
         TestAppBuilder::default()
+    }
+
+    /// The keys the registry's verifier seals API tokens' root keys with.
+    pub fn token_keys(&self) -> &TokenKeys {
+        &self.token_keys
     }
 
     /// `http://127.0.0.1:<port>`.
@@ -236,9 +245,14 @@ impl TestApp {
             description: String::new(),
             location: "wharf".to_owned(),
         };
-        let (_id, token) = mint_user_token(self.index.as_ref(), &request, now_micros() / 1_000_000)
-            .await
-            .context("failed to create the token")?;
+        let (_id, token) = mint_user_token(
+            self.index.as_ref(),
+            &self.token_keys,
+            &request,
+            now_micros() / 1_000_000,
+        )
+        .await
+        .context("failed to create the token")?;
         Ok(token)
     }
 

@@ -44,7 +44,7 @@ async fn minted_token(app: &TestApp, project: &str) -> (String, String) {
             publisher_id: Some("pub-burn".to_owned()),
             additional: None,
             description: String::new(),
-            root_key: root_key.to_vec(),
+            root_key: app.token_keys().seal(&id, &root_key),
             caveats: Vec::new(),
             created_at: now,
             expires_at: Some(now + 900),

@@ -17,13 +17,14 @@ use wharf_index_sqlite::SqliteIndex;
 use wharf_proto::grant::{UploadGrantKeys, UploadGrantSigner};
 use wharf_proto::v1::verifier_client::VerifierClient;
 use wharf_proto::v1::verifier_server::VerifierServer;
-use wharf_verifier::{TokenRequest, VerifierService, VerifierSettings, mint_user_token};
+use wharf_verifier::{TokenKeys, TokenRequest, VerifierService, VerifierSettings, mint_user_token};
 use wharf_worker::{StorageWorker, WorkerSettings};
 
 /// The gateway, verifier and worker over one temporary index, and the verifier calls made.
 struct Registry {
     _dir: tempfile::TempDir,
     index: Arc<dyn Index>,
+    token_keys: TokenKeys,
     router: axum::Router,
     calls: Arc<Mutex<Vec<String>>>,
     stop_worker: CancellationToken,
@@ -48,10 +49,12 @@ impl Registry {
             upload_grant_keys: UploadGrantKeys::new([grant_key.public_key()]),
             ..WorkerSettings::default()
         };
+        let token_keys = TokenKeys::ephemeral();
         let verifier = VerifierService::new(
             Arc::clone(&index),
             VerifierSettings {
                 upload_grants: Some(grant_key),
+                token_keys: token_keys.clone(),
                 ..VerifierSettings::default()
             },
         )
@@ -81,6 +84,7 @@ impl Registry {
         Registry {
             _dir: dir,
             index,
+            token_keys,
             router: gateway.router(),
             calls,
             stop_worker,
@@ -97,7 +101,7 @@ impl Registry {
             location: "test".to_owned(),
         };
         let now = jiff::Timestamp::now().as_second();
-        mint_user_token(self.index.as_ref(), &request, now)
+        mint_user_token(self.index.as_ref(), &self.token_keys, &request, now)
             .await
             .expect("token")
             .1

@@ -177,8 +177,9 @@ fn read(path: &Path) -> Result<String, TokenKeyError> {
 }
 
 /// Replaces the key file with `text` at once (a new file renamed over it), readable by its
-/// owner only.
-fn write_key_file(path: &Path, text: &str) -> Result<(), TokenKeyError> {
+/// owner only; with `only_if_absent`, leaves an existing file alone (a process that created
+/// it at the same moment wins, and its key is the one everybody reads).
+fn write_key_file(path: &Path, text: &str, only_if_absent: bool) -> Result<(), TokenKeyError> {
     let failed = |source| TokenKeyError::Write {
         path: path.to_owned(),
         source,
@@ -201,7 +202,17 @@ fn write_key_file(path: &Path, text: &str) -> Result<(), TokenKeyError> {
         file.write_all(text.as_bytes())?;
         file.sync_all()
     });
-    if let Err(error) = written.and_then(|()| std::fs::rename(&temporary, path)) {
+    let placed = written.and_then(|()| {
+        if only_if_absent {
+            match std::fs::hard_link(&temporary, path) {
+                Err(error) if error.kind() != std::io::ErrorKind::AlreadyExists => Err(error),
+                _ => std::fs::remove_file(&temporary),
+            }
+        } else {
+            std::fs::rename(&temporary, path)
+        }
+    });
+    if let Err(error) = placed {
         let _ = std::fs::remove_file(&temporary);
         return Err(failed(error));
     }
@@ -249,7 +260,7 @@ impl TokenKeys {
             return Ok((TokenKeys::from_file(path)?, false));
         }
         let (_, line) = new_key_line();
-        write_key_file(path, &format!("{FILE_HEADER}{line}\n"))?;
+        write_key_file(path, &format!("{FILE_HEADER}{line}\n"), true)?;
         Ok((TokenKeys::from_file(path)?, true))
     }
 
@@ -387,7 +398,7 @@ pub fn add_key_to_file(path: &Path) -> Result<String, TokenKeyError> {
         String::new()
     };
     let (id, line) = new_key_line();
-    write_key_file(path, &format!("{FILE_HEADER}{line}\n{existing}"))?;
+    write_key_file(path, &format!("{FILE_HEADER}{line}\n{existing}"), false)?;
     Ok(id)
 }
 
@@ -399,7 +410,7 @@ pub fn keep_only_sealing_key(path: &Path) -> Result<Vec<String>, TokenKeyError> 
         .lines()
         .filter(|line| !line.trim().is_empty() && !line.trim_start().starts_with('#'));
     let first = lines.next().map(str::trim).unwrap_or_default();
-    write_key_file(path, &format!("{FILE_HEADER}{first}\n"))?;
+    write_key_file(path, &format!("{FILE_HEADER}{first}\n"), false)?;
     Ok(keys.into_iter().skip(1).map(|key| key.id).collect())
 }
 

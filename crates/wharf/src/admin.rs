@@ -14,6 +14,7 @@ use wharf_index::{Index, IndexError, Releases, YankChange};
 use wharf_verifier::{TokenRequest, mint_user_token};
 
 use crate::IndexArgs;
+use crate::args::TokenKeyArgs;
 use crate::units::parse_duration;
 
 /// Flags of `wharf admin`.
@@ -30,6 +31,8 @@ pub(crate) struct AdminArgs {
     nats_prefix: String,
     #[command(flatten)]
     nats_security: crate::trust::NatsSecurityArgs,
+    #[command(flatten)]
+    token_key: TokenKeyArgs,
     #[command(subcommand)]
     command: AdminCommand,
 }
@@ -42,6 +45,10 @@ enum AdminCommand {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Manage the token key that seals API tokens' root keys (docs/security.md, "How to
+    /// rotate keys").
+    #[command(subcommand)]
+    TokenKey(TokenKeyCommand),
     /// Inspect projects.
     #[command(subcommand)]
     Project(ProjectCommand),
@@ -118,6 +125,25 @@ enum TokenCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum TokenKeyCommand {
+    /// Add a new token key as the key file's first (sealing) key, keeping the old ones for
+    /// opening, and re-seal every token's root key under it; every token keeps working.
+    Rotate {
+        /// Only add the new key to the file; re-seal later with `reseal`, once every
+        /// verifier reads the new file (e.g. a Kubernetes Secret).
+        #[arg(long)]
+        no_reseal: bool,
+    },
+    /// Re-seal every token's root key under the key file's first key.
+    Reseal,
+    /// Re-seal every token's root key under the first key, then remove the other keys from
+    /// the key file.
+    Retire,
+    /// List the configured key ids and how many tokens each seals (never the keys).
+    List,
+}
+
+#[derive(Debug, Subcommand)]
 enum ProjectCommand {
     /// List projects.
     List,
@@ -158,6 +184,86 @@ impl AdminEvents {
     }
 }
 
+/// The admin commands' token key file: `--token-key-file`, or beside an SQLite index in the
+/// data directory (as `wharf serve` uses it).
+fn default_token_key_file(index: &IndexArgs) -> Option<std::path::PathBuf> {
+    let sqlite = index
+        .database_url
+        .as_deref()
+        .is_none_or(|url| url.starts_with("sqlite:"));
+    sqlite.then(|| crate::args::default_token_key_file(&index.data_dir))
+}
+
+/// The admin commands' token keys (the default file is created if missing, as `serve` does).
+fn token_keys(
+    index: &IndexArgs,
+    token_key: &TokenKeyArgs,
+) -> Result<wharf_verifier::TokenKeys, crate::ConfigError> {
+    token_key.load(default_token_key_file(index))
+}
+
+/// `wharf admin token-key …`.
+async fn run_token_key(
+    index_args: &IndexArgs,
+    token_key: &TokenKeyArgs,
+    index: &dyn Index,
+    command: TokenKeyCommand,
+) -> anyhow::Result<()> {
+    let (path, _) = token_key.path(default_token_key_file(index_args))?;
+    let token_keys = || token_keys(index_args, token_key);
+    let reseal = |keys: wharf_verifier::TokenKeys| async move {
+        let resealed = wharf_verifier::reseal_root_keys(index, &keys)
+            .await
+            .context("failed to re-seal the tokens' root keys")?;
+        println!(
+            "re-sealed {resealed} token(s) under token key {}",
+            keys.sealing_key_id()
+        );
+        anyhow::Ok(())
+    };
+    match command {
+        TokenKeyCommand::Rotate { no_reseal } => {
+            let id = wharf_verifier::add_key_to_file(&path)?;
+            println!("added token key {id} to {}", path.display());
+            if !no_reseal {
+                reseal(token_keys()?).await?;
+            }
+        }
+        TokenKeyCommand::Reseal => reseal(token_keys()?).await?,
+        TokenKeyCommand::Retire => {
+            reseal(token_keys()?).await?;
+            let removed = wharf_verifier::keep_only_sealing_key(&path)?;
+            println!(
+                "removed token key(s) [{}] from {}",
+                removed.join(", "),
+                path.display()
+            );
+        }
+        TokenKeyCommand::List => {
+            let keys = token_keys()?;
+            let rows = index.list_root_keys().await?;
+            println!("{:<12}  {:>8}  role", "key id", "tokens");
+            for (position, id) in keys.key_ids().iter().enumerate() {
+                let count = rows
+                    .iter()
+                    .filter(|row| row.root_key_id.as_deref() == Some(id.as_str()))
+                    .count();
+                let role = if position == 0 {
+                    "seals and opens"
+                } else {
+                    "opens"
+                };
+                println!("{id:<12}  {count:>8}  {role}");
+            }
+            let clear = rows.iter().filter(|row| row.root_key_id.is_none()).count();
+            if clear > 0 {
+                println!("{:<12}  {clear:>8}  not sealed yet", "(clear)");
+            }
+        }
+    }
+    Ok(())
+}
+
 pub(crate) async fn run(args: AdminArgs) -> anyhow::Result<()> {
     if let AdminCommand::UploadGrantKey { out } = &args.command {
         let key_id = crate::trust::write_upload_grant_key_pair(out)?;
@@ -186,6 +292,9 @@ pub(crate) async fn run(args: AdminArgs) -> anyhow::Result<()> {
     };
     let now = jiff::Timestamp::now();
     match args.command {
+        AdminCommand::TokenKey(command) => {
+            run_token_key(&args.index, &args.token_key, index.as_ref(), command).await?;
+        }
         AdminCommand::User(UserCommand::Create { name }) => {
             if name.trim().is_empty() || name.contains(char::is_whitespace) {
                 anyhow::bail!("a user name must be non-empty and contain no spaces");
@@ -214,7 +323,8 @@ pub(crate) async fn run(args: AdminArgs) -> anyhow::Result<()> {
                 description,
                 location,
             };
-            let (_id, token) = mint_user_token(index.as_ref(), &request, now.as_second())
+            let keys = token_keys(&args.index, &args.token_key)?;
+            let (_id, token) = mint_user_token(index.as_ref(), &keys, &request, now.as_second())
                 .await
                 .context("failed to create the token")?;
             println!("{token}");

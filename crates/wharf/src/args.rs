@@ -264,6 +264,8 @@ impl VerifierPolicyArgs {
             },
             // Set by `wharf verifier` from its key file; `serve` makes its own.
             upload_grants: None,
+            // Replaced by the caller with the keys of --token-key-file (TokenKeyArgs).
+            token_keys: wharf_verifier::TokenKeys::default(),
         })
     }
 }
@@ -370,4 +372,57 @@ impl NatsArgs {
             security: self.security.settings(),
         }
     }
+}
+
+/// Where the token key lives: the keys that seal every API token's root key, kept outside
+/// the database so that a copy of it forges nothing (issue #12, finding 12).
+#[derive(Debug, Clone, Args)]
+pub(crate) struct TokenKeyArgs {
+    /// File of the token keys (`<key id> <base64url key>` a line, the first one seals; kept
+    /// out of the database's backups). Default for `serve` and the admin commands on SQLite:
+    /// `<data-dir>/token-key`, created on first use with mode 0600; `wharf verifier` and the
+    /// admin commands on PostgreSQL need it.
+    #[arg(long, env = "WHARF_TOKEN_KEY_FILE")]
+    pub(crate) token_key_file: Option<PathBuf>,
+}
+
+impl TokenKeyArgs {
+    /// The token key file these flags name; `default` is used (and created if missing) when
+    /// none is given, and without a default the flag is required.
+    pub(crate) fn path(&self, default: Option<PathBuf>) -> Result<(PathBuf, bool), ConfigError> {
+        match (&self.token_key_file, default) {
+            (Some(path), _) => Ok((path.clone(), false)),
+            (None, Some(default)) => Ok((default, true)),
+            (None, None) => Err(ConfigError(
+                "--token-key-file (WHARF_TOKEN_KEY_FILE) is required: the file of the keys that \
+                 seal API tokens' root keys (create one with `wharf admin token-key rotate \
+                 --token-key-file FILE`)"
+                    .to_owned(),
+            )),
+        }
+    }
+
+    /// Loads the token keys, creating the default file if it is used and missing.
+    pub(crate) fn load(
+        &self,
+        default: Option<PathBuf>,
+    ) -> Result<wharf_verifier::TokenKeys, ConfigError> {
+        let (path, is_default) = self.path(default)?;
+        let loaded = if is_default {
+            wharf_verifier::TokenKeys::from_file_or_create(&path).map(|(keys, created)| {
+                if created {
+                    tracing::info!(path = %path.display(), "created the token key file");
+                }
+                keys
+            })
+        } else {
+            wharf_verifier::TokenKeys::from_file(&path)
+        };
+        loaded.map_err(|error| ConfigError(error.to_string()))
+    }
+}
+
+/// The embedded mode's token key file: beside the database in the data directory, never in it.
+pub(crate) fn default_token_key_file(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("token-key")
 }

@@ -7,7 +7,9 @@ use wharf_app::server::shutdown_signal;
 use wharf_app::{App, BusSettings, EmbeddedSettings};
 
 use crate::IndexArgs;
-use crate::args::{ConfigArgs, TlsArgs, UploadArgs, VerifierPolicyArgs, WorkerPolicyArgs};
+use crate::args::{
+    ConfigArgs, TlsArgs, TokenKeyArgs, UploadArgs, VerifierPolicyArgs, WorkerPolicyArgs,
+};
 
 /// Flags of `wharf serve`.
 #[derive(Debug, Clone, Args)]
@@ -27,16 +29,24 @@ pub(crate) struct ServeArgs {
     verifier: VerifierPolicyArgs,
     #[command(flatten)]
     worker: WorkerPolicyArgs,
+    #[command(flatten)]
+    token_key: TokenKeyArgs,
 }
 
 /// Runs `wharf serve` until SIGINT or SIGTERM, or until one of its tasks fails.
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     args.config.announce();
     // Every flag is checked before anything is opened or bound.
+    let mut verifier = args.verifier.settings()?;
+    verifier.token_keys = args
+        .token_key
+        .load(Some(crate::args::default_token_key_file(
+            &args.index.data_dir,
+        )))?;
     let settings = EmbeddedSettings {
         listen: args.listen,
         gateway: args.upload.settings()?,
-        verifier: args.verifier.settings()?,
+        verifier,
         worker: args.worker.settings()?,
         tls: args.tls.load()?,
         header_read_timeout: args.upload.header_read_timeout,

@@ -15,7 +15,8 @@ use wharf_proto::v1::verifier_client::VerifierClient;
 
 use crate::IndexArgs;
 use crate::args::{
-    ConfigArgs, NatsArgs, StoreArgs, TlsArgs, UploadArgs, VerifierPolicyArgs, WorkerPolicyArgs,
+    ConfigArgs, NatsArgs, StoreArgs, TlsArgs, TokenKeyArgs, UploadArgs, VerifierPolicyArgs,
+    WorkerPolicyArgs,
 };
 
 /// Flags of `wharf gateway`.
@@ -54,6 +55,8 @@ pub(crate) struct VerifierArgs {
     nats: NatsArgs,
     #[command(flatten)]
     policy: VerifierPolicyArgs,
+    #[command(flatten)]
+    token_key: TokenKeyArgs,
     #[command(flatten)]
     tls: TlsArgs,
     /// PEM CA bundle: with --tls-cert, only clients (gateways) presenting a certificate it
@@ -179,12 +182,12 @@ pub(crate) async fn run_verifier(args: VerifierArgs) -> anyhow::Result<()> {
     )?;
     let grant_key = args.grant_key.signer()?;
     tracing::info!(key_id = grant_key.key_id(), "signing upload grants");
+    let mut verifier = args.policy.settings()?;
+    verifier.upload_grants = Some(grant_key);
+    verifier.token_keys = args.token_key.load(None)?;
     let settings = VerifierProcessSettings {
         listen: args.listen,
-        verifier: wharf_verifier::VerifierSettings {
-            upload_grants: Some(grant_key),
-            ..args.policy.settings()?
-        },
+        verifier,
         tls: args
             .tls
             .load_requiring_clients(args.tls_client_ca.as_deref())?,

@@ -334,6 +334,14 @@ impl Cluster {
         };
         cluster.migrate();
         cluster.create_upload_grant_key();
+        // The verifiers' token key file (a Kubernetes Secret in production), created by the
+        // admin command operators use.
+        let token_key_file = cluster.dir.path().join("token-key");
+        cluster.env.push((
+            "WHARF_TOKEN_KEY_FILE".to_owned(),
+            token_key_file.display().to_string(),
+        ));
+        cluster.admin(&["token-key", "rotate", "--no-reseal"]);
         let verifiers: Vec<usize> = (0..builder.verifiers)
             .map(|index| cluster.add(Role::Verifier, index, &builder.verifier_args))
             .collect();
@@ -602,6 +610,8 @@ impl Cluster {
                 .arg(self.dir.path().join("data-admin"))
                 .arg("--database-url")
                 .arg(self.database.url())
+                .arg("--token-key-file")
+                .arg(self.dir.path().join("token-key"))
                 .args(args),
         )
         .trim()
