@@ -242,8 +242,9 @@ impl TokenKeys {
         #[cfg(unix)]
         if let Ok(metadata) = std::fs::metadata(path) {
             use std::os::unix::fs::PermissionsExt;
-            if metadata.permissions().mode() & 0o077 != 0 {
-                tracing::warn!(path = %path.display(), "the token key file is readable by other users than its owner; chmod 600 it");
+            // Group-readable is how Kubernetes mounts a Secret for a non-root user (fsGroup).
+            if metadata.permissions().mode() & 0o007 != 0 {
+                tracing::warn!(path = %path.display(), "the token key file is readable by every user; chmod 600 it");
             }
         }
         Ok(TokenKeys {

@@ -126,12 +126,14 @@ enum TokenCommand {
 
 #[derive(Debug, Subcommand)]
 enum TokenKeyCommand {
+    /// Create the key file with one new key, unless it exists (then it is left alone).
+    Create,
     /// Add a new token key as the key file's first (sealing) key, keeping the old ones for
     /// opening, and re-seal every token's root key under it; every token keeps working.
     Rotate {
         /// Only add the new key to the file; re-seal later with `reseal`, once every
         /// verifier reads the new file (e.g. a Kubernetes Secret).
-        #[arg(long)]
+        #[arg(long, env = "WHARF_TOKEN_KEY_NO_RESEAL")]
         no_reseal: bool,
     },
     /// Re-seal every token's root key under the key file's first key.
@@ -222,6 +224,19 @@ async fn run_token_key(
         anyhow::Ok(())
     };
     match command {
+        TokenKeyCommand::Create => {
+            let (keys, created) = wharf_verifier::TokenKeys::from_file_or_create(&path)?;
+            let verb = if created {
+                "created"
+            } else {
+                "kept the existing"
+            };
+            println!(
+                "{verb} token key file {} (sealing key {})",
+                path.display(),
+                keys.sealing_key_id()
+            );
+        }
         TokenKeyCommand::Rotate { no_reseal } => {
             let id = wharf_verifier::add_key_to_file(&path)?;
             println!("added token key {id} to {}", path.display());

@@ -341,7 +341,7 @@ impl Cluster {
             "WHARF_TOKEN_KEY_FILE".to_owned(),
             token_key_file.display().to_string(),
         ));
-        cluster.admin(&["token-key", "rotate", "--no-reseal"]);
+        cluster.admin(&["token-key", "create"]);
         let verifiers: Vec<usize> = (0..builder.verifiers)
             .map(|index| cluster.add(Role::Verifier, index, &builder.verifier_args))
             .collect();
