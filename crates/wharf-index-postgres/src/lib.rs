@@ -434,11 +434,7 @@ impl Accounts for PgIndex {
     }
 
     async fn list_root_keys(&self) -> Result<Vec<StoredRootKey>, IndexError> {
-        Ok(sqlx::query_as(
-            "SELECT id, root_key, sealed_root_key, root_key_id FROM api_tokens ORDER BY id",
-        )
-        .fetch_all(&self.pool)
-        .await?)
+        Tx(&mut *self.pool.acquire().await?).root_keys().await
     }
 
     async fn store_sealed_root_key(
@@ -446,17 +442,9 @@ impl Accounts for PgIndex {
         id: &str,
         sealed: &SealedRootKey,
     ) -> Result<bool, IndexError> {
-        let result = sqlx::query(
-            "UPDATE api_tokens SET sealed_root_key = $2, root_key_id = $3, root_key = $4 \
-             WHERE id = $1",
-        )
-        .bind(id)
-        .bind(&sealed.sealed)
-        .bind(&sealed.key_id)
-        .bind(Vec::<u8>::new())
-        .execute(&self.pool)
-        .await?;
-        Ok(result.rows_affected() > 0)
+        Tx(&mut *self.pool.acquire().await?)
+            .store_sealed_root_key(id, sealed)
+            .await
     }
 
     async fn find_token(&self, id: &str) -> Result<Option<TokenRecord>, IndexError> {

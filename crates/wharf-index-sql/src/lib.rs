@@ -331,6 +331,32 @@ macro_rules! portable_queries {
                 Ok(())
             }
 
+            async fn root_keys(&mut self) -> Result<Vec<StoredRootKey>, IndexError> {
+                Ok(sqlx::query_as(
+                    "SELECT id, root_key, sealed_root_key, root_key_id FROM api_tokens ORDER BY id",
+                )
+                .fetch_all(&mut *self.0)
+                .await?)
+            }
+
+            async fn store_sealed_root_key(
+                &mut self,
+                id: &str,
+                sealed: &SealedRootKey,
+            ) -> Result<bool, IndexError> {
+                let result = sqlx::query(
+                    "UPDATE api_tokens SET sealed_root_key = $2, root_key_id = $3, root_key = $4 \
+                     WHERE id = $1",
+                )
+                .bind(id)
+                .bind(&sealed.sealed)
+                .bind(&sealed.key_id)
+                .bind(Vec::<u8>::new())
+                .execute(&mut *self.0)
+                .await?;
+                Ok(result.rows_affected() > 0)
+            }
+
             async fn record_audit(
                 &mut self,
                 kind: &str,

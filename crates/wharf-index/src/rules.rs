@@ -14,7 +14,8 @@ use uuid::Uuid;
 
 use crate::{
     CommitResult, FileAdmission, FileCandidate, FileRecord, FileRefusal, IndexError, JtiClaim,
-    NewFile, NewToken, NewUpload, Project, ProjectTarget, ReifyResult, ReleaseTarget, YankChange,
+    NewFile, NewToken, NewUpload, Project, ProjectTarget, ReifyResult, ReleaseTarget,
+    SealedRootKey, StoredRootKey, YankChange,
 };
 
 /// A release as the rules read it: with its project's id and display name.
@@ -177,6 +178,15 @@ pub trait Queries: Send {
     async fn claim_jti(&mut self, claim: &JtiClaim) -> Result<bool, IndexError>;
     /// Inserts an API token record.
     async fn insert_token(&mut self, token: &NewToken) -> Result<(), IndexError>;
+    /// Every token row's root key as stored (sealed, or clear before sealing).
+    async fn root_keys(&mut self) -> Result<Vec<StoredRootKey>, IndexError>;
+    /// Replaces a token row's root key with `sealed`, emptying the clear column; returns
+    /// whether the row exists.
+    async fn store_sealed_root_key(
+        &mut self,
+        id: &str,
+        sealed: &SealedRootKey,
+    ) -> Result<bool, IndexError>;
     /// Inserts an audit event.
     async fn record_audit(
         &mut self,

@@ -395,7 +395,7 @@ impl TokenKeyArgs {
             (None, Some(default)) => Ok((default, true)),
             (None, None) => Err(ConfigError(
                 "--token-key-file (WHARF_TOKEN_KEY_FILE) is required: the file of the keys that \
-                 seal API tokens' root keys (create one with `wharf admin token-key rotate \
+                 seal API tokens' root keys (create one with `wharf admin token-key create \
                  --token-key-file FILE`)"
                     .to_owned(),
             )),

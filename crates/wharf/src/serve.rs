@@ -37,16 +37,10 @@ pub(crate) struct ServeArgs {
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     args.config.announce();
     // Every flag is checked before anything is opened or bound.
-    let mut verifier = args.verifier.settings()?;
-    verifier.token_keys = args
-        .token_key
-        .load(Some(crate::args::default_token_key_file(
-            &args.index.data_dir,
-        )))?;
-    let settings = EmbeddedSettings {
+    let mut settings = EmbeddedSettings {
         listen: args.listen,
         gateway: args.upload.settings()?,
-        verifier,
+        verifier: args.verifier.settings()?,
         worker: args.worker.settings()?,
         tls: args.tls.load()?,
         header_read_timeout: args.upload.header_read_timeout,
@@ -55,5 +49,8 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         index: args.index.settings(),
         bus: BusSettings::InProcess,
     };
+    // Last, as it creates the default key file (beside the database) on the first start.
+    let default_key_file = crate::args::default_token_key_file(&args.index.data_dir);
+    settings.verifier.token_keys = args.token_key.load(Some(default_key_file))?;
     App::embedded(settings).await?.run(shutdown_signal()).await
 }

@@ -184,8 +184,7 @@ pub(crate) async fn run_verifier(args: VerifierArgs) -> anyhow::Result<()> {
     tracing::info!(key_id = grant_key.key_id(), "signing upload grants");
     let mut verifier = args.policy.settings()?;
     verifier.upload_grants = Some(grant_key);
-    verifier.token_keys = args.token_key.load(None)?;
-    let settings = VerifierProcessSettings {
+    let mut settings = VerifierProcessSettings {
         listen: args.listen,
         verifier,
         tls: args
@@ -194,6 +193,7 @@ pub(crate) async fn run_verifier(args: VerifierArgs) -> anyhow::Result<()> {
         index: args.index.settings(),
         bus: args.nats.settings(),
     };
+    settings.verifier.token_keys = args.token_key.load(None)?;
     App::verifier(settings).await?.run(shutdown_signal()).await
 }
 
