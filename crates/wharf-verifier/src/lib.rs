@@ -722,6 +722,7 @@ mod tests {
             VerifierSettings {
                 prohibited_names: vec!["forbidden-name".to_owned()],
                 upload_grants: Some(signer),
+                token_keys: fixture.keys.clone(),
                 ..VerifierSettings::default()
             },
         )

@@ -111,16 +111,12 @@ fn random_bytes<const N: usize>() -> [u8; N] {
 }
 
 fn new_key_line() -> (String, String) {
-    let id = format!("tk-{}", hex(&random_bytes::<4>()));
+    let id = format!("tk-{}", hex::encode(random_bytes::<4>()));
     let line = format!(
         "{id} {}",
         URL_SAFE_NO_PAD.encode(random_bytes::<KEY_BYTES>())
     );
     (id, line)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 fn aead_key(bytes: &[u8]) -> LessSafeKey {
@@ -193,7 +189,7 @@ fn write_key_file(path: &Path, text: &str, only_if_absent: bool) -> Result<(), T
         || "token-key".into(),
         |name| name.to_string_lossy().into_owned(),
     );
-    let temporary = directory.join(format!(".{file_name}.{}", hex(&random_bytes::<6>())));
+    let temporary = directory.join(format!(".{file_name}.{}", hex::encode(random_bytes::<6>())));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
