@@ -14,6 +14,8 @@ use std::sync::Arc;
 use aws_lc_rs::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use base64::Engine;
 use prost::Message;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{PrivatePkcs8KeyDer, SubjectPublicKeyInfoDer};
 
 use crate::v1::{FileStaged, SignedUploadGrant, UploadGrantClaims};
 
@@ -58,21 +60,13 @@ fn key_id_of(public_key: &[u8]) -> String {
     hex::encode(&digest.as_ref()[..8])
 }
 
-/// The bytes of the one PEM block labelled `label` in `text`.
-fn pem_block(text: &str, label: &str) -> Result<Vec<u8>, GrantKeyError> {
-    let begin = format!("-----BEGIN {label}-----");
-    let end = format!("-----END {label}-----");
-    let body = text
-        .split_once(&begin)
-        .and_then(|(_, rest)| rest.split_once(&end))
-        .map(|(body, _)| body)
-        .ok_or_else(|| GrantKeyError(format!("no '{begin}' block")))?;
-    let base64: String = body.split_whitespace().collect();
-    base64::engine::general_purpose::STANDARD
-        .decode(base64)
-        .map_err(|_| GrantKeyError(format!("the {label} block is not base64")))
+/// Why a key text holds no usable `label` block (the PEM error says no more than that).
+fn pem_error(label: &str, error: &rustls_pki_types::pem::Error) -> GrantKeyError {
+    GrantKeyError(format!("no PEM '{label}' block: {error}"))
 }
 
+/// `der` as a PEM block labelled `label` (what `openssl` writes; reading is
+/// rustls-pki-types', which has no writer).
 fn pem(label: &str, der: &[u8]) -> String {
     let base64 = base64::engine::general_purpose::STANDARD.encode(der);
     let mut text = format!("-----BEGIN {label}-----\n");
@@ -166,8 +160,9 @@ impl UploadGrantSigner {
 
     /// A key from a PEM `PRIVATE KEY` (PKCS#8 v1 or v2, Ed25519).
     pub fn from_pem(text: &str) -> Result<UploadGrantSigner, GrantKeyError> {
-        let der = pem_block(text, "PRIVATE KEY")?;
-        Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der)
+        let der = PrivatePkcs8KeyDer::from_pem_slice(text.as_bytes())
+            .map_err(|error| pem_error("PRIVATE KEY", &error))?;
+        Ed25519KeyPair::from_pkcs8_maybe_unchecked(der.secret_pkcs8_der())
             .map(UploadGrantSigner::from_pair)
             .map_err(|error| GrantKeyError(format!("not an Ed25519 private key: {error}")))
     }
@@ -218,8 +213,10 @@ pub struct UploadGrantKey {
 impl UploadGrantKey {
     /// A key from a PEM `PUBLIC KEY` (an Ed25519 SubjectPublicKeyInfo).
     pub fn from_pem(text: &str) -> Result<UploadGrantKey, GrantKeyError> {
-        let der = pem_block(text, "PUBLIC KEY")?;
+        let der = SubjectPublicKeyInfoDer::from_pem_slice(text.as_bytes())
+            .map_err(|error| pem_error("PUBLIC KEY", &error))?;
         let raw = der
+            .as_ref()
             .strip_prefix(&SPKI_PREFIX[..])
             .and_then(|raw| <[u8; 32]>::try_from(raw).ok())
             .ok_or_else(|| GrantKeyError("not an Ed25519 public key".to_owned()))?;
