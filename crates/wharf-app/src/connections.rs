@@ -95,8 +95,10 @@ fn default_max_connections(files: u64) -> u64 {
 }
 
 /// An acceptor that keeps at most `max_connections` connections: when one more arrives, the
-/// oldest is closed (a flood of held sockets then churns through the oldest, slowest
-/// connections instead of locking fresh clients out), and beyond a small overshoot of
+/// oldest connection with no request in flight is closed, or the oldest of all when every one
+/// is busy (a flood of held sockets then churns through the oldest, slowest connections
+/// instead of locking fresh clients out, and an upload under way outlives idle sockets), and
+/// beyond a small overshoot of
 /// closings still under way the new one is closed at once. Each connection is also closed
 /// once it has had no request in flight for the idle timeout (see [`IdleService`]).
 #[derive(Debug, Clone)]
@@ -140,14 +142,15 @@ where
         if let Err(error) = stream.set_nodelay(true) {
             return Either::Right(std::future::ready(Err(error)));
         }
+        let in_flight = Arc::clone(&slot.eviction.in_flight);
         let stream = Evictable {
             inner: stream,
             slot,
         };
-        Either::Left(
-            self.inner
-                .accept(stream, IdleService::tracked(service, self.idle_timeout)),
-        )
+        Either::Left(self.inner.accept(
+            stream,
+            IdleService::tracked(service, self.idle_timeout, in_flight),
+        ))
     }
 }
 
@@ -171,11 +174,13 @@ struct OpenConnections {
 struct Eviction {
     evicted: std::sync::atomic::AtomicBool,
     waker: futures::task::AtomicWaker,
+    /// The connection's requests in flight (its [`Activity`]'s): idle ones are closed first.
+    in_flight: Arc<AtomicUsize>,
 }
 
 impl Slots {
-    /// A place for a new connection, closing the oldest one if all are taken; `None` when
-    /// too many closings are still under way.
+    /// A place for a new connection, closing the oldest idle one (else the oldest) if all are
+    /// taken; `None` when too many closings are still under way.
     fn take(slots: &Arc<Slots>) -> Option<Slot> {
         let mut open = slots.open.lock().unwrap_or_else(PoisonError::into_inner);
         let live = open.by_age.len() - open.evicting;
@@ -184,15 +189,18 @@ impl Slots {
                 tracing::debug!("connection limit reached: closing a new connection");
                 return None;
             }
-            let oldest = open
+            let mut candidates = open
                 .by_age
                 .values()
-                .find(|eviction| !eviction.evicted.load(Ordering::Acquire))
-                .cloned()?;
+                .filter(|eviction| !eviction.evicted.load(Ordering::Acquire));
+            let oldest_idle = candidates
+                .clone()
+                .find(|eviction| eviction.in_flight.load(Ordering::Acquire) == 0);
+            let oldest = oldest_idle.or_else(|| candidates.next()).cloned()?;
             oldest.evicted.store(true, Ordering::Release);
             oldest.waker.wake();
             open.evicting += 1;
-            tracing::debug!("connection limit reached: closing the oldest connection");
+            tracing::debug!("connection limit reached: closing an older connection");
         }
         let id = open.next_id;
         open.next_id += 1;
@@ -284,8 +292,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Evictable<S> {
 /// What a connection's service and its idle watcher share.
 #[derive(Debug)]
 struct Activity {
-    /// Requests whose response has not been produced yet.
-    in_flight: AtomicUsize,
+    /// Requests whose response has not been produced yet (shared with the connection's
+    /// [`Eviction`]).
+    in_flight: Arc<AtomicUsize>,
     /// When the last request in flight was answered (or the connection's first arrived).
     idle_since: Mutex<Instant>,
     /// Whether the idle watcher runs (started by the first request, which carries the
@@ -304,11 +313,11 @@ pub(crate) struct IdleService<S> {
 }
 
 impl<S> IdleService<S> {
-    fn tracked(inner: S, idle_timeout: Duration) -> IdleService<S> {
+    fn tracked(inner: S, idle_timeout: Duration, in_flight: Arc<AtomicUsize>) -> IdleService<S> {
         IdleService {
             inner,
             activity: Arc::new(Activity {
-                in_flight: AtomicUsize::new(0),
+                in_flight,
                 idle_since: Mutex::new(Instant::now()),
                 watching: Mutex::new(false),
                 idle_timeout,
@@ -426,5 +435,24 @@ mod tests {
         drop((second, third, fourth));
         let open = slots.open.lock().unwrap();
         assert_eq!((open.by_age.len(), open.evicting), (0, 0));
+    }
+
+    #[test]
+    fn a_connection_over_the_cap_closes_an_idle_one_before_a_busy_one() {
+        let slots = Arc::new(Slots {
+            max: 2,
+            open: Mutex::new(OpenConnections::default()),
+        });
+        let evicted = |slot: &Slot| slot.eviction.evicted.load(Ordering::Acquire);
+        let upload = Slots::take(&slots).expect("room");
+        upload.eviction.in_flight.store(1, Ordering::Release);
+        let idle = Slots::take(&slots).expect("room");
+        let newcomer = Slots::take(&slots).expect("room, made by closing the idle one");
+        assert!(!evicted(&upload) && evicted(&idle) && !evicted(&newcomer));
+        drop(idle);
+        // Every open connection busy: the oldest goes.
+        newcomer.eviction.in_flight.store(1, Ordering::Release);
+        let last = Slots::take(&slots).expect("room, made by closing the oldest");
+        assert!(evicted(&upload) && !evicted(&newcomer) && !evicted(&last));
     }
 }
