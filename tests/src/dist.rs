@@ -159,6 +159,13 @@ impl Dist {
         self.bytes.len()
     }
 
+    /// Writes the file into `dir` under its filename and returns the path (for a client).
+    pub fn write_into(&self, dir: &std::path::Path) -> std::path::PathBuf {
+        let path = dir.join(&self.filename);
+        std::fs::write(&path, &self.bytes).expect("write the distribution");
+        path
+    }
+
     /// The same distribution under another filename.
     pub fn renamed(mut self, filename: &str) -> Dist {
         self.filename = filename.to_owned();
@@ -213,6 +220,7 @@ pub struct WheelBuilder {
     with_wheel_file: bool,
     padding: usize,
     greeting: String,
+    members: Vec<(String, Vec<u8>)>,
 }
 
 impl WheelBuilder {
@@ -224,7 +232,15 @@ impl WheelBuilder {
             with_wheel_file: true,
             padding: 0,
             greeting: "hello".to_owned(),
+            members: Vec::new(),
         }
+    }
+
+    /// Adds a member at `path` (listed in `RECORD`); `{dist_info}` in `path` becomes the
+    /// wheel's `<name>-<version>.dist-info`.
+    pub fn member(mut self, path: &str, bytes: &[u8]) -> WheelBuilder {
+        self.members.push((path.to_owned(), bytes.to_vec()));
+        self
     }
 
     /// Leaves out `<name>-<version>.dist-info/WHEEL` (an invalid wheel).
@@ -283,6 +299,10 @@ impl WheelBuilder {
             format!("{stem}/__init__.py"),
             format!("def hello():\n    return {:?}\n", self.greeting).as_bytes(),
         )?;
+        for (path, bytes) in &self.members {
+            let path = path.replace("{dist_info}", &dist_info);
+            add(&mut writer, &mut record, path, bytes)?;
+        }
         if self.padding > 0 {
             let path = format!("{stem}/padding.bin");
             writer.start_file(path.as_str(), zip_options(zip::CompressionMethod::Stored))?;

@@ -430,6 +430,24 @@ pub fn twine_upload(registry: &Registry, token: &str, files: &[PathBuf]) -> Comm
     command
 }
 
+/// For each of `dists`, a `<filename>.publish.attestation` in `dir` holding a JSON object
+/// (no real PEP 740 attestation: what `twine upload --attestations` reads and sends).
+pub fn attestation_files(dir: &Path, dists: &[PathBuf]) -> Vec<PathBuf> {
+    dists
+        .iter()
+        .map(|dist| {
+            let name = dist.file_name().expect("a file name").to_string_lossy();
+            let path = dir.join(format!("{name}.publish.attestation"));
+            std::fs::write(
+                &path,
+                r#"{"version": 1, "verification_material": {}, "envelope": {}}"#,
+            )
+            .expect("write the attestation");
+            path
+        })
+        .collect()
+}
+
 /// `uv publish` of `files` to `registry` with `token`.
 pub fn uv_publish(registry: &Registry, token: &str, files: &[PathBuf]) -> Command {
     let mut command = Command::new(venv_tool("uv"));

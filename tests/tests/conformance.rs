@@ -4,9 +4,9 @@
 //! docs/conformance.md maps every rule of the spec to its test.
 //! Each test starts one registry and batches its checks against it.
 
-use wharf_e2e::Registry;
 use wharf_e2e::dist::{Dist, Form, WheelBuilder, post_form, sha256_hex};
 use wharf_e2e::raw_http::{RawResponse, request};
+use wharf_e2e::{Registry, attestation_files, run_failing, run_ok, twine_upload};
 
 const INVALID_AUTH: &str = "Invalid or non-existent authentication information. \
      See https://pypi.org/help/#invalid-auth for more information.";
@@ -484,4 +484,131 @@ fn a1_08_old_upload_url_is_410() {
         404,
         "nothing was uploaded"
     );
+}
+
+/// §a.3.3: PyPI's `pyversion` errors are errors of the `pyversion` field (no client sends
+/// them, so raw HTTP).
+#[test]
+fn a3_3_pyversion_errors() {
+    let (registry, alice, _) = registry_with_two_users(&[]);
+    let wheel = Dist::wheel("pyversion-rules", "1.0");
+    assert_answer(
+        &upload(&registry, Some(&alice), &wheel.form().remove("pyversion")),
+        400,
+        "Invalid value for pyversion. Error: Python version is required for binary distribution uploads.",
+    );
+    let sdist = Dist::sdist("pyversion-rules", "1.0");
+    assert_answer(
+        &upload(
+            &registry,
+            Some(&alice),
+            &sdist.form().set("pyversion", "py3"),
+        ),
+        400,
+        "Invalid value for pyversion. Error: Use 'source' as Python version for an sdist.",
+    );
+    // An empty `pyversion` is `source` for an sdist.
+    assert_ok(&upload(
+        &registry,
+        Some(&alice),
+        &sdist.form().set("pyversion", ""),
+    ));
+}
+
+/// §a.3.6 / §a.4 step 23: `twine upload --attestations` with a user's token is refused with
+/// PyPI's text (the trusted-publishing suite uploads attestations with a publisher's token).
+#[test]
+fn a3_6_attestations_need_trusted_publishing() {
+    let (registry, alice, _) = registry_with_two_users(&[]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let wheel = Dist::wheel("attested", "1.0").write_into(dir.path());
+    let mut files = vec![wheel.clone()];
+    files.extend(attestation_files(dir.path(), std::slice::from_ref(&wheel)));
+    let output = run_failing(twine_upload(&registry, &alice, &files).arg("--attestations"));
+    let message = format!(
+        "400 Bad Request from {}/legacy/ Invalid attestations supplied during upload: \
+         Attestations are only supported when using Trusted Publishing",
+        registry.url()
+    );
+    assert!(output.contains(&message), "{output}");
+    assert_eq!(
+        request(&registry.url(), "GET", "/simple/attested/", &[], &[]).status,
+        404,
+        "nothing was uploaded"
+    );
+    // Without the attestations the same file is published.
+    run_ok(&mut twine_upload(&registry, &alice, &[wheel]));
+}
+
+/// §a.5.w8: the names of `console_scripts` and `gui_scripts` entry points must match
+/// `[\w.-]+`, as on PyPI; other groups' names, and values, are not checked. Sent by twine.
+#[test]
+fn a5_w8_entry_point_names() {
+    let (registry, alice, _) = registry_with_two_users(&[]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let entry_points = |text: &str, version: &str| {
+        WheelBuilder::new("entry-points", version)
+            .member("{dist_info}/entry_points.txt", text.as_bytes())
+            .build()
+            .write_into(dir.path())
+    };
+    for (version, text) in [
+        (
+            "1.0",
+            "[console_scripts]\n../../bin/evil = entry_points:hello\n",
+        ),
+        ("1.1", "[gui_scripts]\nsub/dir = entry_points:hello\n"),
+        ("1.2", "[console_scripts]\ntwo words = entry_points:hello\n"),
+    ] {
+        let output = run_failing(&mut twine_upload(
+            &registry,
+            &alice,
+            &[entry_points(text, version)],
+        ));
+        let message = format!(
+            "400 Bad Request from {}/legacy/ Wheel 'entry_points-{version}-py3-none-any.whl' \
+             has invalid entry points defined in the entry_points.txt file",
+            registry.url()
+        );
+        assert!(output.contains(&message), "{text:?}: {output}");
+    }
+    let accepted = "[console_scripts]\nentry-points.cli_2 = entry_points:hello\n\n\
+                    [entry_points.plugins]\n../any name = not checked\n";
+    run_ok(&mut twine_upload(
+        &registry,
+        &alice,
+        &[entry_points(accepted, "2.0")],
+    ));
+}
+
+/// §a.5.w10 (Wharf's own): a wheel with two top-level `.dist-info` directories, which pip
+/// and uv refuse to install, is refused at upload. Sent by twine.
+#[test]
+fn a5_w10_one_dist_info_directory() {
+    let (registry, alice, _) = registry_with_two_users(&[]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let wheel = WheelBuilder::new("two-infos", "1.0")
+        // No METADATA in it, so twine reads the wheel's own.
+        .member(
+            "other-9.9.dist-info/entry_points.txt",
+            b"[console_scripts]\npip = two_infos:hello\n",
+        )
+        .build()
+        .write_into(dir.path());
+    let output = run_failing(&mut twine_upload(&registry, &alice, &[wheel]));
+    let message = format!(
+        "400 Bad Request from {}/legacy/ Wheel 'two_infos-1.0-py3-none-any.whl' has more \
+         than one .dist-info directory: other-9.9.dist-info, two_infos-1.0.dist-info",
+        registry.url()
+    );
+    assert!(output.contains(&message), "{output}");
+    // A `.dist-info` below the top level (a vendored package) is not the wheel's.
+    let vendored = WheelBuilder::new("two-infos", "1.1")
+        .member(
+            "two_infos/_vendor/dep-1.0.dist-info/METADATA",
+            b"Name: dep\n",
+        )
+        .build()
+        .write_into(dir.path());
+    run_ok(&mut twine_upload(&registry, &alice, &[vendored]));
 }

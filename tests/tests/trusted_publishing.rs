@@ -379,8 +379,12 @@ fn the_gh_action_exchange_with_the_id_package_then_twine_upload() {
     let token = body["token"].as_str().expect("token is a string");
     assert!(token.starts_with("pypi-"), "a pypi- token");
 
-    // twine uploads the next release with the minted token, over HTTPS.
+    // twine uploads the next release with the minted token, over HTTPS, with attestations
+    // as the action sends them (accepted from a trusted publisher; Wharf does not verify
+    // or keep them).
     let second = BuiltProject::build("action-demo", "action_demo", "2.0", "two");
+    let attestations = tempfile::tempdir().expect("temp dir");
+    let attestation_files = wharf_e2e::attestation_files(attestations.path(), &second.dists());
     run_ok(
         ca.trust(
             Command::new(venv_tool("twine"))
@@ -394,7 +398,9 @@ fn the_gh_action_exchange_with_the_id_package_then_twine_upload() {
                 .arg("--cert")
                 .arg(ca.ca_cert())
                 .args(["--username", "__token__", "--password", token])
-                .args(second.dists()),
+                .arg("--attestations")
+                .args(second.dists())
+                .args(&attestation_files),
         ),
     );
 }

@@ -17,7 +17,8 @@ pub const ARCHIVES_HELP_URL: &str = "https://docs.pypi.org/archives";
 ///   [`ArchiveError::CorruptTar`]).
 /// * The wheel-content checks of step 22 ([`ArchiveError::LicenseFileMissing`],
 ///   [`ArchiveError::RecordMissing`], [`ArchiveError::InvalidEntryPoints`],
-///   [`ArchiveError::MetadataMissing`]) stand alone, without the prefix.
+///   [`ArchiveError::MetadataMissing`]) stand alone, without the prefix, and so does
+///   Wharf's own [`ArchiveError::SeveralDistInfoDirs`].
 /// * [`ArchiveError::Io`] is a failure of the caller's reader (not of the
 ///   uploaded bytes) and should become a server error, not a 400.
 ///
@@ -117,6 +118,16 @@ pub enum ArchiveError {
         path: String,
     },
 
+    /// The wheel has more than one top-level `.dist-info` directory (Wharf's rule: pip and
+    /// uv refuse to install such a wheel; PyPI accepts it).
+    #[error("Wheel '{filename}' has more than one .dist-info directory: {dirs}")]
+    SeveralDistInfoDirs {
+        /// The uploaded filename.
+        filename: String,
+        /// The directories, sorted and comma-separated.
+        dirs: String,
+    },
+
     /// The caller's reader failed (not a property of the uploaded bytes).
     #[error("I/O error while reading the distribution file: {0}")]
     Io(#[source] io::Error),
@@ -133,6 +144,7 @@ impl ArchiveError {
                 | Self::RecordMissing { .. }
                 | Self::InvalidEntryPoints { .. }
                 | Self::MetadataMissing { .. }
+                | Self::SeveralDistInfoDirs { .. }
                 | Self::Io(_)
         )
     }

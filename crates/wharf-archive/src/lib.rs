@@ -18,10 +18,12 @@
 //! beneath a symlink, or be links leaving the top-level directory; a pax `size`
 //! must equal the header size; sdists are bounded in size, ratio and member
 //! count while streaming. Relative symlinks that stay inside the sdist are
-//! accepted.
+//! accepted. A wheel may have only one top-level `.dist-info` directory (pip and
+//! uv refuse to install one with more), checked after all of PyPI's checks.
 
 mod detect;
 pub mod digest;
+mod entry_points;
 mod error;
 pub mod sdist;
 mod track;
@@ -30,6 +32,7 @@ mod zipframe;
 
 pub use detect::looks_like_tar;
 pub use digest::{Digests, MultiHasher, digest_bytes, hex_digest_matches, storage_path};
+pub use entry_points::entry_points_valid;
 pub use error::{ARCHIVES_HELP_URL, ArchiveError, ArchiveLimits};
 pub use sdist::{SdistInspection, inspect_sdist};
-pub use wheel::{WheelInspection, entry_points_valid, inspect_wheel, wheel_name_version};
+pub use wheel::{WheelInspection, inspect_wheel, wheel_name_version};

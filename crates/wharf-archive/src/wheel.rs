@@ -4,6 +4,7 @@ use std::collections::HashSet;
 use std::io::{self, Read, Seek, SeekFrom};
 
 use crate::detect::{is_tarfile, is_zipfile};
+use crate::entry_points::entry_points_valid;
 use crate::error::{ArchiveError, ArchiveLimits, exceeds_ratio};
 use crate::track::{IoState, IoTrack};
 use crate::zipframe::{self, CdError, Reject};
@@ -46,9 +47,12 @@ pub fn wheel_name_version(filename: &str) -> Result<(&str, &str), ArchiveError> 
 ///    records, absolute or `..` member paths …;
 /// 6. each `License-File` exists at `<dist-info>/licenses/<path>`;
 /// 7. `<dist-info>/RECORD` exists;
-/// 8. `<dist-info>/entry_points.txt`, if present, is valid;
+/// 8. `<dist-info>/entry_points.txt`, if present, is valid as PyPI reads it
+///    ([`crate::entry_points_valid`]);
 /// 9. `<dist-info>/METADATA` exists; it is read with a cap of
-///    `limits.max_metadata_bytes` uncompressed bytes.
+///    `limits.max_metadata_bytes` uncompressed bytes;
+/// 10. (Wharf's own, PyPI has no such check) there is exactly one top-level
+///     `*.dist-info` directory.
 ///
 /// `filename` is the uploaded file's name (no directory part).
 pub fn inspect_wheel<R: Read + Seek>(
@@ -147,10 +151,34 @@ pub fn inspect_wheel<R: Read + Seek>(
                 path: metadata_path.clone(),
             }
         })?;
+    // ---- Wharf's own rule, after all of PyPI's ----
+    let dist_info_dirs = top_level_dist_info_dirs(&cd);
+    if dist_info_dirs.len() > 1 {
+        return Err(ArchiveError::SeveralDistInfoDirs {
+            filename: filename.to_owned(),
+            dirs: dist_info_dirs.join(", "),
+        });
+    }
     Ok(WheelInspection {
         metadata,
         dist_info_dir,
     })
+}
+
+/// The distinct top-level `*.dist-info` names, sorted: the first path component of each
+/// member, as pip and uv find a wheel's `.dist-info` directory (they refuse to install a
+/// wheel with more than one).
+fn top_level_dist_info_dirs(cd: &[zipframe::CdEntry]) -> Vec<String> {
+    let dirs: std::collections::BTreeSet<String> = cd
+        .iter()
+        .map(|entry| {
+            let raw = entry.raw_name.as_slice();
+            raw.split(|&byte| byte == b'/').next().unwrap_or(raw)
+        })
+        .filter(|top| top.ends_with(b".dist-info"))
+        .map(|top| String::from_utf8_lossy(top).into_owned())
+        .collect();
+    dirs.into_iter().collect()
 }
 
 /// An error that surfaced from reading: the caller's I/O failure if the
@@ -206,99 +234,4 @@ fn read_member<R: Read + Seek>(
         return Err(too_large());
     }
     Ok(Some(buf))
-}
-
-/// Whether `entry_points.txt` is a sane INI file of entry points
-/// (<https://packaging.python.org/en/latest/specifications/entry-points/>):
-///
-/// * blank lines and `#`/`;` comments are ignored;
-/// * every other line is a `[group]` header or a `name = value` line inside a
-///   group; groups and names are non-empty, unique, without `[`, `]` (group) or
-///   a leading `[` (name);
-/// * values are object references `module[:attr] [extras]` with `module` and
-///   `attr` dotted names of word characters.
-pub fn entry_points_valid(text: &str) -> bool {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut groups: HashSet<&str> = HashSet::new();
-    let mut names: HashSet<&str> = HashSet::new();
-    let mut in_group = false;
-    for raw in text.lines() {
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
-            continue;
-        }
-        if raw.starts_with([' ', '\t']) {
-            // A continuation line (configparser multi-line value) cannot be
-            // part of a valid object reference.
-            return false;
-        }
-        if let Some(inner) = line.strip_prefix('[') {
-            let Some(group) = inner.strip_suffix(']') else {
-                return false;
-            };
-            let group = group.trim();
-            if group.is_empty()
-                || group.contains(['[', ']'])
-                || group.chars().any(char::is_control)
-                || !groups.insert(group)
-            {
-                return false;
-            }
-            names.clear();
-            in_group = true;
-            continue;
-        }
-        if !in_group {
-            return false;
-        }
-        let Some((name, value)) = line.split_once('=') else {
-            return false;
-        };
-        let name = name.trim();
-        if name.is_empty()
-            || name.starts_with('[')
-            || name.chars().any(char::is_control)
-            || !names.insert(name)
-        {
-            return false;
-        }
-        if !object_reference_valid(value.trim()) {
-            return false;
-        }
-    }
-    true
-}
-
-fn dotted_name_valid(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars()
-            .all(|c| c == '.' || c == '_' || c.is_alphanumeric())
-}
-
-/// `module[:attr] [extras]`, spaces allowed around `:` and the brackets.
-fn object_reference_valid(value: &str) -> bool {
-    let (reference, extras) = match value.find('[') {
-        Some(i) => (&value[..i], Some(&value[i..])),
-        None => (value, None),
-    };
-    if let Some(extras) = extras {
-        let Some(inner) = extras.strip_prefix('[').and_then(|e| e.strip_suffix(']')) else {
-            return false;
-        };
-        if inner.contains(['[', ']']) {
-            return false;
-        }
-        let ok = inner
-            .split(',')
-            .map(str::trim)
-            .all(|x| x.is_empty() || x.chars().all(|c| c.is_alphanumeric() || "._-".contains(c)));
-        if !ok {
-            return false;
-        }
-    }
-    let reference = reference.trim();
-    match reference.split_once(':') {
-        Some((module, attr)) => dotted_name_valid(module.trim()) && dotted_name_valid(attr.trim()),
-        None => dotted_name_valid(reference),
-    }
 }

@@ -538,24 +538,41 @@ fn rejects_missing_metadata() {
 
 #[test]
 fn entry_points() {
+    // The rules themselves are unit-tested beside them (`entry_points::tests`); here, that
+    // the wheel's own entry_points.txt is what is read, and how a refusal is worded.
     let ep = format!("{DI}/entry_points.txt");
     let good = b"# comment\n[console_scripts]\ndemo = demo.cli:main\ndemo-x = demo:main [extra1, extra2]\n\n[demo.plugins]\nfoo=demo.plugins\n";
     assert!(inspect(&wheel_with(&[(&ep, good)], &[])).is_ok());
+    // What PyPI accepts: values are not checked, continuation lines are values, and names
+    // outside the script groups are free.
+    for accepted in [
+        &b"[console_scripts]\ndemo = \n"[..],
+        b"[console_scripts]\ndemo = not a module\n",
+        b"[a]\nx = m:f\n  continued\n",
+        b"[demo.plugins]\n../x = m:f\n",
+    ] {
+        assert!(
+            inspect(&wheel_with(&[(&ep, accepted)], &[])).is_ok(),
+            "{:?}",
+            String::from_utf8_lossy(accepted)
+        );
+    }
+    // Another directory's entry_points.txt is not the wheel's.
+    let elsewhere = "demo/entry_points.txt";
+    assert!(inspect(&wheel_with(&[(elsewhere, b"junk")], &[])).is_ok());
     let msg = "Wheel 'demo-1.0-py3-none-any.whl' has invalid entry points defined in the entry_points.txt file";
     for bad in [
-        &b"demo = demo:main\n"[..],                  // no section
-        b"[console_scripts]\ndemo\n",                // no '='
-        b"[console_scripts]\n = demo:main\n",        // empty name
-        b"[console_scripts]\ndemo = \n",             // empty value
-        b"[console_scripts]\ndemo = demo:\n",        // empty attribute
-        b"[console_scripts]\ndemo = not a module\n", // not an object reference
-        b"[console_scripts\ndemo = demo:main\n",     // broken header
-        b"[]\ndemo = demo:main\n",                   // empty group
-        b"[a]\nx = m:f\n[a]\ny = m:g\n",             // duplicate group
-        b"[a]\nx = m:f\nx = m:g\n",                  // duplicate name
-        b"[a]\nx = m:f\n  continued\n",              // continuation line
-        b"[a]\nx = m:f [extra\n",                    // unclosed extras
-        b"[a]\nx = m:f\xff\n",                       // not UTF-8
+        &b"demo = demo:main\n"[..],                       // no section
+        b"[console_scripts]\ndemo\n",                     // no '='
+        b"[console_scripts]\n = demo:main\n",             // empty name
+        b"[console_scripts\ndemo = demo:main\n",          // broken header
+        b"[]\ndemo = demo:main\n",                        // empty group
+        b"[a]\nx = m:f\n[a]\ny = m:g\n",                  // duplicate group
+        b"[a]\nx = m:f\nx = m:g\n",                       // duplicate name
+        b"[a]\nx = m:f\xff\n",                            // not UTF-8
+        b"[console_scripts]\n../../bin/sh = demo:main\n", // a path as a script name
+        b"[gui_scripts]\nC:\\evil = demo:main\n",
+        b"[console_scripts]\nmy tool = demo:main\n",
     ] {
         let e = err(&wheel_with(&[(&ep, bad)], &[]));
         assert_eq!(
@@ -566,6 +583,30 @@ fn entry_points() {
         );
         assert!(!e.is_invalid_distribution());
     }
+}
+
+#[test]
+fn a_second_dist_info_directory_is_refused() {
+    let other = "other-2.0.dist-info/METADATA";
+    let e = err(&wheel_with(&[(other, METADATA)], &[]));
+    assert_eq!(
+        e.upload_message(),
+        "Wheel 'demo-1.0-py3-none-any.whl' has more than one .dist-info directory: \
+         demo-1.0.dist-info, other-2.0.dist-info"
+    );
+    assert!(!e.is_invalid_distribution());
+    // A bare top-level name counts as pip counts it; nested ones (vendored) do not.
+    assert!(matches!(
+        err(&wheel_with(&[("x.dist-info", b"")], &[])),
+        ArchiveError::SeveralDistInfoDirs { .. }
+    ));
+    let vendored = "demo/_vendor/dep-1.0.dist-info/METADATA";
+    assert!(inspect(&wheel_with(&[(vendored, METADATA)], &[])).is_ok());
+    // PyPI's checks come first: a missing RECORD is reported over the second directory.
+    assert!(matches!(
+        err(&wheel_with(&[(other, METADATA)], &["RECORD"])),
+        ArchiveError::RecordMissing { .. }
+    ));
 }
 
 #[test]

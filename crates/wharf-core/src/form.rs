@@ -31,6 +31,8 @@ pub struct ValidatedUpload {
     pub comment: Option<String>,
     /// Release metadata from the form; `version` holds the normalized version.
     pub metadata: ReleaseMetadata,
+    /// The form carries an `attestations` field (PEP 740), after sanitisation.
+    pub attestations: bool,
 }
 
 const NAME_REGEX_MESSAGE: &str =
@@ -144,16 +146,23 @@ fn check_upload_form(
             "Use a valid, hex-encoded, SHA256 message digest.",
         );
     }
-    let form_error = |reason: &str| Err(Refusal::bad_request(format!("Error: {reason}")));
+    // PyPI adds these two to the `pyversion` field's errors (Warehouse
+    // `forklift/forms.py`, `UploadForm.validate`), so they read as field errors.
     let pyversion = first(fields, "pyversion").unwrap_or_default();
     let pyversion = match filetype {
         FileType::BdistWheel if pyversion.is_empty() => {
-            return form_error("Python version is required for binary distribution uploads.");
+            return field_error(
+                "pyversion",
+                "Python version is required for binary distribution uploads.",
+            );
         }
         FileType::BdistWheel => pyversion.to_owned(),
         FileType::Sdist if pyversion.is_empty() || pyversion == "source" => "source".to_owned(),
-        FileType::Sdist => return form_error("Use 'source' as Python version for an sdist."),
+        FileType::Sdist => {
+            return field_error("pyversion", "Use 'source' as Python version for an sdist.");
+        }
     };
+    let form_error = |reason: &str| Err(Refusal::bad_request(format!("Error: {reason}")));
     let digest = |key: &str| optional(fields, key).map(|d| d.trim().to_ascii_lowercase());
     let declared = DeclaredDigests {
         md5: digest("md5_digest"),
@@ -328,6 +337,7 @@ pub fn validate_upload_form(fields: &[(String, String)]) -> Result<ValidatedUplo
         declared,
         comment,
         metadata,
+        attestations: fields.iter().any(|(key, _)| key == "attestations"),
     })
 }
 
@@ -437,14 +447,30 @@ mod tests {
         w.retain(|(k, _)| k != "pyversion");
         assert_eq!(
             msg(&w),
-            "Error: Python version is required for binary distribution uploads."
+            "Invalid value for pyversion. Error: Python version is required for binary distribution uploads."
         );
+        // Whitespace is a value to PyPI's check (`not pyversion.data`).
+        w.push(("pyversion".into(), " ".into()));
+        assert!(validate_upload_form(&w).is_ok());
+        w.pop();
         w.push(("pyversion".into(), "py3".into()));
         let v = validate_upload_form(&w).unwrap();
         assert_eq!(
             (v.filetype, v.pyversion.as_str()),
             (FileType::BdistWheel, "py3")
         );
+    }
+
+    #[test]
+    fn attestations_field_is_noticed() {
+        // Any value counts (PyPI looks at the key); `UNKNOWN` is sanitised away first.
+        assert!(!validate_upload_form(&base()).unwrap().attestations);
+        for value in ["[]", "", "not json"] {
+            let v = validate_upload_form(&with(&[("attestations", value)])).unwrap();
+            assert!(v.attestations, "{value:?}");
+        }
+        let v = validate_upload_form(&with(&[("attestations", " UNKNOWN ")])).unwrap();
+        assert!(!v.attestations);
     }
 
     #[test]
@@ -558,7 +584,7 @@ mod tests {
         );
         assert_eq!(
             msg(&replace("pyversion", "1.0")),
-            "Error: Use 'source' as Python version for an sdist."
+            "Invalid value for pyversion. Error: Use 'source' as Python version for an sdist."
         );
         assert!(validate_upload_form(&replace("pyversion", "")).is_ok());
         // digest errors.

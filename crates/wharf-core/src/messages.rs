@@ -29,6 +29,12 @@ pub const FILENAME_REUSED: &str = "This filename was previously used by a file t
 /// A second sdist for one release.
 pub const ONE_SDIST_PER_RELEASE: &str = "Only one sdist may be uploaded per release.";
 
+/// An `attestations` field (PEP 740) on an upload that is not trusted-published (Warehouse
+/// `attestations/services.py`, `_extract_attestations_from_request`, reported by
+/// `forklift/legacy.py`, `file_upload`).
+pub const ATTESTATIONS_NEED_TRUSTED_PUBLISHING: &str = "Invalid attestations supplied during \
+     upload: Attestations are only supported when using Trusted Publishing";
+
 /// A wheel whose METADATA cannot be parsed.
 pub fn unparseable_metadata(reason: &str) -> String {
     format!("Invalid distribution file. Unparseable METADATA: {reason}")

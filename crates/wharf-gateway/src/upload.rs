@@ -567,6 +567,7 @@ impl Upload<'_> {
                 comment: form.comment.unwrap_or_default(),
                 uploaded_via,
                 metadata: Some(form.metadata.into()),
+                attestations: form.attestations,
                 uploader: Some(Uploader {
                     user_id: identity.user_id,
                     publisher_id: identity.publisher_id,

@@ -355,6 +355,7 @@ impl StorageWorker {
     async fn steps(&self, upload: &StagedUpload<'_>) -> Result<Verdict, Stop> {
         let admitted = self.admit(upload).await?;
         let inspected = self.inspect(upload, &admitted).await?;
+        check_attestations(upload.event)?;
         let stored = self.store(upload, &admitted, inspected).await?;
         self.commit(upload, &admitted, stored).await
     }
@@ -704,6 +705,21 @@ fn check_declared_digests(event: &FileStaged, digests: &Digests) -> Result<(), R
         .any(|(declared, actual)| !declared.is_empty() && !hex_digest_matches(declared, actual));
     if mismatch {
         return Err(Refusal::bad_request(messages::DIGEST_MISMATCH));
+    }
+    Ok(())
+}
+
+/// PyPI's step 23: attestations need a trusted publisher (Wharf accepts a publisher's
+/// attestations without verifying or keeping them).
+fn check_attestations(event: &FileStaged) -> Result<(), Refusal> {
+    let trusted = event
+        .uploader
+        .as_ref()
+        .is_some_and(|uploader| !uploader.publisher_id.is_empty());
+    if event.attestations && !trusted {
+        return Err(Refusal::bad_request(
+            messages::ATTESTATIONS_NEED_TRUSTED_PUBLISHING,
+        ));
     }
     Ok(())
 }

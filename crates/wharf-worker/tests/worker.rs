@@ -364,6 +364,7 @@ impl Env {
             max_project_size: None,
             trace_context: Default::default(),
             grant: None,
+            attestations: false,
         }
     }
 
@@ -831,6 +832,52 @@ async fn declared_digests_compare_case_insensitively_and_may_be_absent() {
         env.file_rows("demo").await[0].md5_digest,
         hashes(&wheel.bytes).md5
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attestations_need_a_trusted_publisher() {
+    const REFUSED: &str = "Invalid attestations supplied during upload: \
+         Attestations are only supported when using Trusted Publishing";
+    let env = Env::new().await;
+    let wheel = build_wheel("demo", "1.0", "A = 1\n");
+    let process = |event: FileStaged, bytes: Vec<u8>| {
+        let env = &env;
+        async move {
+            env.stage(&event, &bytes).await;
+            env.worker.process(&event).await.expect("process")
+        }
+    };
+    // A user's upload that carries attestations is refused, with PyPI's text…
+    let mut by_user = env.event(&wheel, "demo", "1.0");
+    by_user.attestations = true;
+    let refusal = rejected(&process(by_user, wheel.bytes.clone()).await);
+    assert_eq!((refusal.status(), refusal.message.as_str()), (400, REFUSED));
+    env.assert_nothing_published("demo").await;
+    // …after the archive checks, as PyPI orders them (step 21 before step 23).
+    let not_a_zip = Wheel {
+        filename: wheel.filename.clone(),
+        bytes: b"not a zip".to_vec(),
+        metadata: Vec::new(),
+    };
+    let mut broken = env.event(&not_a_zip, "demo", "1.0");
+    broken.attestations = true;
+    let refusal = rejected(&process(broken, not_a_zip.bytes.clone()).await);
+    assert!(refusal.message.starts_with("Invalid distribution file."));
+    // Without attestations the same file is published; a trusted publisher's attestations
+    // are accepted (unverified).
+    let plain = env.event(&wheel, "demo", "1.0");
+    published(&process(plain, wheel.bytes.clone()).await);
+    let next = build_wheel("demo", "2.0", "A = 2\n");
+    let mut by_publisher = env.ungranted_event(&next, "demo", "2.0");
+    by_publisher.attestations = true;
+    by_publisher.uploader = Some(Uploader {
+        user_id: String::new(),
+        publisher_id: "publisher-1".to_owned(),
+        may_create_project: false,
+        user_name: String::new(),
+    });
+    env.grant(&mut by_publisher);
+    published(&process(by_publisher, next.bytes.clone()).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
