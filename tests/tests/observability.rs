@@ -522,3 +522,87 @@ fn one_upload_in_scaled_mode_is_one_trace_across_three_processes() {
             .expect("write the span dump");
     }
 }
+
+/// The lines of `registry`'s log that carry `trace_id` and say `message`, once at least one
+/// is there (the worker may log a moment after the gateway answered).
+fn log_lines_of(registry: &Registry, trace_id: &str, message: &str) -> Vec<String> {
+    let deadline = std::time::Instant::now() + EXPORT_WAIT;
+    loop {
+        let lines: Vec<String> = registry
+            .log()
+            .lines()
+            .filter(|line| line.contains(&format!("trace_id={trace_id}")) && line.contains(message))
+            .map(str::to_owned)
+            .collect();
+        if !lines.is_empty() || std::time::Instant::now() > deadline {
+            return lines;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_publish_and_a_refusal_each_log_one_line_with_the_clients_trace_id() {
+    let registry = Registry::start();
+    let token = registry.user_with_token("alice", &[]);
+
+    // A publish: one INFO line with what was published, by whom, in the client's trace.
+    let dist = Dist::wheel("Logged-Demo", "1.0");
+    let published = upload(&registry, &token, &dist.form());
+    assert_eq!(published.status, 200, "{}", published.text());
+    let trace_id = trace_id_of(&published);
+    let lines = log_lines_of(&registry, &trace_id, "file published");
+    assert_eq!(lines.len(), 1, "{lines:#?}\n{}", registry.log());
+    for field in [
+        " INFO ".to_owned(),
+        "project=Logged-Demo".to_owned(),
+        "version=1.0".to_owned(),
+        format!("filename={}", dist.filename),
+        format!("size={}", dist.size()),
+        format!("sha256={}", dist.sha256()),
+        "by=alice".to_owned(),
+    ] {
+        assert!(lines[0].contains(&field), "{field:?} missing: {}", lines[0]);
+    }
+    // An identical re-upload commits nothing, so it logs no publish.
+    let again = upload(&registry, &token, &dist.form());
+    assert_eq!(again.status, 200);
+    let again_trace = trace_id_of(&again);
+    assert!(
+        !registry
+            .log()
+            .lines()
+            .any(|line| line.contains(&again_trace) && line.contains(" INFO ")),
+        "{}",
+        registry.log()
+    );
+
+    // A refused upload: one line with the code and PyPI's reason.
+    let changed = WheelBuilder::new("Logged-Demo", "1.0")
+        .greeting("other bytes")
+        .build();
+    let refused = upload(&registry, &token, &changed.form());
+    assert_eq!(refused.status, 400, "{}", refused.text());
+    let trace_id = trace_id_of(&refused);
+    let lines = log_lines_of(&registry, &trace_id, "upload refused");
+    assert_eq!(lines.len(), 1, "{lines:#?}\n{}", registry.log());
+    assert!(lines[0].contains("code=invalid-request"), "{}", lines[0]);
+    assert!(lines[0].contains("File already exists"), "{}", lines[0]);
+    assert_eq!(
+        registry.log().matches(&trace_id).count(),
+        1,
+        "one line in the refusal's trace:\n{}",
+        registry.log()
+    );
+
+    // A refused token exchange: one line with PyPI's error code, never the token.
+    let exchange = mint(&registry, r#"{"token": "not-a-jwt-but-secret-3f9a"}"#);
+    assert_eq!(exchange.status, 422, "{}", exchange.text());
+    let trace_id = trace_id_of(&exchange);
+    let lines = log_lines_of(&registry, &trace_id, "token exchange refused");
+    assert_eq!(lines.len(), 1, "{lines:#?}\n{}", registry.log());
+    assert!(lines[0].contains("code=invalid-payload"), "{}", lines[0]);
+    let log = registry.log();
+    assert!(!log.contains("not-a-jwt-but-secret-3f9a"), "{log}");
+    assert!(!log.contains(&token), "{log}");
+}

@@ -89,21 +89,29 @@ fn body_unreadable(error: &axum::Error) -> Response {
         .into_response()
 }
 
-/// Counts one request of the client IP under `limited`; the `429` (or `503`) to send when it
-/// is over.
+/// Counts one request of the client IP under `limited`; the `429` (or `503`) when it is over.
 async fn check_ip_rate(
     gateway: &Gateway,
     limited: Limited,
     headers: &HeaderMap,
     extensions: &Extensions,
-) -> Result<(), Response> {
+) -> Result<(), Refusal> {
     let Some(ip) = client_ip(&gateway.settings.rate_limits, headers, extensions) else {
         return Ok(());
     };
-    gateway
-        .check_rate(limited, &ip.to_string())
-        .await
-        .map_err(|refusal| refusal_response(Api::TrustedPublishing, &refusal))
+    gateway.check_rate(limited, &ip.to_string()).await
+}
+
+/// The answer to a refused exchange, and the operator's one line for it (code and text, as
+/// the caller gets them: never the JWT).
+fn exchange_refused(refusal: &Refusal) -> Response {
+    tracing::info!(
+        status = refusal.status(),
+        code = %refusal.code,
+        message = %refusal.message,
+        "token exchange refused"
+    );
+    refusal_response(Api::TrustedPublishing, refusal)
 }
 
 /// `GET /_/oidc/audience`.
@@ -137,8 +145,8 @@ pub(crate) async fn mint_token(
     extensions: Extensions,
     body: Body,
 ) -> Response {
-    if let Err(refused) = check_ip_rate(&gateway, Limited::MintPerIp, &headers, &extensions).await {
-        return refused;
+    if let Err(refusal) = check_ip_rate(&gateway, Limited::MintPerIp, &headers, &extensions).await {
+        return exchange_refused(&refusal);
     }
     // A body without a token is refused by the verifier too, so that every refusal is
     // audited in one place.
@@ -177,7 +185,7 @@ pub(crate) async fn mint_token(
             if refusal.code == ErrorCode::RateLimited {
                 gateway.metrics.rate_limited("mint-token-identity");
             }
-            refusal_response(Api::TrustedPublishing, &refusal)
+            exchange_refused(&refusal)
         }
         None => verifier_unavailable(&tonic::Status::internal("empty answer")),
     }
@@ -193,8 +201,8 @@ pub(crate) async fn burn_token(
     body: Body,
 ) -> Response {
     // Each burn costs the verifier a token lookup and a signature check.
-    if let Err(refused) = check_ip_rate(&gateway, Limited::BurnPerIp, &headers, &extensions).await {
-        return refused;
+    if let Err(refusal) = check_ip_rate(&gateway, Limited::BurnPerIp, &headers, &extensions).await {
+        return refusal_response(Api::TrustedPublishing, &refusal);
     }
     let body = match read_small_body(body).await {
         SmallBody::Read(body) => body,

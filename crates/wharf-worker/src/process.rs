@@ -576,6 +576,7 @@ impl StorageWorker {
                 project_created,
                 serial,
             } => {
+                log_published(upload, admitted);
                 if project_created {
                     self.announce_project_created(upload, serial).await;
                 }
@@ -788,4 +789,19 @@ fn new_upload(
         max_project_size: event.max_project_size,
         now_micros: admitted.now_micros,
     })
+}
+
+/// The operator's one line per committed file (written once: only the commit that made the
+/// file visible logs it), in the upload's trace, so it ends with the trace id the client got
+/// in `X-Wharf-Trace-Id`.
+fn log_published(upload: &StagedUpload<'_>, admitted: &Admitted) {
+    tracing::info!(
+        project = %upload.project_name,
+        version = %upload.version.normalized(),
+        filename = %upload.event.filename,
+        size = admitted.size,
+        sha256 = %admitted.digests.sha256_hex(),
+        by = %submitted_by(upload.event),
+        "file published"
+    );
 }
