@@ -1585,3 +1585,27 @@ fn exposed_verifiers_and_keyless_services_refuse_to_start() {
         "{stderr}"
     );
 }
+
+/// Two `wharf worker`s on one host with the default health listener (no `--listen`): each
+/// binds a free port and prints it, and both become ready.
+#[test]
+fn two_workers_with_default_health_listeners_run_on_one_host() {
+    let cluster = Cluster::builder()
+        .workers(2)
+        .gateways(0)
+        .workers_without_listen()
+        .start();
+    let first = cluster.url(Role::Worker, 0);
+    let second = cluster.url(Role::Worker, 1);
+    assert_ne!(first, second, "each worker has its own port");
+    for index in 0..2 {
+        let (status, body) = cluster.readyz(Role::Worker, index).expect("readyz answers");
+        assert_eq!(status, 200, "worker {index}: {body}");
+        let log = cluster.log(Role::Worker, index);
+        let address = cluster.url(Role::Worker, index).replace("http://", "");
+        assert!(
+            log.contains(&format!("wharf worker is running address={address}")),
+            "worker {index} prints its address:\n{log}"
+        );
+    }
+}

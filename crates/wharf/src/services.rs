@@ -103,8 +103,10 @@ pub(crate) struct VerifierClientArgs {
 /// Flags of `wharf worker`.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct WorkerArgs {
-    /// Address to listen on (/healthz and /readyz).
-    #[arg(long, env = "WHARF_LISTEN", default_value = "127.0.0.1:8082")]
+    /// Address of the health listener (/healthz, /readyz, /metrics). The default port 0 takes
+    /// a free port, printed at start (`wharf worker is running address=…`), so several
+    /// workers run on one host without flags.
+    #[arg(long, env = "WHARF_LISTEN", default_value = "127.0.0.1:0")]
     listen: SocketAddr,
     #[command(flatten)]
     config: ConfigArgs,

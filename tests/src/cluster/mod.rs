@@ -83,9 +83,17 @@ pub struct ClusterBuilder {
     verifier_args: Vec<String>,
     verifier_tls: Option<Arc<TestCa>>,
     env: Vec<(String, String)>,
+    workers_without_listen: bool,
 }
 
 impl ClusterBuilder {
+    /// Starts the workers without `--listen`: each binds its default health listener, and
+    /// the harness finds it at the address the worker prints.
+    pub fn workers_without_listen(mut self) -> ClusterBuilder {
+        self.workers_without_listen = true;
+        self
+    }
+
     /// An environment variable for every service process.
     pub fn env(mut self, key: &str, value: &str) -> ClusterBuilder {
         self.env.push((key.to_owned(), value.to_owned()));
@@ -159,6 +167,7 @@ impl ClusterBuilder {
 struct Service {
     role: Role,
     index: usize,
+    /// The port given with `--listen`; 0: none given, the service prints the one it bound.
     port: u16,
     child: Option<Child>,
     log_path: PathBuf,
@@ -172,7 +181,23 @@ struct Service {
 impl Service {
     fn url(&self) -> String {
         let scheme = if self.tls { "https" } else { "http" };
-        format!("{scheme}://127.0.0.1:{}", self.port)
+        format!("{scheme}://127.0.0.1:{}", self.bound_port())
+    }
+
+    /// The port it listens on: the one given, or the last one it printed at start (0 before).
+    fn bound_port(&self) -> u16 {
+        if self.port != 0 {
+            return self.port;
+        }
+        self.log()
+            .lines()
+            .rev()
+            .filter(|line| line.contains(" is running ") || line.contains(" is serving "))
+            .find_map(|line| {
+                let address = line.split_once("address=")?.1.split_whitespace().next()?;
+                address.parse::<std::net::SocketAddr>().ok()
+            })
+            .map_or(0, |address| address.port())
     }
 
     fn name(&self) -> String {
@@ -182,11 +207,13 @@ impl Service {
     fn spawn(&mut self) {
         let (log, log_err) = append_log(&self.log_path);
         let mut command = Command::new(wharf_binary());
-        command
-            .arg(self.role.command())
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{}", self.port))
-            .args(&self.args);
+        command.arg(self.role.command());
+        if self.port != 0 {
+            command
+                .arg("--listen")
+                .arg(format!("127.0.0.1:{}", self.port));
+        }
+        command.args(&self.args);
         for (key, _) in std::env::vars_os() {
             if key.to_string_lossy().starts_with("WHARF_") {
                 command.env_remove(key);
@@ -213,7 +240,6 @@ impl Service {
     /// Waits for `/readyz` to answer 200; `false` if the process exited or time ran out.
     fn wait_ready(&mut self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
-        let url = format!("{}/readyz", self.url());
         let agent = http_agent(Duration::from_secs(10));
         while Instant::now() < deadline {
             match self.child.as_mut().map(Child::try_wait) {
@@ -222,11 +248,13 @@ impl Service {
             }
             // A mutual-TLS verifier only talks to gateways (whose own readiness calls it), so
             // here it is ready once it accepts connections.
-            let ready = if self.tls {
+            let ready = if self.bound_port() == 0 {
+                false
+            } else if self.tls {
                 TcpStream::connect(("127.0.0.1", self.port)).is_ok()
             } else {
                 agent
-                    .get(&url)
+                    .get(format!("{}/readyz", self.url()))
                     .call()
                     .is_ok_and(|response| response.status().as_u16() == 200)
             };
@@ -296,6 +324,7 @@ impl Cluster {
             verifier_args: Vec::new(),
             verifier_tls: None,
             env: Vec::new(),
+            workers_without_listen: false,
         }
     }
 
@@ -349,6 +378,11 @@ impl Cluster {
         let workers: Vec<usize> = (0..builder.workers)
             .map(|index| cluster.add(Role::Worker, index, &builder.worker_args))
             .collect();
+        if builder.workers_without_listen {
+            for &position in &workers {
+                cluster.services[position].port = 0;
+            }
+        }
         cluster.start_all(&workers);
         let gateways: Vec<usize> = (0..builder.gateways)
             .map(|index| cluster.add(Role::Gateway, index, &builder.gateway_args))
@@ -469,13 +503,19 @@ impl Cluster {
         for &position in positions {
             let mut attempts = 0;
             while !self.services[position].wait_ready(READY_TIMEOUT) {
+                // A service on its default listener gets no other port: it has to start as is.
+                let chose_its_port = self.services[position].port == 0;
                 let service = &mut self.services[position];
                 let exited = service
                     .child
                     .as_mut()
                     .is_some_and(|child| matches!(child.try_wait(), Ok(Some(_))));
                 attempts += 1;
-                if !exited || attempts >= 3 || !service.log().contains("failed to listen") {
+                if chose_its_port
+                    || !exited
+                    || attempts >= 3
+                    || !service.log().contains("failed to listen")
+                {
                     let name = service.name();
                     let log = service.log();
                     panic!("{name} did not become ready; its log:\n{}", tail(&log, 80));
