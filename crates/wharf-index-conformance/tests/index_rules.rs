@@ -359,6 +359,7 @@ macro_rules! conformance {
             issuers_insert_list_delete,
             publishers_insert_find_update_delete,
             reify_pending_publisher,
+            operator_creates_a_lookalike_project_its_owner_uploads_to,
             race_reify_once,
             claim_jti_once_until_expiry,
             race_claim_jti_one_winner,
@@ -2412,6 +2413,65 @@ async fn reify_pending_publisher(h: &dyn Harness) {
 
 /// Eight verifiers reify one pending publisher at once: one creates the project, the others
 /// find it no longer pending (issue #12, finding 9: a typed outcome, never an error).
+/// `wharf admin project create`: an operator may create a look-alike of an existing project
+/// on purpose (the rule a first upload obeys is waived), its owner then uploads to it like to
+/// any project; a taken normalized name is refused with nothing written.
+async fn operator_creates_a_lookalike_project_its_owner_uploads_to(h: &dyn Harness) {
+    let index = h.index();
+    let index = index.as_ref();
+    let alice = user(index, "alice").await;
+    let bob = user(index, "bob").await;
+    Upload::wheel("x-lib", "1.0", &alice).publish(index).await;
+    let journal_before = h.journal().await.len();
+
+    let created = index
+        .create_project_by_operator(&reify_target("xlib"), &bob.id, "bob", T0 + 1)
+        .await
+        .expect("create")
+        .expect("created");
+    let project = index
+        .find_project("xlib")
+        .await
+        .expect("find")
+        .expect("project");
+    assert_eq!(project.id, created);
+    assert_eq!(project.created_at, T0 + 1);
+    assert_eq!(
+        index.project_roles(&created).await.expect("roles"),
+        vec![("Owner".to_owned(), "bob".to_owned())]
+    );
+    let journal = h.journal().await;
+    assert_eq!(
+        actions(&journal[journal_before..]),
+        vec!["create", "add Owner bob"]
+    );
+
+    // Its owner's uploads land (the project exists, so no new-name rule applies); others'
+    // do not.
+    Upload::wheel("xlib", "1.0", &bob).publish(index).await;
+    assert_eq!(file_count(index, "xlib").await, 1);
+    let intruder = Upload::wheel("xlib", "1.1", &alice).commit(index).await;
+    assert!(
+        matches!(
+            intruder,
+            CommitResult::Refused(FileRefusal::UploaderNotAllowed { .. })
+        ),
+        "{intruder:?}"
+    );
+
+    // The same normalized name again: nothing written.
+    let journal_before = h.journal().await.len();
+    for taken in ["XLib", "x-lib"] {
+        let again = index
+            .create_project_by_operator(&reify_target(taken), &alice.id, "alice", T0 + 2)
+            .await
+            .expect("create");
+        assert_eq!(again, None, "{taken}");
+    }
+    assert_eq!(h.journal().await.len(), journal_before);
+    assert_eq!(index.list_projects().await.expect("list").len(), 2);
+}
+
 async fn race_reify_once(h: &dyn Harness) {
     let index = h.index();
     let alice = user(index.as_ref(), "alice").await;

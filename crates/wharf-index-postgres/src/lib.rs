@@ -325,6 +325,28 @@ impl PgIndex {
         Ok(yanked)
     }
 
+    async fn try_create_project_by_operator(
+        &self,
+        project: &ProjectTarget,
+        owner_id: &str,
+        submitted_by: &str,
+        now_micros: i64,
+    ) -> Result<Option<String>, IndexError> {
+        let mut tx = self
+            .begin_locked(vec![project_key(&project.normalized_name)])
+            .await?;
+        let created = rules::create_project_by_operator(
+            &mut Tx(&mut tx),
+            project,
+            owner_id,
+            submitted_by,
+            now_micros,
+        )
+        .await?;
+        finish(tx, created.is_some()).await?;
+        Ok(created)
+    }
+
     async fn try_reify_pending_publisher(
         &self,
         publisher_id: &str,
@@ -515,6 +537,18 @@ impl Projects for PgIndex {
         ))
         .fetch_all(&self.pool)
         .await?)
+    }
+    async fn create_project_by_operator(
+        &self,
+        project: &ProjectTarget,
+        owner_id: &str,
+        submitted_by: &str,
+        now_micros: i64,
+    ) -> Result<Option<String>, IndexError> {
+        retry_races!(
+            "create_project_by_operator",
+            self.try_create_project_by_operator(project, owner_id, submitted_by, now_micros)
+        )
     }
 }
 

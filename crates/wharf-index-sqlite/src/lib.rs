@@ -328,6 +328,25 @@ impl Projects for SqliteIndex {
                 .await?,
         )
     }
+    async fn create_project_by_operator(
+        &self,
+        project: &ProjectTarget,
+        owner_id: &str,
+        submitted_by: &str,
+        now_micros: i64,
+    ) -> Result<Option<String>, IndexError> {
+        let mut tx = self.begin_write().await?;
+        let created = rules::create_project_by_operator(
+            &mut Tx(&mut tx),
+            project,
+            owner_id,
+            submitted_by,
+            now_micros,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(created)
+    }
 }
 
 #[async_trait]

@@ -82,6 +82,9 @@ macro_rules! delegate_ports {
                 async fn list_projects(&self) -> Result<Vec<Project>, IndexError> {
                     self.$inner.list_projects().await
                 }
+                async fn create_project_by_operator( &self, project: &ProjectTarget, owner_id: &str, submitted_by: &str, now_micros: i64, ) -> Result<Option<String>, IndexError> {
+                    self.$inner.create_project_by_operator(project, owner_id, submitted_by, now_micros).await
+                }
             }
         };
     };

@@ -68,6 +68,17 @@ pub trait Projects: Send + Sync + std::fmt::Debug {
     ) -> Result<Vec<Project>, IndexError>;
     /// Every project, ordered by normalized name.
     async fn list_projects(&self) -> Result<Vec<Project>, IndexError>;
+    /// Creates a project on an operator's order, `owner_id` its Owner: the new-name rules
+    /// (standard-library names, prohibited names, look-alikes) are the operator's to waive,
+    /// only the normalized name must be free. The new project's id, or `None` (nothing
+    /// written) if a project has that normalized name.
+    async fn create_project_by_operator(
+        &self,
+        project: &ProjectTarget,
+        owner_id: &str,
+        submitted_by: &str,
+        now_micros: i64,
+    ) -> Result<Option<String>, IndexError>;
 }
 
 /// Who holds which role (Owner, Maintainer) on a project.

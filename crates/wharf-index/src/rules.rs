@@ -457,6 +457,26 @@ async fn create_project<Q: Queries + ?Sized>(
     Ok(id)
 }
 
+/// Creates a project on an operator's order (`wharf admin project create`), `owner_id` its
+/// Owner, with the journal rows of a first upload. The new-name rules are waived on purpose
+/// (a vetted copy of a public package may clash with a stdlib module or look like another
+/// project); only the normalized name must be free: `None`, nothing written, if it is taken.
+pub async fn create_project_by_operator<Q: Queries + ?Sized>(
+    queries: &mut Q,
+    project: &ProjectTarget,
+    owner_id: &str,
+    submitted_by: &str,
+    now_micros: i64,
+) -> Result<Option<String>, IndexError> {
+    if queries.project(&project.normalized_name).await?.is_some() {
+        return Ok(None);
+    }
+    queries.begin_writes().await?;
+    create_project(queries, project, owner_id, submitted_by, now_micros)
+        .await
+        .map(Some)
+}
+
 /// Yanks or unyanks a release and journals it; `false` (nothing written) if no such release.
 pub async fn set_release_yanked<Q: Queries + ?Sized>(
     queries: &mut Q,

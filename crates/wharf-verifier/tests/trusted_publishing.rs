@@ -103,6 +103,18 @@ impl Projects for Double {
     async fn list_projects(&self) -> Result<Vec<Project>, IndexError> {
         self.inner.list_projects().await
     }
+
+    async fn create_project_by_operator(
+        &self,
+        project: &wharf_index::ProjectTarget,
+        owner_id: &str,
+        submitted_by: &str,
+        now_micros: i64,
+    ) -> Result<Option<String>, IndexError> {
+        self.inner
+            .create_project_by_operator(project, owner_id, submitted_by, now_micros)
+            .await
+    }
 }
 
 wharf_index::delegate_ports!(Double => inner:

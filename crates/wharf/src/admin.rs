@@ -149,6 +149,16 @@ enum TokenKeyCommand {
 enum ProjectCommand {
     /// List projects.
     List,
+    /// Create a project owned by USER, waiving the rules a first upload must pass (stdlib
+    /// module names, look-alike names), e.g. for a vetted copy of a public package; the
+    /// name must still be valid and not taken. Recorded in the audit trail.
+    Create {
+        /// The project name (PEP 508).
+        name: String,
+        /// The user who becomes the project's Owner.
+        #[arg(long, env = "WHARF_PROJECT_OWNER")]
+        owner: String,
+    },
 }
 
 fn format_time(micros: i64) -> String {
@@ -384,6 +394,9 @@ pub(crate) async fn run(args: AdminArgs) -> anyhow::Result<()> {
                 );
             }
         }
+        AdminCommand::Project(ProjectCommand::Create { name, owner }) => {
+            create_project(index.as_ref(), &events, &name, &owner, now).await?;
+        }
         AdminCommand::Issuer(command) => {
             crate::admin_oidc::run_issuer(index.as_ref(), &events, command).await?;
         }
@@ -450,5 +463,69 @@ async fn change_yank(
     {
         anyhow::bail!("no release {version} of project {project}");
     }
+    Ok(())
+}
+
+/// `admin project create`: refuses an invalid or taken name, creates the project with
+/// `owner` as its Owner, and audits which new-name rules the operator waived.
+async fn create_project(
+    index: &dyn Index,
+    events: &AdminEvents,
+    project_name: &str,
+    owner: &str,
+    now: jiff::Timestamp,
+) -> anyhow::Result<()> {
+    if !name::is_valid_project_name(project_name) {
+        anyhow::bail!(
+            "The name '{project_name}' is invalid: a project name is ASCII letters, digits, \
+             '.', '_' and '-', starting and ending with a letter or digit (PEP 508)."
+        );
+    }
+    let Some(user) = index.find_user_by_name(owner).await? else {
+        anyhow::bail!("no user named {owner} (create it with `wharf admin user create`)");
+    };
+    let target = wharf_index::ProjectTarget {
+        name: project_name.to_owned(),
+        normalized_name: name::normalize(project_name),
+        ultranormalized_name: name::ultranormalize(project_name),
+        create_with_owner: Some(user.id.clone()),
+    };
+    let mut waived = Vec::new();
+    if let Err(refusal) = name::check_new_project_name(project_name, &[]) {
+        waived.push(refusal.message);
+    }
+    let lookalikes: Vec<String> = index
+        .find_projects_by_ultranormalized(&target.ultranormalized_name)
+        .await?
+        .into_iter()
+        .filter(|project| project.normalized_name != target.normalized_name)
+        .map(|project| project.name)
+        .collect();
+    if !lookalikes.is_empty() {
+        waived.push(name::too_similar_rejection(project_name).message);
+    }
+    let Some(project_id) = index
+        .create_project_by_operator(&target, &user.id, &user.name, now.as_microsecond())
+        .await
+        .context("failed to create the project")?
+    else {
+        anyhow::bail!("{}", name::existing_project_rejection(project_name).message);
+    };
+    events
+        .record(
+            "project.created_by_operator",
+            serde_json::json!({
+                "project": project_name,
+                "project_id": project_id,
+                "owner": user.name,
+                "waived": waived,
+                "lookalikes": lookalikes,
+            }),
+        )
+        .await?;
+    for rule in &waived {
+        println!("waived: {rule}");
+    }
+    println!("created {project_name} (owner {})", user.name);
     Ok(())
 }
