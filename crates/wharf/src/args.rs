@@ -12,6 +12,7 @@ use wharf_verifier::{OidcSettings, VerifierSettings};
 use wharf_worker::WorkerSettings;
 
 use crate::ConfigError;
+use crate::profile::Profile;
 use crate::units::{parse_duration, parse_size};
 
 /// The optional configuration file (read before parsing, see `config_file`).
@@ -52,12 +53,13 @@ pub(crate) struct UploadArgs {
     #[arg(long, env = "WHARF_UPLOAD_TIMEOUT", default_value = "300s", value_parser = parse_duration)]
     upload_timeout: Duration,
     /// Uploads allowed per client IP in each --rate-limit-window, shared by every gateway on
-    /// one index database (0: no limit).
-    #[arg(long, env = "WHARF_UPLOAD_RATE_LIMIT", default_value_t = 1200)]
-    upload_rate_limit: u32,
-    /// Uploads allowed per API token in each --rate-limit-window (0: no limit).
-    #[arg(long, env = "WHARF_UPLOAD_TOKEN_RATE_LIMIT", default_value_t = 600)]
-    upload_token_rate_limit: u32,
+    /// one index database (0: no limit; default by --profile: private 0, public 1200).
+    #[arg(long, env = "WHARF_UPLOAD_RATE_LIMIT")]
+    upload_rate_limit: Option<u32>,
+    /// Uploads allowed per API token in each --rate-limit-window (0: no limit; default by
+    /// --profile: private 0, public 600).
+    #[arg(long, env = "WHARF_UPLOAD_TOKEN_RATE_LIMIT")]
+    upload_token_rate_limit: Option<u32>,
     /// Trusted-publishing token exchanges allowed per client IP in each --rate-limit-window
     /// (0: no limit).
     #[arg(long, env = "WHARF_MINT_TOKEN_RATE_LIMIT", default_value_t = 120)]
@@ -66,12 +68,14 @@ pub(crate) struct UploadArgs {
     /// (0: no limit).
     #[arg(long, env = "WHARF_BURN_TOKEN_RATE_LIMIT", default_value_t = 120)]
     burn_token_rate_limit: u32,
-    /// Projects one user may create per hour (PyPI: 20; 0: no limit).
-    #[arg(long, env = "WHARF_NEW_PROJECT_RATE_LIMIT", default_value_t = 20)]
-    new_project_rate_limit: u32,
-    /// Projects that may be created from one client IP per hour (PyPI: 40; 0: no limit).
-    #[arg(long, env = "WHARF_NEW_PROJECT_IP_RATE_LIMIT", default_value_t = 40)]
-    new_project_ip_rate_limit: u32,
+    /// Projects one user may create per hour (0: no limit; default by --profile: private 0,
+    /// public 20 as PyPI).
+    #[arg(long, env = "WHARF_NEW_PROJECT_RATE_LIMIT")]
+    new_project_rate_limit: Option<u32>,
+    /// Projects that may be created from one client IP per hour (0: no limit; default by
+    /// --profile: private 0, public 40 as PyPI).
+    #[arg(long, env = "WHARF_NEW_PROJECT_IP_RATE_LIMIT")]
+    new_project_ip_rate_limit: Option<u32>,
     /// The window of the upload and token rate limits; the allowance refills evenly over it.
     #[arg(long, env = "WHARF_RATE_LIMIT_WINDOW", default_value = "60s", value_parser = parse_duration)]
     rate_limit_window: Duration,
@@ -105,8 +109,9 @@ pub(crate) struct UploadArgs {
 }
 
 impl UploadArgs {
-    /// The rate limits, after checking the flags.
-    fn rate_limits(&self) -> Result<RateLimits, ConfigError> {
+    /// The rate limits, after checking the flags; `profile` gives the abuse limits' defaults.
+    fn rate_limits(&self, profile: Profile) -> Result<RateLimits, ConfigError> {
+        let defaults = profile.abuse_defaults();
         let window = i64::try_from(self.rate_limit_window.as_micros())
             .ok()
             .filter(|window| *window > 0)
@@ -126,18 +131,27 @@ impl UploadArgs {
             })
             .transpose()?;
         Ok(RateLimits {
-            upload_per_ip: limit(self.upload_rate_limit),
-            upload_per_token: limit(self.upload_token_rate_limit),
+            upload_per_ip: limit(self.upload_rate_limit.unwrap_or(defaults.upload_per_ip)),
+            upload_per_token: limit(
+                self.upload_token_rate_limit
+                    .unwrap_or(defaults.upload_per_token),
+            ),
             mint_per_ip: limit(self.mint_token_rate_limit),
             burn_per_ip: limit(self.burn_token_rate_limit),
-            new_project_per_user: hourly(self.new_project_rate_limit),
-            new_project_per_ip: hourly(self.new_project_ip_rate_limit),
+            new_project_per_user: hourly(
+                self.new_project_rate_limit
+                    .unwrap_or(defaults.new_project_per_user),
+            ),
+            new_project_per_ip: hourly(
+                self.new_project_ip_rate_limit
+                    .unwrap_or(defaults.new_project_per_ip),
+            ),
             client_ip_header,
         })
     }
 
     /// The gateway settings, after checking the flags.
-    pub(crate) fn settings(&self) -> Result<GatewaySettings, ConfigError> {
+    pub(crate) fn settings(&self, profile: Profile) -> Result<GatewaySettings, ConfigError> {
         if let Some(url) = &self.public_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
@@ -163,7 +177,7 @@ impl UploadArgs {
             outcome_timeout: self.upload_timeout,
             public_url: self.public_url.clone(),
             trust_forwarded_headers: self.trust_forwarded_headers,
-            rate_limits: self.rate_limits()?,
+            rate_limits: self.rate_limits(profile)?,
             max_form_parts: self.max_form_parts,
             body_idle_timeout: self.body_idle_timeout,
             request_timeout: self.request_timeout,
@@ -226,18 +240,18 @@ pub(crate) struct VerifierPolicyArgs {
     no_trusted_publishing: bool,
     /// Trusted-publishing exchanges allowed per identity (issuer and `sub`, e.g. one CI
     /// repository and ref) per minute, refilling evenly, shared through the index; a `429`
-    /// with `Retry-After` beyond it (0: no limit).
-    #[arg(
-        long,
-        env = "WHARF_MINT_TOKEN_IDENTITY_RATE_LIMIT",
-        default_value_t = 60
-    )]
-    mint_token_identity_rate_limit: u32,
+    /// with `Retry-After` beyond it (0: no limit; default by --profile: private 0, public 60).
+    #[arg(long, env = "WHARF_MINT_TOKEN_IDENTITY_RATE_LIMIT")]
+    mint_token_identity_rate_limit: Option<u32>,
 }
 
 impl VerifierPolicyArgs {
-    /// The verifier settings, after checking the flags.
-    pub(crate) fn settings(&self) -> Result<VerifierSettings, ConfigError> {
+    /// The verifier settings, after checking the flags; `profile` gives the abuse limits'
+    /// defaults.
+    pub(crate) fn settings(&self, profile: Profile) -> Result<VerifierSettings, ConfigError> {
+        let mint_per_identity = self
+            .mint_token_identity_rate_limit
+            .unwrap_or(profile.abuse_defaults().mint_per_identity);
         if self.oidc_token_ttl > self.oidc_max_token_ttl {
             return Err(ConfigError(
                 "--oidc-token-ttl must not exceed --oidc-max-token-ttl".to_owned(),
@@ -254,12 +268,8 @@ impl VerifierPolicyArgs {
                 audience: self.oidc_audience.clone(),
                 default_token_ttl: self.oidc_token_ttl,
                 max_token_ttl: self.oidc_max_token_ttl,
-                identity_rate_limit: (self.mint_token_identity_rate_limit > 0).then(|| {
-                    wharf_index::RateLimit::per_window(
-                        self.mint_token_identity_rate_limit,
-                        60_000_000,
-                    )
-                }),
+                identity_rate_limit: (mint_per_identity > 0)
+                    .then(|| wharf_index::RateLimit::per_window(mint_per_identity, 60_000_000)),
                 ..OidcSettings::default()
             },
             // Set by `wharf verifier` from its key file; `serve` makes its own.

@@ -8,6 +8,7 @@ mod admin;
 mod admin_oidc;
 mod args;
 mod config_file;
+mod profile;
 mod serve;
 mod services;
 mod tls;

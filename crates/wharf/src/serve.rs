@@ -20,6 +20,8 @@ pub(crate) struct ServeArgs {
     #[command(flatten)]
     config: ConfigArgs,
     #[command(flatten)]
+    profile: crate::profile::ProfileArgs,
+    #[command(flatten)]
     index: IndexArgs,
     #[command(flatten)]
     upload: UploadArgs,
@@ -36,11 +38,13 @@ pub(crate) struct ServeArgs {
 /// Runs `wharf serve` until SIGINT or SIGTERM, or until one of its tasks fails.
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     args.config.announce();
+    args.profile.announce();
+    let profile = args.profile.profile;
     // Every flag is checked before anything is opened or bound.
     let mut settings = EmbeddedSettings {
         listen: args.listen,
-        gateway: args.upload.settings()?,
-        verifier: args.verifier.settings()?,
+        gateway: args.upload.settings(profile)?,
+        verifier: args.verifier.settings(profile)?,
         worker: args.worker.settings()?,
         tls: args.tls.load()?,
         header_read_timeout: args.upload.header_read_timeout,

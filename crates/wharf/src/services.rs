@@ -30,6 +30,8 @@ pub(crate) struct GatewayArgs {
     #[command(flatten)]
     config: ConfigArgs,
     #[command(flatten)]
+    profile: crate::profile::ProfileArgs,
+    #[command(flatten)]
     index: IndexArgs,
     #[command(flatten)]
     store: StoreArgs,
@@ -49,6 +51,8 @@ pub(crate) struct VerifierArgs {
     listen: SocketAddr,
     #[command(flatten)]
     config: ConfigArgs,
+    #[command(flatten)]
+    profile: crate::profile::ProfileArgs,
     #[command(flatten)]
     index: IndexArgs,
     #[command(flatten)]
@@ -159,9 +163,10 @@ impl VerifierClientArgs {
 /// Runs `wharf gateway` until SIGINT or SIGTERM, or until its server fails.
 pub(crate) async fn run_gateway(args: GatewayArgs) -> anyhow::Result<()> {
     args.config.announce();
+    args.profile.announce();
     let settings = GatewayProcessSettings {
         listen: args.listen,
-        gateway: args.upload.settings()?,
+        gateway: args.upload.settings(args.profile.profile)?,
         tls: args.tls.load()?,
         verifier: args.verifier.client()?,
         verifier_url: args.verifier.url.clone(),
@@ -177,6 +182,7 @@ pub(crate) async fn run_gateway(args: GatewayArgs) -> anyhow::Result<()> {
 /// Runs `wharf verifier` until SIGINT or SIGTERM, or until its server fails.
 pub(crate) async fn run_verifier(args: VerifierArgs) -> anyhow::Result<()> {
     args.config.announce();
+    args.profile.announce();
     crate::trust::check_verifier_exposure(
         args.listen,
         args.tls_client_ca.is_some(),
@@ -184,7 +190,7 @@ pub(crate) async fn run_verifier(args: VerifierArgs) -> anyhow::Result<()> {
     )?;
     let grant_key = args.grant_key.signer()?;
     tracing::info!(key_id = grant_key.key_id(), "signing upload grants");
-    let mut verifier = args.policy.settings()?;
+    let mut verifier = args.policy.settings(args.profile.profile)?;
     verifier.upload_grants = Some(grant_key);
     let mut settings = VerifierProcessSettings {
         listen: args.listen,
