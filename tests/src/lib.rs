@@ -297,6 +297,29 @@ impl Registry {
         self.data_dir.path().join("data")
     }
 
+    /// The audit trail: `(kind, detail)` of every event in the registry's index, oldest
+    /// first.
+    pub fn audit_events(&self) -> Vec<(String, serde_json::Value)> {
+        let output = run_ok(
+            Command::new(venv_tool("python"))
+                .args([
+                    "-c",
+                    "import json, sqlite3, sys\n\
+                     db = sqlite3.connect(sys.argv[1])\n\
+                     rows = db.execute('SELECT kind, detail FROM audit_events ORDER BY id').fetchall()\n\
+                     json.dump(rows, sys.stdout)",
+                ])
+                .arg(self.data_dir().join("index.sqlite3")),
+        );
+        let rows: Vec<(String, String)> = serde_json::from_str(&output).expect("audit rows");
+        rows.into_iter()
+            .map(|(kind, detail)| {
+                let detail = serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null);
+                (kind, detail)
+            })
+            .collect()
+    }
+
     /// The server's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()

@@ -4,6 +4,8 @@
 //! docs/conformance.md maps every rule of the spec to its test.
 //! Each test starts one registry and batches its checks against it.
 
+use std::path::PathBuf;
+
 use wharf_e2e::dist::{Dist, Form, WheelBuilder, post_form, sha256_hex};
 use wharf_e2e::raw_http::{RawResponse, request};
 use wharf_e2e::{Registry, attestation_files, run_failing, run_ok, twine_upload};
@@ -251,6 +253,172 @@ fn a7_new_project_rate_limit() {
         Some(&alice),
         &Dist::sdist("first-project", "1.0").form(),
     ));
+}
+
+/// Writes a wheel of each `(name, version)` to `dir`; their paths, in order.
+fn wheel_files(dir: &std::path::Path, dists: &[(String, &str)]) -> Vec<PathBuf> {
+    dists
+        .iter()
+        .map(|(name, version)| {
+            let dist = Dist::wheel(name, version);
+            let path = dir.join(&dist.filename);
+            std::fs::write(&path, &dist.bytes).expect("write wheel");
+            path
+        })
+        .collect()
+}
+
+/// Issue #13: out of the box (the private profile) trusted users publish in bulk: one
+/// `twine upload` of 25 new projects by one user lands in full, past PyPI's 20 an hour.
+#[test]
+fn a7_private_profile_takes_25_new_projects_in_one_twine_upload() {
+    let registry = Registry::start();
+    let alice = registry.user_with_token("alice", &[]);
+    let names: Vec<(String, &str)> = (1..=25).map(|i| (format!("bulk-{i:02}"), "1.0")).collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    run_ok(&mut twine_upload(
+        &registry,
+        &alice,
+        &wheel_files(dir.path(), &names),
+    ));
+    let listed = registry.admin(&["project", "list"]);
+    for (name, _) in &names {
+        assert!(listed.contains(name.as_str()), "{name} missing:\n{listed}");
+    }
+    assert!(
+        registry.log().contains("abuse-limit profile") && registry.log().contains("private"),
+        "{}",
+        registry.log()
+    );
+}
+
+/// Issue #13: `--profile public` turns on PyPI's limit: the 21st new project of one user in
+/// an hour gets `429 Too many new projects created`, also inside one `twine upload`.
+#[test]
+fn a7_public_profile_refuses_the_21st_new_project() {
+    let (registry, alice, _) = registry_with_two_users(&["--profile", "public"]);
+    for i in 1..=19 {
+        assert_ok(&upload(
+            &registry,
+            Some(&alice),
+            &Dist::wheel(&format!("public-{i:02}"), "1.0").form(),
+        ));
+    }
+    let names = [
+        ("public-20".to_owned(), "1.0"),
+        ("public-21".to_owned(), "1.0"),
+    ];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = run_failing(&mut twine_upload(
+        &registry,
+        &alice,
+        &wheel_files(dir.path(), &names),
+    ));
+    assert!(
+        output.contains("429 Too Many Requests")
+            && output.contains("Too many new projects created"),
+        "{output}"
+    );
+    let listed = registry.admin(&["project", "list"]);
+    assert!(
+        listed.contains("public-20") && !listed.contains("public-21"),
+        "{listed}"
+    );
+    assert!(registry.log().contains("public"), "{}", registry.log());
+}
+
+/// Issue #13: `wharf admin project create NAME --owner USER`, run while `serve` runs, creates
+/// a project the new-name rules refuse to an upload (a stdlib module name, a look-alike), so a
+/// vetted copy of a public package can be hosted; its owner's `twine upload` then lands. An
+/// invalid or taken name is still refused; each creation is in the audit trail.
+#[test]
+fn a4_operator_creates_a_project_the_new_name_rules_refuse() {
+    let (registry, alice, bob) = registry_with_two_users(&[]);
+    let stdlib = "The name 'importlib-metadata' isn't allowed (conflict with Python Standard \
+         Library module name). See https://pypi.org/help/#project-name for more information.";
+    let wheel = Dist::wheel("importlib-metadata", "8.7.0");
+    // Without the override: PyPI's refusal.
+    assert_answer(&upload(&registry, Some(&alice), &wheel.form()), 400, stdlib);
+
+    let created = registry.admin(&[
+        "project",
+        "create",
+        "importlib-metadata",
+        "--owner",
+        "alice",
+    ]);
+    assert!(
+        created.contains("created importlib-metadata (owner alice)"),
+        "{created}"
+    );
+    assert!(created.contains("Standard Library"), "{created}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = wheel_files(dir.path(), &[("importlib-metadata".to_owned(), "8.7.0")]);
+    run_ok(&mut twine_upload(&registry, &alice, &files));
+    // Nobody else may upload to it.
+    assert_answer(
+        &upload(
+            &registry,
+            Some(&bob),
+            &Dist::wheel("importlib-metadata", "8.8.0").form(),
+        ),
+        403,
+        "The user 'bob' isn't allowed to upload to project 'importlib-metadata'. \
+         See https://pypi.org/help/#project-name for more information.",
+    );
+
+    // A look-alike of it (ultranormalized alike) on purpose, for bob.
+    assert_answer(
+        &upload(
+            &registry,
+            Some(&bob),
+            &Dist::wheel("lmportlib-metadata", "1.0").form(),
+        ),
+        400,
+        "The name 'lmportlib-metadata' is too similar to an existing project. \
+         See https://pypi.org/help/#project-name for more information.",
+    );
+    registry.admin(&["project", "create", "lmportlib-metadata", "--owner", "bob"]);
+    assert_ok(&upload(
+        &registry,
+        Some(&bob),
+        &Dist::wheel("lmportlib-metadata", "1.0").form(),
+    ));
+
+    // Still refused: a taken normalized name, an invalid name, an unknown owner.
+    let admin = |args: &[&str]| {
+        run_failing(
+            std::process::Command::new(wharf_e2e::wharf_binary())
+                .args(["admin", "--data-dir"])
+                .arg(registry.data_dir())
+                .args(["project", "create"])
+                .args(args),
+        )
+    };
+    let taken = admin(&["Importlib_Metadata", "--owner", "bob"]);
+    assert!(
+        taken.contains("The name 'Importlib_Metadata' conflicts with an existing project."),
+        "{taken}"
+    );
+    let invalid = admin(&["bad!name", "--owner", "bob"]);
+    assert!(
+        invalid.contains("The name 'bad!name' is invalid"),
+        "{invalid}"
+    );
+    let nobody = admin(&["fine-name", "--owner", "carol"]);
+    assert!(nobody.contains("no user named carol"), "{nobody}");
+
+    let audited: Vec<serde_json::Value> = registry
+        .audit_events()
+        .into_iter()
+        .filter(|(kind, _)| kind == "project.created_by_operator")
+        .map(|(_, detail)| detail)
+        .collect();
+    assert_eq!(audited.len(), 2, "{audited:?}");
+    assert_eq!(audited[0]["project"], "importlib-metadata");
+    assert_eq!(audited[0]["owner"], "alice");
+    assert_eq!(audited[1]["owner"], "bob");
+    assert_eq!(audited[1]["lookalikes"][0], "importlib-metadata");
 }
 
 /// §a.4: the first failing check wins. Each case breaks two rules; the comment names the

@@ -166,25 +166,6 @@ fn registry_with_pending_publisher(
     (issuer, registry)
 }
 
-/// The audit trail: `(kind, detail)` of every event in the registry's index, oldest first.
-fn audit_events(registry: &Registry) -> Vec<(String, Value)> {
-    let output = run_ok(
-        Command::new(venv_tool("python"))
-            .args([
-                "-c",
-                "import json, sqlite3, sys\n\
-                 db = sqlite3.connect(sys.argv[1])\n\
-                 rows = db.execute('SELECT kind, detail FROM audit_events ORDER BY id').fetchall()\n\
-                 json.dump(rows, sys.stdout)",
-            ])
-            .arg(registry.data_dir().join("index.sqlite3")),
-    );
-    let rows: Vec<(String, String)> = serde_json::from_str(&output).expect("audit rows");
-    rows.into_iter()
-        .map(|(kind, detail)| (kind, serde_json::from_str(&detail).unwrap_or(Value::Null)))
-        .collect()
-}
-
 /// How many audit events of `kind` there are.
 fn count_events(events: &[(String, Value)], kind: &str) -> usize {
     events.iter().filter(|(event, _)| event == kind).count()
@@ -294,7 +275,7 @@ fn uv_publishes_a_new_project_through_a_pending_publisher_then_a_second_release(
 
     // Audited: the activation, the pinned owner id, two mints, and uv burning each minted
     // token once it has uploaded.
-    let events = audit_events(&registry);
+    let events = registry.audit_events();
     assert_eq!(count_events(&events, "oidc.publisher_activated"), 1);
     assert_eq!(count_events(&events, "oidc.publisher_pinned"), 1);
     assert_eq!(count_events(&events, "oidc.minted"), 2);
@@ -803,7 +784,7 @@ fn the_attack_matrix_is_refused_with_pypis_codes() {
 
     // Refusals are audited with their code; no JWT (every one starts
     // with `eyJ`, base64url of `{"`) reaches the audit trail or the log.
-    let events = audit_events(&registry);
+    let events = registry.audit_events();
     let codes: std::collections::BTreeSet<&str> = events
         .iter()
         .filter(|(kind, _)| kind == "oidc.mint_refused")
@@ -964,7 +945,7 @@ fn explain_mode_tells_an_unrelated_repository_nothing_of_another_projects_publis
             "the stranger sees '{private}': {body}"
         );
     }
-    let events = audit_events(&registry);
+    let events = registry.audit_events();
     let (_, detail) = events
         .iter()
         .rev()
@@ -1031,7 +1012,7 @@ fn racing_exchanges_of_one_pending_publisher_never_answer_unavailable() {
     }
     assert!(losers < racers, "nobody minted: {:?}", shown_all());
 
-    let events = audit_events(&registry);
+    let events = registry.audit_events();
     assert_eq!(
         count_events(&events, "oidc.publisher_activated"),
         1,
