@@ -1319,6 +1319,37 @@ fn admin_changes_are_public_events() {
     }
 }
 
+/// Issue #13: `wharf admin project create` against PostgreSQL (`--database-url`) while the
+/// cluster runs: a stdlib name an upload may not create is created for its owner, whose upload
+/// through a gateway then lands.
+#[test]
+fn an_operator_created_project_takes_its_owners_upload() {
+    let _serial = serial();
+    let cluster = Cluster::builder().start();
+    let token = cluster.user_with_token("vetted");
+    let wheel = WheelBuilder::new("importlib-metadata", "8.7.0").build();
+    let refused = upload(&cluster.gateway_url(0), &token, &wheel);
+    assert_eq!(
+        (refused.status, refused.reason.as_str()),
+        (
+            400,
+            "The name 'importlib-metadata' isn't allowed (conflict with Python Standard \
+             Library module name). See https://pypi.org/help/#project-name for more information."
+        ),
+        "{}",
+        refused.text()
+    );
+    let created = cluster.admin(&[
+        "project",
+        "create",
+        "importlib-metadata",
+        "--owner",
+        "vetted",
+    ]);
+    assert!(created.contains("created importlib-metadata"), "{created}");
+    assert_ok(&upload(&cluster.gateway_url(0), &token, &wheel), "upload");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Rate limits
 // ---------------------------------------------------------------------------------------------
