@@ -381,6 +381,23 @@ impl Drop for Registry {
     }
 }
 
+/// Every regular file under `dir` (recursively); empty if `dir` does not exist.
+pub fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files_under(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}
+
 /// A small Python project built into a wheel and an sdist with the real `build` frontend.
 #[derive(Debug)]
 pub struct BuiltProject {

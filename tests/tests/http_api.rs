@@ -5,14 +5,13 @@
 //! Also: a SIGTERM in the middle of an upload lets that upload finish.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::Value;
-use wharf_e2e::Registry;
 use wharf_e2e::dist::{Dist, Form, WheelBuilder, sha256_hex, token_auth};
 use wharf_e2e::raw_http::{RawResponse, request, request_paced};
+use wharf_e2e::{Registry, files_under};
 
 const PROJECT: &str = "Read_Side.Demo";
 const NORMALIZED: &str = "read-side-demo";
@@ -187,23 +186,6 @@ fn path_of<'a>(registry: &Registry, url: &'a str) -> &'a str {
     let base = registry.url();
     assert!(url.starts_with(&base), "{url} is not on {base}");
     &url[base.len()..]
-}
-
-/// Every regular file under `dir` (recursively); empty if `dir` does not exist.
-fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return found;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            found.extend(files_under(&path));
-        } else {
-            found.push(path);
-        }
-    }
-    found
 }
 
 fn staging_files(registry: &Registry) -> Vec<std::path::PathBuf> {

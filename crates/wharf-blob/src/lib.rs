@@ -255,6 +255,15 @@ impl BlobStore {
         }
     }
 
+    /// Every published object (files and their `.metadata`), in no particular order; the
+    /// in-progress parts of a local store's writes are not listed.
+    pub fn list_packages(&self) -> BoxStream<'static, Result<ObjectMeta, BlobError>> {
+        self.store
+            .list(Some(&Path::from(PACKAGES_PREFIX)))
+            .map_err(BlobError::from)
+            .boxed()
+    }
+
     /// Deletes an object; deleting a missing object is not an error.
     pub async fn delete(&self, key: &Path) -> Result<(), BlobError> {
         match self.store.delete(key).await {

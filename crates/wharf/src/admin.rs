@@ -75,6 +75,13 @@ enum AdminCommand {
         /// Release version.
         version: String,
     },
+    /// Check the index against the store: every file row has its object (and `.metadata`)
+    /// with the recorded size, SHA-256 and BLAKE2b-256, and every stored object has a row.
+    /// Lists each problem and exits non-zero if there is any.
+    Check {
+        #[command(flatten)]
+        store: crate::args::StoreArgs,
+    },
     /// Create an Ed25519 key pair for upload grants: `upload-grant.key` (private, mode 0600,
     /// for the verifier's --upload-grant-key-file) and `upload-grant.pub` (for the workers'
     /// --upload-grant-public-key-file) in DIR; prints the key id. Needs no database.
@@ -434,6 +441,10 @@ pub(crate) async fn run(args: AdminArgs) -> anyhow::Result<()> {
                 )
                 .await?;
             println!("unyanked {project} {version}");
+        }
+        AdminCommand::Check { store } => {
+            let blobs = wharf_app::open_store(&store.settings(&args.index.data_dir))?;
+            crate::admin_check::run(index.as_ref(), &blobs).await?;
         }
         AdminCommand::UploadGrantKey { .. } => unreachable!("handled before the index opens"),
     }
