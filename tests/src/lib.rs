@@ -155,6 +155,12 @@ impl Registry {
         )
     }
 
+    /// Starts `wharf serve` on a prepared `dir` (its `data` subdirectory holds the registry,
+    /// e.g. one `wharf admin restore` wrote) and waits until `/readyz` answers 200.
+    pub fn start_on(dir: tempfile::TempDir) -> Registry {
+        Registry::start_in(dir, &[], &[], None)
+    }
+
     /// Starts `wharf serve` on `data_dir` (its `data` subdirectory holds the registry).
     fn start_in(
         mut data_dir: tempfile::TempDir,

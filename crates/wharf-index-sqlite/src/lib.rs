@@ -70,6 +70,26 @@ impl SqliteIndex {
             .await?;
         Ok(SqliteIndex { pool, writer })
     }
+
+    /// Writes a consistent copy of the database to `dest` (which must not exist) while
+    /// writers go on: `VACUUM INTO` reads one snapshot in a read transaction, so the copy
+    /// holds every commit made before it started and none made after.
+    pub async fn snapshot_into(&self, dest: &Path) -> Result<(), IndexError> {
+        let dest = dest.to_str().ok_or_else(|| {
+            sqlx::Error::Configuration(format!("{} is not valid UTF-8", dest.display()).into())
+        })?;
+        sqlx::query("VACUUM INTO ?1")
+            .bind(dest)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Closes every connection (the last one checkpoints the WAL and removes its files).
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.pool.close().await;
+    }
 }
 
 /// [`Queries`] on a SQLite connection (a transaction of the writer, or a reader for

@@ -82,6 +82,26 @@ enum AdminCommand {
         #[command(flatten)]
         store: crate::args::StoreArgs,
     },
+    /// Back up the embedded registry into DIR (a new directory) while `wharf serve` runs:
+    /// a consistent snapshot of the SQLite index, every stored file it references (each
+    /// checked against its row) and the token key file. Written to a temporary sibling and
+    /// renamed at the end, so a killed backup never looks complete.
+    Backup {
+        /// The directory to create.
+        dir: std::path::PathBuf,
+        #[command(flatten)]
+        store: crate::args::StoreArgs,
+    },
+    /// Restore a backup made by `wharf admin backup` into --data-dir, which must be empty
+    /// (or --force) and not in use by a running `wharf serve`; checks the result as
+    /// `wharf admin check` does.
+    Restore {
+        /// The backup directory.
+        dir: std::path::PathBuf,
+        /// Replace the data directory's index, files and token key.
+        #[arg(long, env = "WHARF_RESTORE_FORCE")]
+        force: bool,
+    },
     /// Create an Ed25519 key pair for upload grants: `upload-grant.key` (private, mode 0600,
     /// for the verifier's --upload-grant-key-file) and `upload-grant.pub` (for the workers'
     /// --upload-grant-public-key-file) in DIR; prints the key id. Needs no database.
@@ -302,6 +322,17 @@ pub(crate) async fn run(args: AdminArgs) -> anyhow::Result<()> {
         println!("{key_id}");
         return Ok(());
     }
+    match &args.command {
+        AdminCommand::Backup { dir, store } => {
+            let blobs = wharf_app::open_store(&store.settings(&args.index.data_dir))?;
+            let (key_file, _) = args.token_key.path(default_token_key_file(&args.index))?;
+            return crate::admin_backup::backup(&args.index, &blobs, &key_file, dir).await;
+        }
+        AdminCommand::Restore { dir, force } => {
+            return crate::admin_backup::restore(&args.index, dir, *force).await;
+        }
+        _ => {}
+    }
     let index = args.index.open().await?;
     let bus: Option<Arc<dyn UploadBus>> = match &args.nats_url {
         Some(url) => {
@@ -446,7 +477,9 @@ pub(crate) async fn run(args: AdminArgs) -> anyhow::Result<()> {
             let blobs = wharf_app::open_store(&store.settings(&args.index.data_dir))?;
             crate::admin_check::run(index.as_ref(), &blobs).await?;
         }
-        AdminCommand::UploadGrantKey { .. } => unreachable!("handled before the index opens"),
+        AdminCommand::UploadGrantKey { .. }
+        | AdminCommand::Backup { .. }
+        | AdminCommand::Restore { .. } => unreachable!("handled before the index opens"),
     }
     Ok(())
 }

@@ -5,6 +5,7 @@
 //! Every flag has a `WHARF_…` environment twin.
 
 mod admin;
+mod admin_backup;
 mod admin_check;
 mod admin_oidc;
 mod args;

@@ -53,6 +53,8 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         index: args.index.settings(),
         bus: BusSettings::InProcess,
     };
+    // One registry per data directory; `wharf admin restore` refuses a locked one.
+    let _lock = crate::admin_backup::lock_data_dir(&args.index.data_dir)?;
     // Last, as it creates the default key file (beside the database) on the first start.
     let default_key_file = crate::args::default_token_key_file(&args.index.data_dir);
     settings.verifier.token_keys = args.token_key.load(Some(default_key_file))?;
