@@ -241,3 +241,15 @@ fn backup_under_publish_load_restores_every_acknowledged_file_byte_identical() {
     let after = Dist::wheel("Backup-Demo", "3.0");
     assert!(publish(&copy.url(), &token, &after));
 }
+
+#[test]
+fn a_second_serve_on_a_data_dir_in_use_is_refused() {
+    let registry = Registry::start();
+    let second = run_failing(
+        Command::new(wharf_binary())
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(registry.data_dir()),
+    );
+    assert!(second.contains("is in use"), "{second}");
+    assert!(second.contains("serve.lock"), "{second}");
+}
