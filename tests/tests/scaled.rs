@@ -34,7 +34,7 @@ use wharf_e2e::dist::{
 };
 use wharf_e2e::raw_http::{RawResponse, request, request_paced};
 use wharf_e2e::tls::TestCa;
-use wharf_e2e::{fresh_venv, run_ok, squash};
+use wharf_e2e::{fresh_venv, run_failing, run_ok, squash};
 use wharf_proto::v1::OidcAudienceRequest;
 use wharf_proto::v1::verifier_client::VerifierClient;
 
@@ -420,6 +420,22 @@ fn an_upload_on_one_gateway_is_visible_on_the_other() {
         Command::new(&python).args(["-c", "import replica_demo; print(replica_demo.hello())"]),
     );
     assert_eq!(greeting.trim(), "hello through gateway 1");
+
+    // `wharf admin check` on PostgreSQL and the bucket: the two wheels and their metadata
+    // agree with their rows; an object altered behind Wharf's back is named.
+    let store = cluster.store_args();
+    let report = run_ok(cluster.admin_command().arg("check").args(&store));
+    assert!(
+        report.contains("checked 2 file(s): 4 object(s)") && report.contains("; 0 problem(s)"),
+        "{report}"
+    );
+    let key = store_key(url);
+    cluster.put_store_object(&key, b"altered behind wharf's back");
+    let failed = run_failing(cluster.admin_command().arg("check").args(&store));
+    assert!(
+        failed.contains(&format!("PROBLEM {key}: size ")) && failed.contains("; 3 problem(s)"),
+        "{failed}"
+    );
 }
 
 #[test]

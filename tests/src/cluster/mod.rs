@@ -643,19 +643,25 @@ impl Cluster {
 
     /// Runs `wharf admin <args>` against the cluster's database; returns stdout (trimmed).
     pub fn admin(&self, args: &[&str]) -> String {
-        run_ok(
-            Command::new(wharf_binary())
-                .arg("admin")
-                .arg("--data-dir")
-                .arg(self.dir.path().join("data-admin"))
-                .arg("--database-url")
-                .arg(self.database.url())
-                .arg("--token-key-file")
-                .arg(self.dir.path().join("token-key"))
-                .args(args),
-        )
-        .trim()
-        .to_owned()
+        run_ok(self.admin_command().args(args)).trim().to_owned()
+    }
+
+    /// `wharf admin` against this cluster's database (and, given its [`Cluster::store_args`],
+    /// its bucket), for the arguments to follow.
+    pub fn admin_command(&self) -> Command {
+        let mut command = Command::new(wharf_binary());
+        command
+            .arg("admin")
+            .arg("--data-dir")
+            .arg(self.dir.path().join("data-admin"))
+            .arg("--database-url")
+            .arg(self.database.url())
+            .arg("--token-key-file")
+            .arg(self.dir.path().join("token-key"))
+            .env("AWS_ACCESS_KEY_ID", "wharf-e2e")
+            .env("AWS_SECRET_ACCESS_KEY", "wharf-e2e")
+            .env("AWS_REGION", "us-east-1");
+        command
     }
 
     /// Creates a user and returns a fresh API token for it.
