@@ -606,3 +606,92 @@ fn a_publish_and_a_refusal_each_log_one_line_with_the_clients_trace_id() {
     assert!(!log.contains("not-a-jwt-but-secret-3f9a"), "{log}");
     assert!(!log.contains(&token), "{log}");
 }
+
+/// The access lines (`--access-log`, target `wharf::access`) in `registry`'s log of the
+/// request whose trace is `trace_id`, once at least one is there: each is written when its
+/// response body has been sent.
+fn access_lines(registry: &Registry, trace_id: &str) -> Vec<String> {
+    log_lines_of(registry, trace_id, " wharf::access: ")
+}
+
+#[test]
+fn the_access_log_has_one_line_per_request_with_the_clients_trace_id_and_no_secret() {
+    const QUERY_SECRET: &str = "query-secret-5b1e";
+    const AUTH_SECRET: &str = "Basic YWNjZXNzLXNlY3JldC03YzQ=";
+    let registry = Registry::start_with(&["--access-log", "--client-ip-header", "X-Forwarded-For"]);
+    let token = registry.user_with_token("alice", &[]);
+    let proxied = [
+        ("X-Forwarded-For", "198.51.100.1, 203.0.113.7"),
+        ("Authorization", AUTH_SECRET),
+    ];
+
+    // A simple page, asked with a query string and credentials that must not be logged.
+    let page = request(
+        &registry.url(),
+        "GET",
+        &format!("/simple/?token={QUERY_SECRET}"),
+        &proxied,
+        b"",
+    );
+    assert_eq!(page.status, 200, "{}", page.text());
+    // A refused upload (a token that is no token).
+    let dist = Dist::wheel("Access-Demo", "1.0");
+    let refused = upload(&registry, "pypi-not-a-token-at-all", &dist.form());
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    // No route.
+    let missing = request(&registry.url(), "GET", "/no/such/page", &proxied, b"");
+    assert_eq!(missing.status, 404);
+    // A download, streamed from the store.
+    assert_eq!(upload(&registry, &token, &dist.form()).status, 200);
+    let path = format!("/packages/{}", dist.digests().storage_path(&dist.filename));
+    let download = request(&registry.url(), "GET", &path, &[], b"");
+    assert_eq!(download.status, 200);
+
+    for (response, method, route, status, bytes) in [
+        (&page, "GET", "/simple/", 200, page.body.len()),
+        (&refused, "POST", "/legacy/", 403, refused.body.len()),
+        (&missing, "GET", "", 404, missing.body.len()),
+        (&download, "GET", "/packages/{*path}", 200, dist.size()),
+    ] {
+        let trace_id = trace_id_of(response);
+        let lines = access_lines(&registry, &trace_id);
+        assert_eq!(lines.len(), 1, "{lines:#?}\n{}", registry.log());
+        for field in [
+            " INFO ".to_owned(),
+            format!("method={method}"),
+            format!("route=\"{route}\""),
+            format!("status={status}"),
+            format!("bytes={bytes}"),
+            "duration_ms=".to_owned(),
+            "complete=true".to_owned(),
+            format!(" trace_id={trace_id} "),
+        ] {
+            assert!(lines[0].contains(&field), "{field:?} missing: {}", lines[0]);
+        }
+    }
+    // The client IP as the gateway determines it: the trusted header's last entry, else the
+    // peer.
+    let page_line = &access_lines(&registry, &trace_id_of(&page))[0];
+    assert!(page_line.contains("client_ip=203.0.113.7"), "{page_line}");
+    let download_line = &access_lines(&registry, &trace_id_of(&download))[0];
+    assert!(
+        download_line.contains("client_ip=127.0.0.1"),
+        "{download_line}"
+    );
+
+    let log = registry.log();
+    // One line per request (the two uploads, the two pages, the download), none of a probe.
+    assert_eq!(log.matches(" wharf::access: ").count(), 5, "{log}");
+    for secret in [QUERY_SECRET, AUTH_SECRET, "YWNjZXNzLXNlY3JldC03YzQ", &token] {
+        assert!(!log.contains(secret), "the log contains {secret:?}:\n{log}");
+    }
+
+    // Off by default: the same requests leave no access line (each is written before the
+    // connection closes, so a response read to its end would have left one).
+    let quiet = Registry::start();
+    for path in ["/simple/", "/no/such/page"] {
+        let response = request(&quiet.url(), "GET", path, &[], b"");
+        trace_id_of(&response);
+    }
+    assert!(!quiet.log().contains("wharf::access"), "{}", quiet.log());
+}

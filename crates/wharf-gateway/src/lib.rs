@@ -6,6 +6,7 @@
 //! verifier over gRPC. Uploads stream to a staging object; a storage worker, reached through
 //! the bus, verifies and publishes them while the gateway waits for its answer.
 
+mod access_log;
 mod files;
 pub mod form;
 mod json_api;
@@ -87,6 +88,9 @@ pub struct GatewaySettings {
     pub default_scheme: &'static str,
     /// Rate limits on uploads and token exchanges (all off by default).
     pub rate_limits: RateLimits,
+    /// Write one INFO line per request under the log target `wharf::access` (method, route,
+    /// status, duration, bytes, client IP, in the request's trace).
+    pub access_log: bool,
 }
 
 impl Default for GatewaySettings {
@@ -104,6 +108,7 @@ impl Default for GatewaySettings {
             request_timeout: Duration::from_secs(60),
             default_scheme: "http",
             rate_limits: RateLimits::default(),
+            access_log: false,
         }
     }
 }
@@ -200,8 +205,11 @@ impl Gateway {
         uploads
             .merge(small)
             // One server span per request, continuing the caller's trace (W3C `traceparent`),
-            // and the trace id in the `X-Wharf-Trace-Id` response header.
-            .layer(axum::middleware::from_fn(tracing_layer::trace_request))
+            // and the trace id in the `X-Wharf-Trace-Id` response header; the access log.
+            .layer(axum::middleware::from_fn_with_state(
+                self.settings.clone(),
+                tracing_layer::trace_request,
+            ))
             .with_state(self)
     }
 }

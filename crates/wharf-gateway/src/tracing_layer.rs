@@ -3,12 +3,18 @@
 //! semantic conventions, and puts the trace id in the `X-Wharf-Trace-Id` response header so
 //! an operator can go from a failed client run to its trace.
 
-use axum::extract::{MatchedPath, Request};
+use std::sync::Arc;
+
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
 use wharf_telemetry::{TRACE_ID_HEADER, propagation};
+
+use crate::GatewaySettings;
+use crate::access_log::AccessRecord;
+use crate::rate_limit::client_ip;
 
 /// Paths polled by probes and scrapers: not worth a trace each.
 fn is_probe(path: &str) -> bool {
@@ -39,7 +45,13 @@ fn route_of(request: &Request) -> Option<String> {
     Some(route.to_owned())
 }
 
-pub(crate) async fn trace_request(request: Request, next: Next) -> Response {
+/// Opens the request's server span, answers its trace id in `X-Wharf-Trace-Id`, and with
+/// `settings.access_log` writes its access line (see [`crate::access_log`]).
+pub(crate) async fn trace_request(
+    State(settings): State<Arc<GatewaySettings>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let path = request.uri().path().to_owned();
     if is_probe(&path) {
         return next.run(request).await;
@@ -62,6 +74,15 @@ pub(crate) async fn trace_request(request: Request, next: Next) -> Response {
     );
     propagation::set_parent(&span, propagation::extract_http_headers(request.headers()));
     let trace_id = span.in_scope(wharf_telemetry::current_trace_id);
+    // Dropped with this future if no response is made.
+    let access = settings.access_log.then(|| {
+        let ip = client_ip(
+            &settings.rate_limits,
+            request.headers(),
+            request.extensions(),
+        );
+        AccessRecord::start(span.clone(), method.clone(), route.clone(), ip)
+    });
     let mut response = next.run(request).instrument(span.clone()).await;
     let status = response.status();
     span.record("http.response.status_code", status.as_u16());
@@ -71,7 +92,10 @@ pub(crate) async fn trace_request(request: Request, next: Next) -> Response {
     if let Some(value) = trace_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
         response.headers_mut().insert(TRACE_ID_HEADER, value);
     }
-    response
+    match access {
+        Some(access) => access.into_response(response),
+        None => response,
+    }
 }
 
 #[cfg(test)]

@@ -84,6 +84,11 @@ pub(crate) struct UploadArgs {
     /// a proxy, or clients choose their own address.
     #[arg(long, env = "WHARF_CLIENT_IP_HEADER")]
     client_ip_header: Option<String>,
+    /// Write one INFO line per request under the log target wharf::access: method, route
+    /// template (never the query string or a header), status, duration, bytes sent, client
+    /// IP and the trace id of X-Wharf-Trace-Id.
+    #[arg(long, env = "WHARF_ACCESS_LOG")]
+    access_log: bool,
     /// Most parts (fields and the file) in one upload form.
     #[arg(long, env = "WHARF_MAX_FORM_PARTS", default_value_t = 1000)]
     max_form_parts: usize,
@@ -182,6 +187,7 @@ impl UploadArgs {
             body_idle_timeout: self.body_idle_timeout,
             request_timeout: self.request_timeout,
             upload_min_rate: self.upload_min_rate,
+            access_log: self.access_log,
             ..GatewaySettings::default()
         })
     }
