@@ -168,38 +168,31 @@ impl Drop for AccessLogBody {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, Mutex};
-
     use http_body_util::BodyExt;
 
-    /// The log lines written while `record` runs on this thread.
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().expect("lock").extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
+    /// The access lines written while the guard lives, on this thread.
+    struct Captured {
+        log: wharf_telemetry::CapturedLog,
+        _guard: tracing::subscriber::DefaultGuard,
     }
 
     impl Captured {
-        fn install(&self) -> tracing::subscriber::DefaultGuard {
-            let writer = self.clone();
-            tracing::subscriber::set_default(
-                tracing_subscriber::fmt()
-                    .with_ansi(false)
-                    .with_writer(move || writer.clone())
-                    .finish(),
-            )
+        fn install() -> Captured {
+            let log = wharf_telemetry::CapturedLog::default();
+            let subscriber = tracing_subscriber::fmt()
+                .with_ansi(false)
+                .with_writer(log.clone())
+                .finish();
+            Captured {
+                log,
+                _guard: tracing::subscriber::set_default(subscriber),
+            }
         }
 
         fn lines(&self) -> Vec<String> {
-            let text = String::from_utf8(self.0.lock().expect("lock").clone()).expect("utf-8");
-            text.lines()
+            self.log
+                .text()
+                .lines()
                 .filter(|line| line.contains("wharf::access"))
                 .map(str::to_owned)
                 .collect()
@@ -226,8 +219,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_body_sent_whole_is_one_complete_line() {
-        let captured = Captured::default();
-        let _guard = captured.install();
+        let captured = Captured::install();
         let body = record().into_response(streamed()).into_body();
         assert_eq!(body.collect().await.expect("body").to_bytes(), "abcd");
         let lines = captured.lines();
@@ -246,8 +238,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_client_leaving_during_the_body_is_one_incomplete_line() {
-        let captured = Captured::default();
-        let _guard = captured.install();
+        let captured = Captured::install();
         let mut body = record().into_response(streamed()).into_body();
         body.frame().await.expect("a frame").expect("data");
         drop(body);
@@ -259,8 +250,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_request_dropped_before_its_response_is_one_line_with_499() {
-        let captured = Captured::default();
-        let _guard = captured.install();
+        let captured = Captured::install();
         drop(record());
         let lines = captured.lines();
         assert_eq!(lines.len(), 1, "{lines:#?}");
@@ -270,8 +260,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_body_stopped_at_its_content_length_is_complete() {
-        let captured = Captured::default();
-        let _guard = captured.install();
+        let captured = Captured::install();
         let mut response = streamed();
         response
             .headers_mut()

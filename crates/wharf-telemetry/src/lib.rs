@@ -16,6 +16,8 @@
 //!   `OTEL_METRIC_EXPORT_INTERVAL` milliseconds (default 60 000);
 //! - [`Redacted`]: a wrapper for secrets that never shows them.
 
+#[cfg(any(test, feature = "test-support"))]
+mod capture;
 mod grpc;
 mod metrics;
 pub mod propagation;
@@ -34,6 +36,8 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 
+#[cfg(any(test, feature = "test-support"))]
+pub use capture::CapturedLog;
 pub use grpc::{ClientEnd, GrpcClientTrace, GrpcServerTrace, GrpcTrace, ServerEnd, TraceEnd};
 pub use metrics::{ConsumerBacklog, METRICS_CONTENT_TYPE, Metrics, PoolUsage, Stage, UploadResult};
 pub use redact::Redacted;
@@ -346,24 +350,9 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, Mutex};
-
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().expect("lock").extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
 
     fn capture(json: bool, emit: impl FnOnce()) -> String {
-        let captured = Captured::default();
-        let writer = captured.clone();
+        let captured = CapturedLog::default();
         let provider = SdkTracerProvider::builder().build();
         let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer("test"));
         let registry = tracing_subscriber::registry().with(otel);
@@ -375,7 +364,7 @@ mod tests {
                         inner: format,
                         json: true,
                     })
-                    .with_writer(move || writer.clone()),
+                    .with_writer(captured.clone()),
             );
             tracing::subscriber::with_default(subscriber, emit);
         } else {
@@ -386,12 +375,11 @@ mod tests {
                         inner: format,
                         json: false,
                     })
-                    .with_writer(move || writer.clone()),
+                    .with_writer(captured.clone()),
             );
             tracing::subscriber::with_default(subscriber, emit);
         }
-        let bytes = captured.0.lock().expect("lock").clone();
-        String::from_utf8(bytes).expect("utf-8 log")
+        captured.text()
     }
 
     #[test]

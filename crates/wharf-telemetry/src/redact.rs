@@ -56,26 +56,14 @@ mod tests {
 
     #[test]
     fn a_secret_recorded_in_a_span_field_is_redacted() {
-        use std::sync::{Arc, Mutex};
+        use crate::CapturedLog;
         use tracing_subscriber::layer::SubscriberExt;
 
-        #[derive(Clone, Default)]
-        struct Captured(Arc<Mutex<Vec<u8>>>);
-        impl std::io::Write for Captured {
-            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().expect("lock").extend_from_slice(buf);
-                Ok(buf.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let captured = Captured::default();
-        let writer = captured.clone();
+        let captured = CapturedLog::default();
         let subscriber = tracing_subscriber::registry().with(
             tracing_subscriber::fmt::layer()
                 .with_ansi(false)
-                .with_writer(move || writer.clone()),
+                .with_writer(captured.clone()),
         );
         let jwt = Redacted::new("eyJhbGciOiJSUzI1NiJ9.e30.c2ln".to_owned());
         tracing::subscriber::with_default(subscriber, || {
@@ -83,7 +71,7 @@ mod tests {
             let _entered = span.enter();
             tracing::info!(token = ?jwt, "exchanging");
         });
-        let output = String::from_utf8(captured.0.lock().expect("lock").clone()).expect("utf-8");
+        let output = captured.text();
         assert!(output.contains("[redacted]"), "{output}");
         assert!(!output.contains("eyJ"), "{output}");
     }
