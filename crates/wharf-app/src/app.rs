@@ -31,26 +31,47 @@ use crate::server::{
 };
 use crate::supervisor::Supervisor;
 
+/// The gateway's public HTTP listener (embedded and scaled alike): where, whether over TLS,
+/// and how long and how many connections it holds.
+#[derive(Debug, Clone)]
+pub struct PublicListener {
+    /// Address to listen on (port 0: any free port).
+    pub listen: SocketAddr,
+    /// HTTPS, or plain HTTP when `None`.
+    pub tls: Option<RustlsConfig>,
+    /// Close a connection whose request headers are not complete after this long, or with
+    /// no request in flight for as long.
+    pub header_read_timeout: Duration,
+    /// Connections served at once (default: derived from the file limit).
+    pub max_connections: Option<usize>,
+}
+
+impl PublicListener {
+    /// The scheme of links built without a public URL.
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
+    /// Binds the gateway's router here, with the connection limits.
+    fn bind(self, router: axum::Router) -> anyhow::Result<BoundServer> {
+        let limits = ConnectionLimits::new(self.header_read_timeout, self.max_connections);
+        BoundServer::bind(self.listen, self.tls, router, Some(limits))
+    }
+}
+
 /// Settings of the embedded mode (`wharf serve`): every service in one process.
 #[derive(Debug, Clone)]
 pub struct EmbeddedSettings {
-    /// Address to listen on (port 0: any free port).
-    pub listen: SocketAddr,
+    /// The public HTTP listener.
+    pub http: PublicListener,
     /// Where the index lives.
     pub index: IndexSettings,
     /// Where published files live.
     pub store: StoreSettings,
     /// The bus between the gateway and the worker (in-process unless a test asks for NATS).
     pub bus: BusSettings,
-    /// HTTPS, or plain HTTP when `None`.
-    pub tls: Option<RustlsConfig>,
     /// The gateway's limits and links.
     pub gateway: GatewaySettings,
-    /// Close a connection whose request headers are not complete after this long, or with
-    /// no request in flight for as long.
-    pub header_read_timeout: Duration,
-    /// Connections served at once (default: derived from the file limit).
-    pub max_connections: Option<usize>,
     /// The verifier's policy.
     pub verifier: VerifierSettings,
     /// How the storage worker works.
@@ -60,8 +81,8 @@ pub struct EmbeddedSettings {
 /// Settings of a scaled gateway (`wharf gateway`).
 #[derive(Debug, Clone)]
 pub struct GatewayProcessSettings {
-    /// Address to listen on (the public HTTP API).
-    pub listen: SocketAddr,
+    /// The public HTTP listener.
+    pub http: PublicListener,
     /// The gRPC client of the verifier (connected lazily).
     pub verifier: VerifierGrpc,
     /// How the verifier is named in the logs.
@@ -72,15 +93,8 @@ pub struct GatewayProcessSettings {
     pub store: StoreSettings,
     /// The bus to the workers.
     pub bus: BusSettings,
-    /// HTTPS, or plain HTTP when `None`.
-    pub tls: Option<RustlsConfig>,
     /// The gateway's limits and links.
     pub gateway: GatewaySettings,
-    /// Close a connection whose request headers are not complete after this long, or with
-    /// no request in flight for as long.
-    pub header_read_timeout: Duration,
-    /// Connections served at once (default: derived from the file limit).
-    pub max_connections: Option<usize>,
 }
 
 /// Settings of a scaled verifier (`wharf verifier`).
@@ -202,14 +216,11 @@ impl App {
     /// removed first.
     pub async fn embedded(settings: EmbeddedSettings) -> anyhow::Result<App> {
         let EmbeddedSettings {
-            listen,
+            http,
             index,
             store,
             bus,
-            tls,
             mut gateway,
-            header_read_timeout,
-            max_connections,
             mut verifier,
             mut worker,
         } = settings;
@@ -225,9 +236,7 @@ impl App {
                 ConfigError("--staging-max-age must exceed --upload-timeout".to_owned()).into(),
             );
         }
-        if tls.is_some() {
-            gateway.default_scheme = "https";
-        }
+        gateway.default_scheme = http.scheme();
         let data_dir = index.data_dir.display().to_string();
         let index = open_index(&index).await?;
         prepare_token_keys(index.as_ref(), &verifier).await?;
@@ -261,8 +270,7 @@ impl App {
         let storage_worker =
             StorageWorker::new(Arc::clone(&index), blobs.clone(), Arc::clone(&bus), worker)
                 .with_metrics(metrics.clone());
-        let limits = ConnectionLimits::new(header_read_timeout, max_connections);
-        let server = BoundServer::bind(listen, tls, gateway.router(), Some(limits))?;
+        let server = http.bind(gateway.router())?;
         let local_addr = server.address;
 
         let mut supervisor = Supervisor::new();
@@ -300,9 +308,7 @@ impl App {
     pub async fn gateway(settings: GatewayProcessSettings) -> anyhow::Result<App> {
         let verifier_url = settings.verifier_url.clone();
         let mut gateway = settings.gateway;
-        if settings.tls.is_some() {
-            gateway.default_scheme = "https";
-        }
+        gateway.default_scheme = settings.http.scheme();
         let index = open_index(&settings.index).await?;
         let blobs = open_store(&settings.store)?;
         let bus = open_bus(&settings.bus).await?;
@@ -316,15 +322,7 @@ impl App {
         )
         .with_metrics(metrics.clone())
         .router();
-        let server = BoundServer::bind(
-            settings.listen,
-            settings.tls,
-            router,
-            Some(ConnectionLimits::new(
-                settings.header_read_timeout,
-                settings.max_connections,
-            )),
-        )?;
+        let server = settings.http.bind(router)?;
         let local_addr = server.address;
         let mut supervisor = Supervisor::new();
         server.supervise(&mut supervisor, "gateway");

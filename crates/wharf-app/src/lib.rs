@@ -19,7 +19,7 @@ pub use adapters::{
     BusSettings, ConfigError, IndexSettings, StoreSettings, open_bus, open_index, open_store,
 };
 pub use app::{
-    App, EmbeddedSettings, GatewayProcessSettings, Parts, VerifierProcessSettings,
+    App, EmbeddedSettings, GatewayProcessSettings, Parts, PublicListener, VerifierProcessSettings,
     WorkerProcessSettings,
 };
 pub use supervisor::Supervisor;

@@ -17,7 +17,7 @@ use wharf_verifier::{TokenKeys, TokenRequest, VerifierSettings, mint_user_token}
 use wharf_worker::WorkerSettings;
 
 use crate::adapters::{BusSettings, IndexSettings, StoreSettings};
-use crate::app::{App, EmbeddedSettings};
+use crate::app::{App, EmbeddedSettings, PublicListener};
 
 /// The PostgreSQL server fresh databases are created on (`WHARF_TEST_POSTGRES_URL`
 /// overrides it).
@@ -113,17 +113,19 @@ impl TestAppBuilder {
             }
         };
         let settings = EmbeddedSettings {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            http: PublicListener {
+                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                tls: None,
+                header_read_timeout: Duration::from_secs(30),
+                max_connections: None,
+            },
             index: IndexSettings {
                 data_dir: dir.path().to_path_buf(),
                 database_url: database.as_ref().map(|database| database.url.clone()),
             },
             store,
             bus,
-            tls: None,
             gateway: self.gateway,
-            header_read_timeout: Duration::from_secs(30),
-            max_connections: None,
             verifier: self.verifier,
             worker: self.worker,
         };

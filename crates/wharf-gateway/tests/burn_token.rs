@@ -6,8 +6,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use wharf_app::TestApp;
 use wharf_e2e::dist::Dist;
-use wharf_index::{NewPublisher, NewToken, RateLimit};
+use wharf_index::RateLimit;
 use wharf_verifier::TOKEN_PREFIX;
+use wharf_verifier::test_support::store_minted_token;
 
 /// A publisher of `project` and a token minted for it, stored as trusted publishing stores
 /// them; answers the token's identifier and its text.
@@ -18,41 +19,13 @@ async fn minted_token(app: &TestApp, project: &str) -> (String, String) {
         .await
         .expect("the index")
         .expect("the project");
-    index
-        .insert_publisher(&NewPublisher {
-            id: "pub-burn".to_owned(),
-            kind: "github".to_owned(),
-            issuer_url: "https://token.actions.githubusercontent.com".to_owned(),
-            policy: r#"{"repository":"octo/demo","workflow":"release.yml"}"#.to_owned(),
-            label: "burn".to_owned(),
-            token_ttl_seconds: Some(900),
-            pending_project_name: None,
-            pending_project_ultranormalized: None,
-            pending_user_id: None,
-            project_ids: vec![project.id],
-            created_at: 0,
-        })
-        .await
-        .expect("the publisher");
-    let id = uuid::Uuid::new_v4().to_string();
-    let root_key = [9_u8; 32];
-    let now = jiff::Timestamp::now().as_second();
-    index
-        .insert_token(&NewToken {
-            id: id.clone(),
-            user_id: None,
-            publisher_id: Some("pub-burn".to_owned()),
-            additional: None,
-            description: String::new(),
-            root_key: app.token_keys().seal(&id, &root_key),
-            caveats: Vec::new(),
-            created_at: now,
-            expires_at: Some(now + 900),
-        })
-        .await
-        .expect("the token");
-    let macaroon = wharf_macaroon::Macaroon::new("wharf", id.as_bytes(), &root_key);
-    (id, wharf_macaroon::encode_token(TOKEN_PREFIX, &macaroon))
+    store_minted_token(
+        index.as_ref(),
+        app.token_keys(),
+        vec![project.id],
+        &[9_u8; 32],
+    )
+    .await
 }
 
 /// `POST /_/oidc/burn-token` of `token`.

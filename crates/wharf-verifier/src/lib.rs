@@ -6,6 +6,8 @@
 //! format (see `wharf-macaroon`); their root keys live in the index database, sealed under a
 //! token key the database does not hold ([`TokenKeys`]).
 
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support;
 mod token_key;
 mod tokens;
 mod trusted;
@@ -1085,42 +1087,13 @@ mod tests {
 
     /// A minted (publisher) token stored in the index with `root_key`, and its text.
     async fn minted_token(fixture: &Fixture, root_key: &[u8]) -> (String, String) {
-        fixture
-            .index
-            .insert_publisher(&wharf_index::NewPublisher {
-                id: "pub-burn".to_owned(),
-                kind: "github".to_owned(),
-                issuer_url: "https://token.actions.githubusercontent.com".to_owned(),
-                policy: r#"{"repository":"octo/demo","workflow":"release.yml"}"#.to_owned(),
-                label: "burn".to_owned(),
-                token_ttl_seconds: Some(900),
-                pending_project_name: None,
-                pending_project_ultranormalized: None,
-                pending_user_id: None,
-                project_ids: Vec::new(),
-                created_at: 0,
-            })
-            .await
-            .expect("publisher");
-        let id = uuid::Uuid::new_v4().to_string();
-        let now = jiff::Timestamp::now().as_second();
-        fixture
-            .index
-            .insert_token(&NewToken {
-                id: id.clone(),
-                user_id: None,
-                publisher_id: Some("pub-burn".to_owned()),
-                additional: None,
-                description: String::new(),
-                root_key: fixture.keys.seal(&id, root_key),
-                caveats: Vec::new(),
-                created_at: now,
-                expires_at: Some(now + 900),
-            })
-            .await
-            .expect("token");
-        let macaroon = wharf_macaroon::Macaroon::new("wharf", id.as_bytes(), root_key);
-        (id, wharf_macaroon::encode_token(TOKEN_PREFIX, &macaroon))
+        crate::test_support::store_minted_token(
+            fixture.index.as_ref(),
+            &fixture.keys,
+            Vec::new(),
+            root_key,
+        )
+        .await
     }
 
     #[tokio::test]

@@ -98,7 +98,7 @@ pub(crate) struct UploadArgs {
     /// Close a connection whose request headers are not complete after this long, or with no
     /// request in flight for as long (HTTP/1 keep-alive and HTTP/2).
     #[arg(long, env = "WHARF_HEADER_READ_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
-    pub(crate) header_read_timeout: Duration,
+    header_read_timeout: Duration,
     /// Answer 408 to a request (any but an upload) not answered within this long, its body
     /// included.
     #[arg(long, env = "WHARF_REQUEST_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
@@ -107,13 +107,28 @@ pub(crate) struct UploadArgs {
     /// each --body-idle-timeout.
     #[arg(long, env = "WHARF_UPLOAD_MIN_RATE", default_value = "1KiB", value_parser = parse_size)]
     upload_min_rate: u64,
-    /// Connections served at once; more are closed on arrival (default: the file limit,
-    /// raised to its hard limit, less an eighth kept for the database and the store).
+    /// Connections served at once; one more closes the oldest idle connection, else the oldest
+    /// (default: the file limit, raised to its hard limit, less an eighth kept for the
+    /// database and the store).
     #[arg(long, env = "WHARF_MAX_CONNECTIONS")]
-    pub(crate) max_connections: Option<usize>,
+    max_connections: Option<usize>,
 }
 
 impl UploadArgs {
+    /// The gateway's public listener on `listen`, with these connection limits.
+    pub(crate) fn listener(
+        &self,
+        listen: std::net::SocketAddr,
+        tls: Option<axum_server::tls_rustls::RustlsConfig>,
+    ) -> wharf_app::PublicListener {
+        wharf_app::PublicListener {
+            listen,
+            tls,
+            header_read_timeout: self.header_read_timeout,
+            max_connections: self.max_connections,
+        }
+    }
+
     /// The rate limits, after checking the flags; `profile` gives the abuse limits' defaults.
     fn rate_limits(&self, profile: Profile) -> Result<RateLimits, ConfigError> {
         let defaults = profile.abuse_defaults();

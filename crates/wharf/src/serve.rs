@@ -42,13 +42,10 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let profile = args.profile.profile;
     // Every flag is checked before anything is opened or bound.
     let mut settings = EmbeddedSettings {
-        listen: args.listen,
+        http: args.upload.listener(args.listen, args.tls.load()?),
         gateway: args.upload.settings(profile)?,
         verifier: args.verifier.settings(profile)?,
         worker: args.worker.settings()?,
-        tls: args.tls.load()?,
-        header_read_timeout: args.upload.header_read_timeout,
-        max_connections: args.upload.max_connections,
         store: wharf_app::adapters::local_store_in(&args.index.data_dir),
         index: args.index.settings(),
         bus: BusSettings::InProcess,

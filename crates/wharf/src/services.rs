@@ -165,13 +165,10 @@ pub(crate) async fn run_gateway(args: GatewayArgs) -> anyhow::Result<()> {
     args.config.announce();
     args.profile.announce();
     let settings = GatewayProcessSettings {
-        listen: args.listen,
+        http: args.upload.listener(args.listen, args.tls.load()?),
         gateway: args.upload.settings(args.profile.profile)?,
-        tls: args.tls.load()?,
         verifier: args.verifier.client()?,
         verifier_url: args.verifier.url.clone(),
-        header_read_timeout: args.upload.header_read_timeout,
-        max_connections: args.upload.max_connections,
         store: args.store.settings(&args.index.data_dir),
         index: args.index.settings(),
         bus: args.nats.settings(),
